@@ -1,0 +1,78 @@
+"""The small runtime: TFLite bundle + safe image decoding, no TensorFlow.
+
+    from inference import Classifier
+    clf = Classifier.load("bundles/int8", num_threads=2)
+    print(clf.predict_file("shirt.jpg").to_dict())
+"""
+
+from inference._bundle import (
+    MANIFEST_FILENAME,
+    MODEL_FILENAME,
+    SCHEMA_VERSION,
+    Bundle,
+    Manifest,
+    read_bundle,
+    sha256_file,
+)
+from inference._classifier import Classifier, InferenceConfig, Prediction, softmax
+from inference._decode import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, decode_image, load_image, to_rgb
+from inference._errors import (
+    BundleError,
+    CorruptImageError,
+    FetchError,
+    FetchTimeoutError,
+    ImageTooLargeError,
+    InferenceError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    RuntimeUnavailableError,
+    UnsupportedFormatError,
+    URLNotAllowedError,
+)
+from inference._runtime import RuntimeInfo, make_interpreter
+from inference.preprocess import (
+    MIN_IMAGE_SIZE,
+    PREPROCESSING,
+    RESIZE,
+    check_image_size,
+    preprocess_file,
+    preprocess_image,
+)
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "DEFAULT_MAX_PIXELS",
+    "MANIFEST_FILENAME",
+    "MIN_IMAGE_SIZE",
+    "MODEL_FILENAME",
+    "PREPROCESSING",
+    "RESIZE",
+    "SCHEMA_VERSION",
+    "Bundle",
+    "BundleError",
+    "Classifier",
+    "CorruptImageError",
+    "FetchError",
+    "FetchTimeoutError",
+    "ImageTooLargeError",
+    "InferenceConfig",
+    "InferenceError",
+    "InvalidRequestError",
+    "Manifest",
+    "PayloadTooLargeError",
+    "Prediction",
+    "RuntimeInfo",
+    "RuntimeUnavailableError",
+    "URLNotAllowedError",
+    "UnsupportedFormatError",
+    "check_image_size",
+    "decode_image",
+    "load_image",
+    "make_interpreter",
+    "preprocess_file",
+    "preprocess_image",
+    "read_bundle",
+    "sha256_file",
+    "softmax",
+    "to_rgb",
+]

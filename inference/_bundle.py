@@ -1,0 +1,144 @@
+"""A model bundle: `model.tflite` + `manifest.json`, written by `python -m convert`.
+
+The manifest is everything the runtime needs besides the model. Its fields
+(schema 1):
+
+    schema_version        1
+    labels                class names in output order
+    image_size            square input side in pixels
+    preprocessing         "xception"
+    resize                "nearest"
+    output                "logits"
+    variant               "float32" | "float16" | "dynamic" | "int8" | ...
+    model_sha256          sha256 of model.tflite
+    source_model_sha256   sha256 of the Keras model it was converted from
+    converter             {"tensorflow": "2.21.0", ...}
+    created_at            ISO 8601 UTC time
+    operators             [{"name": "CONV_2D", "version": 3}, ...]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inference._errors import BundleError
+from inference.preprocess import PREPROCESSING, RESIZE
+
+MODEL_FILENAME = "model.tflite"
+MANIFEST_FILENAME = "manifest.json"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Manifest:
+    labels: tuple[str, ...]
+    image_size: int
+    variant: str
+    model_sha256: str
+    source_model_sha256: str = ""
+    preprocessing: str = PREPROCESSING
+    resize: str = RESIZE
+    output: str = "logits"
+    converter: dict[str, str] = field(default_factory=dict)
+    created_at: str = ""
+    operators: tuple[dict[str, Any], ...] = ()
+    schema_version: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["labels"] = list(self.labels)
+        data["operators"] = [dict(op) for op in self.operators]
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any, *, source: str = "manifest") -> Manifest:
+        """Validate a parsed manifest; raise `BundleError` naming the bad field."""
+        if not isinstance(data, dict):
+            raise BundleError(f"{source}: must be a JSON object. Received: {type(data).__name__}")
+        _expect(data, "schema_version", int, source)
+        if data["schema_version"] != SCHEMA_VERSION:
+            raise BundleError(
+                f"{source}: `schema_version` must be {SCHEMA_VERSION}. "
+                f"Received: schema_version={data['schema_version']!r}"
+            )
+        labels = _expect(data, "labels", list, source)
+        if len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
+            raise BundleError(f"{source}: `labels` must be >= 2 non-empty strings. Received: {labels!r}")
+        if len(set(labels)) != len(labels):
+            raise BundleError(f"{source}: `labels` must be unique. Received: {labels!r}")
+        image_size = _expect(data, "image_size", int, source)
+        if image_size < 1:
+            raise BundleError(f"{source}: `image_size` must be >= 1. Received: {image_size}")
+        for key, allowed in (("preprocessing", PREPROCESSING), ("resize", RESIZE), ("output", "logits")):
+            if data.get(key) != allowed:
+                raise BundleError(
+                    f"{source}: `{key}` must be {allowed!r}. Received: {key}={data.get(key)!r}"
+                )
+        return cls(
+            labels=tuple(labels),
+            image_size=image_size,
+            variant=_expect(data, "variant", str, source),
+            model_sha256=_expect(data, "model_sha256", str, source),
+            source_model_sha256=str(data.get("source_model_sha256", "")),
+            converter=dict(data.get("converter", {})),
+            created_at=str(data.get("created_at", "")),
+            operators=tuple(data.get("operators", ())),
+        )
+
+
+def _expect(data: dict[str, Any], key: str, kind: type, source: str) -> Any:
+    value = data.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BundleError(
+            f"{source}: `{key}` must be a {kind.__name__}. Received: {key}={value!r}"
+        )
+    return value
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    directory: Path
+    manifest: Manifest
+    model_bytes: bytes
+
+    @property
+    def model_path(self) -> Path:
+        return self.directory / MODEL_FILENAME
+
+
+def read_bundle(directory: str | Path, *, verify: bool = True) -> Bundle:
+    """Read a bundle folder and check the model's sha256 against the manifest."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BundleError(f"Model bundle folder not found: {str(directory)!r}")
+    manifest_path = directory / MANIFEST_FILENAME
+    model_path = directory / MODEL_FILENAME
+    for path in (manifest_path, model_path):
+        if not path.is_file():
+            raise BundleError(f"Model bundle {str(directory)!r} has no {path.name}.")
+    try:
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{manifest_path}: not valid JSON ({exc}).") from None
+    manifest = Manifest.from_json(data, source=str(manifest_path))
+    model_bytes = model_path.read_bytes()
+    if verify:
+        actual = hashlib.sha256(model_bytes).hexdigest()
+        if actual != manifest.model_sha256:
+            raise BundleError(
+                f"{model_path}: sha256 {actual} does not match the manifest's "
+                f"model_sha256 {manifest.model_sha256}; the bundle is corrupt or was edited."
+            )
+    return Bundle(directory=directory, manifest=manifest, model_bytes=model_bytes)

@@ -1,0 +1,125 @@
+"""Shared fixtures: generated datasets, tiny Keras models and TFLite bundles.
+
+Fast tests never touch ../shared; integration tests (marker `integration`)
+use the real data and weights and are not skipped in CI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SHARED_DIR", REPO.parent / "shared"))
+DATA_DIR = Path(os.environ.get("CLOTHING_DATA_DIR", SHARED / "data" / "clothing-dataset-small"))
+WEIGHTS = Path(
+    os.environ.get("XCEPTION_WEIGHTS", SHARED / "models" / "xception_imagenet_notop.weights.h5")
+)
+LABELS = ("dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt")
+TINY_SIZE = 71  # Xception's smallest input
+
+
+def _require_shared() -> None:
+    # In CI a missing ../shared is a failure, not a skip (DEVELOPERS.md).
+    if not DATA_DIR.is_dir() or not WEIGHTS.is_file():
+        pytest.fail(f"integration data missing: {DATA_DIR} / {WEIGHTS}")
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    _require_shared()
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def shared_weights() -> Path:
+    _require_shared()
+    return WEIGHTS
+
+
+def make_image(path: Path, *, color: tuple[int, int, int], size: tuple[int, int] = (96, 80), seed: int = 0) -> Path:
+    """A JPEG of one dominant colour plus noise, so tiny models can learn it."""
+    rng = np.random.default_rng(seed)
+    base = np.array(color, dtype=np.float64)
+    noise = rng.normal(0, 20, size=(size[1], size[0], 3))
+    pixels = np.clip(base + noise, 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels, "RGB").save(path, format="JPEG", quality=90)
+    return path
+
+
+def make_dataset(
+    root: Path, *, classes: tuple[str, ...] = ("hat", "pants", "shoes"), per_class: int = 6,
+    splits: tuple[str, ...] = ("train", "validation", "test"),
+) -> Path:
+    colors = [(220, 40, 40), (40, 200, 60), (50, 60, 220), (220, 220, 40), (200, 40, 200)]
+    for s, split in enumerate(splits):
+        for c, name in enumerate(classes):
+            for i in range(per_class):
+                make_image(root / split / name / f"{i}.jpg", color=colors[c % len(colors)], seed=1000 * s + 100 * c + i)
+    return root
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    return make_dataset(tmp_path / "data")
+
+
+def build_tiny_keras_model(n_classes: int = len(LABELS), image_size: int = TINY_SIZE):  # type: ignore[no-untyped-def]
+    """Xception(weights=None) + the product's head, seeded, as train builds it."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    base = keras.applications.Xception(weights=None, include_top=False, input_shape=(image_size, image_size, 3))
+    base.trainable = False
+    inputs = keras.Input(shape=(image_size, image_size, 3))
+    x = base(inputs, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(16, activation="relu")(x)
+    x = keras.layers.Dropout(0.2)(x)
+    outputs = keras.layers.Dense(n_classes)(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="session")
+def tiny_train_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder shaped like `python -m train` output: model.keras + metrics.json."""
+    out = tmp_path_factory.mktemp("tiny_train")
+    model = build_tiny_keras_model()
+    model.save(out / "model.keras")
+    (out / "metrics.json").write_text(json.dumps({"labels": list(LABELS), "image_size": TINY_SIZE}))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_train_output: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A float32 TFLite bundle of the tiny model (model.tflite + manifest.json)."""
+    out = tmp_path_factory.mktemp("tiny_bundle")
+    try:
+        from convert import ConvertConfig, convert_model  # type: ignore[attr-defined]
+    except ImportError:
+        return _bundle_without_convert(tiny_train_output, out)
+    convert_model(ConvertConfig(train_dir=tiny_train_output, out_dir=out / "bundles", variants=("float32",)))
+    return out / "bundles" / "float32"
+
+
+def _bundle_without_convert(train_dir: Path, out: Path) -> Path:
+    import hashlib
+
+    import keras
+    import tensorflow as tf
+
+    from inference import MANIFEST_FILENAME, MODEL_FILENAME, Manifest
+
+    model = keras.models.load_model(train_dir / "model.keras")
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    (out / MODEL_FILENAME).write_bytes(content)
+    manifest = Manifest(labels=LABELS, image_size=TINY_SIZE, variant="float32",
+                        model_sha256=hashlib.sha256(content).hexdigest())
+    (out / MANIFEST_FILENAME).write_text(json.dumps(manifest.to_json()))
+    return out
