@@ -123,3 +123,26 @@ def _bundle_without_convert(train_dir: Path, out: Path) -> Path:
                         model_sha256=hashlib.sha256(content).hexdigest())
     (out / MANIFEST_FILENAME).write_text(json.dumps(manifest.to_json()))
     return out
+
+
+# The real-data run shared by integration tests: 150 px, real ImageNet weights,
+# a seeded subset so CI stays fast (about a minute on 2 cores).
+REAL_IMAGE_SIZE = 150
+REAL_MAX_PER_CLASS = 20
+REAL_EPOCHS = 10
+
+
+@pytest.fixture(scope="session")
+def real_train_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`python -m train` output trained on a subset of ../shared (model.keras + metrics.json)."""
+    _require_shared()
+    from train import TrainConfig, train_model
+
+    root = tmp_path_factory.mktemp("real_train")
+    config = TrainConfig(
+        data_dir=DATA_DIR, output_dir=root / "model", image_size=REAL_IMAGE_SIZE,
+        epochs=REAL_EPOCHS, base_weights=str(WEIGHTS), cache_dir=root / "cache",
+        max_per_class=REAL_MAX_PER_CLASS, verbose=False,
+    )
+    train_model(config)
+    return config.output_dir

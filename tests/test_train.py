@@ -1,0 +1,236 @@
+"""Fast tests of the training stage: tiny generated data, Xception(weights=None) at 71 px."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from tests.conftest import TINY_SIZE, make_dataset
+from train import DataError, TrainConfig, train_model
+from train.__main__ import main
+from train.features import CacheKey, FeatureCache, extract_features, load_preprocessed
+from train.model import build_base, feature_extractor, unfreeze_last_blocks
+
+
+def tiny_config(tmp_path: Path, data: Path, **overrides: object) -> TrainConfig:
+    values: dict[str, object] = dict(
+        data_dir=data, output_dir=tmp_path / "out", image_size=TINY_SIZE, epochs=3, batch_size=8,
+        size_inner=8, base_weights="none", cache_dir=tmp_path / "cache", verbose=False,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"image_size": 32}, "`image_size` must be an int >= 71. Received: image_size=32"),
+        ({"droprate": 1.0}, "`droprate` must be in [0, 1). Received: droprate=1.0"),
+        ({"epochs": 0}, "`epochs` must be >= 1. Received: epochs=0"),
+        ({"learning_rate": 0.0}, "`learning_rate` must be > 0. Received: learning_rate=0.0"),
+        ({"fine_tune": 15}, "`fine_tune` must be in [0, 14] (Xception blocks). Received: fine_tune=15"),
+        ({"max_per_class": 0}, "`max_per_class` must be >= 1"),
+    ],
+)
+def test_config_rejects_bad_values(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        TrainConfig(**overrides)  # type: ignore[arg-type]
+    assert message in str(info.value)
+
+
+def _no_split_images(root: Path) -> None:
+    for f in (root / "validation").rglob("*.jpg"):
+        f.unlink()
+
+
+def _extra_class(root: Path) -> None:
+    (root / "validation" / "socks").mkdir()
+
+
+def _drop_validation(root: Path) -> None:
+    import shutil
+
+    shutil.rmtree(root / "validation")
+
+
+def _all_corrupt_validation(root: Path) -> None:
+    for f in (root / "validation").rglob("*.jpg"):
+        f.write_bytes(b"not an image at all")
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_no_split_images, "Split validation/ has no files"),
+        (_extra_class, "Class folders differ between splits"),
+        (_drop_validation, "has no validation/ folder"),
+        (_all_corrupt_validation, "Split validation/ has no readable images"),
+    ],
+)
+def test_bad_dataset_fails_cleanly(tmp_path: Path, damage, message: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    data = make_dataset(tmp_path / "data", per_class=2)
+    damage(data)
+    out = tmp_path / "out"
+    code = main(["--data-dir", str(data), "--output", str(out), "--image-size", "71",
+                 "--base-weights", "none", "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--quiet"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temp leftovers
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--data-dir", "/nonexistent/data"], "`data_dir` must be a folder"),
+        (["--image-size", "32"], "`image_size` must be an int >= 71. Received: image_size=32"),
+        (["--base-weights", "/nonexistent/w.weights.h5"], "no such file"),
+    ],
+)
+def test_cli_bad_arguments(tmp_path: Path, tiny_dataset: Path, argv: list[str], message: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    base = ["--data-dir", str(tiny_dataset), "--output", str(tmp_path / "out"), "--image-size", "71",
+            "--base-weights", "none", "--cache-dir", str(tmp_path / "c"), "--quiet"]
+    code = main(base + argv)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_weights_file_that_does_not_fit(tmp_path: Path) -> None:
+    bogus = tmp_path / "bogus.weights.h5"
+    keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]).save_weights(bogus)
+    with pytest.raises(ValueError, match="does not fit Xception"):
+        build_base(image_size=TINY_SIZE, base_weights=str(bogus))
+
+
+def test_train_writes_outputs_and_keeps_best_epoch(tmp_path: Path, tiny_dataset: Path) -> None:
+    config = tiny_config(tmp_path, tiny_dataset, epochs=4)
+    metrics = train_model(config)
+    out = config.output_dir
+    for name in ("model.keras", "metrics.json", "learning_curves.png", "confusion_matrix.png"):
+        assert (out / name).stat().st_size > 0, name
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["labels"] == ["hat", "pants", "shoes"]
+    assert saved["image_size"] == TINY_SIZE
+    val_curve = [e["val_accuracy"] for e in saved["history"]]
+    assert len(val_curve) == 4
+    assert saved["best_epoch"] == int(np.argmax(val_curve)) + 1  # first best, as save_best_only
+    assert saved["val_accuracy"] == pytest.approx(max(val_curve))  # kept epoch, not last
+    assert saved["test_accuracy"] == metrics["test_accuracy"]
+    assert set(saved["test"]["per_class"]) == {"hat", "pants", "shoes"}
+    assert np.asarray(saved["test"]["confusion_matrix"]).sum() == 18
+
+
+def test_full_model_matches_head_on_cached_features(tmp_path: Path, tiny_dataset: Path) -> None:
+    config = tiny_config(tmp_path, tiny_dataset, epochs=2)
+    train_model(config)
+    model = keras.models.load_model(config.output_dir / "model.keras")
+    base = model.get_layer("xception")
+    cache = FeatureCache(config.cache_dir, CacheKey(_fingerprint(base), TINY_SIZE))
+    paths = sorted((tiny_dataset / "test").rglob("*.jpg"))
+    feats = extract_features(paths, extractor=feature_extractor(base), cache=cache, progress=False)
+    assert feats.computed == 0  # all cached by the training run: the key matched
+    head_logits = _head(model)(feats.vectors)
+    images = np.stack([load_preprocessed(p, image_size=TINY_SIZE) for p in paths])
+    full_logits = model.predict(images, verbose=0)
+    np.testing.assert_allclose(full_logits, keras.ops.convert_to_numpy(head_logits), atol=1e-4)
+
+
+def _fingerprint(base: keras.Model) -> str:
+    from train.model import weights_fingerprint
+
+    return weights_fingerprint(base)
+
+
+def _head(model: keras.Model):  # type: ignore[no-untyped-def]
+    inner, dropout, logits = (model.get_layer(n) for n in ("inner", "dropout", "logits"))
+    return lambda x: logits(dropout(inner(x), training=False))
+
+
+def test_cache_detects_corrupt_and_stale_entries(tmp_path: Path, tiny_dataset: Path) -> None:
+    base = build_base(image_size=TINY_SIZE, base_weights="none")
+    extractor = feature_extractor(base)
+    paths = sorted((tiny_dataset / "train").rglob("*.jpg"))[:4]
+    key = CacheKey("w" * 64, TINY_SIZE)
+    first = extract_features(paths, extractor=extractor, cache=FeatureCache(tmp_path, key), progress=False)
+    assert first.computed == 4
+    victim = next(p for p in FeatureCache(tmp_path, key).directory.rglob("*") if p.is_file() and p.name != "meta.json")
+    blob = bytearray(victim.read_bytes())
+    blob[10] ^= 0xFF  # one flipped byte
+    victim.write_bytes(bytes(blob))
+    cache = FeatureCache(tmp_path, key)
+    second = extract_features(paths, extractor=extractor, cache=cache, progress=False)
+    assert (second.computed, cache.rebuilt) == (1, 1)  # only the damaged entry recomputed
+    np.testing.assert_allclose(second.vectors, first.vectors, atol=1e-5)
+    # A changed meta.json (e.g. written by another version) means stale: wiped and rebuilt.
+    (cache.directory / "meta.json").write_text("{}")
+    third = extract_features(paths, extractor=extractor, cache=FeatureCache(tmp_path, key), progress=False)
+    assert third.computed == 4
+
+
+def test_corrupt_files_are_skipped_with_a_count(tmp_path: Path, tiny_dataset: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tiny_dataset / "train" / "hat" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0garbage")
+    (tiny_dataset / "train" / "pants" / "notes.txt").write_text("hello")
+    metrics = train_model(tiny_config(tmp_path, tiny_dataset, epochs=1, verbose=True))
+    err = capsys.readouterr().err
+    assert "skipped 2 unreadable image file(s)" in err
+    assert {Path(s["path"]).name for s in metrics["skipped"]} == {"broken.jpg", "notes.txt"}
+    assert metrics["n_images"]["train"] == 20
+
+
+def test_existing_output_needs_force(tmp_path: Path, tiny_dataset: Path) -> None:
+    config = tiny_config(tmp_path, tiny_dataset, epochs=1)
+    config.output_dir.mkdir()
+    (config.output_dir / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="Pass --force"):
+        train_model(config)
+    assert (config.output_dir / "keep.txt").read_text() == "mine"
+    train_model(dataclasses.replace(config, force=True))
+    assert (config.output_dir / "model.keras").is_file()
+    assert not (config.output_dir / "keep.txt").exists()
+
+
+@pytest.mark.parametrize(("fine_tune", "augment"), [(2, False), (0, True)])
+def test_fine_tune_and_augment_train_from_images(tmp_path: Path, tiny_dataset: Path, fine_tune: int, augment: bool) -> None:
+    config = tiny_config(tmp_path, tiny_dataset, epochs=1, fine_tune=fine_tune, augment=augment)
+    metrics = train_model(config)
+    assert "load_seconds" in metrics["timings"]  # trained from images, not the cache
+    assert not (config.cache_dir / "features").exists()
+    assert (config.output_dir / "model.keras").is_file()
+
+
+def test_unfreeze_last_blocks_counts_block_layers() -> None:
+    base = build_base(image_size=TINY_SIZE, base_weights="none")
+    assert unfreeze_last_blocks(base, 0) == 0
+    n_two = unfreeze_last_blocks(base, 2)
+    names = [layer.name for layer in base.layers if layer.trainable]
+    assert n_two == len(names) > 0
+    assert all(n.startswith(("block13_", "block14_")) for n in names)
+
+
+def test_sweep_writes_table_plot_and_one_run_per_value(tmp_path: Path, tiny_dataset: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "sweep"
+    code = main(["sweep", "--droprate", "0.0", "0.5", "--data-dir", str(tiny_dataset), "--output", str(out),
+                 "--image-size", "71", "--base-weights", "none", "--cache-dir", str(tmp_path / "c"),
+                 "--epochs", "2", "--quiet"])
+    assert code == 0
+    summary = json.loads((out / "sweep.json").read_text())
+    assert [r["value"] for r in summary["results"]] == [0.0, 0.5]
+    assert summary["best"]["value"] == max(summary["results"], key=lambda r: r["val_accuracy"])["value"]
+    assert (out / "sweep_val_accuracy.png").stat().st_size > 0
+    assert (out / "droprate=0.5" / "model.keras").is_file()
+    assert "best val_acc" in capsys.readouterr().out
+
+
+def test_sweep_needs_exactly_one_parameter(tmp_path: Path, tiny_dataset: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code = main(["sweep", "--droprate", "0.1", "0.2", "--learning-rate", "0.1", "0.01",
+                 "--data-dir", str(tiny_dataset), "--output", str(tmp_path / "s")])
+    assert code == 2
+    assert "Sweep exactly one of" in capsys.readouterr().err

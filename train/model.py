@@ -1,0 +1,144 @@
+"""The seed recipe's networks: frozen Xception base, small dense head.
+
+    image (S, S, 3) in [-1, 1]
+      -> Xception(include_top=False), frozen, called with training=False
+      -> GlobalAveragePooling2D            (2048 features: what the cache holds)
+      -> Dense(size_inner, relu) -> Dropout(droprate) -> Dense(n_classes) logits
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from train.config import XCEPTION_BLOCKS
+
+FEATURES = 2048  # Xception's last block has 2048 channels (Chollet 2017, fig. 5)
+
+
+class WeightsError(ValueError):
+    """The base weights are missing or do not fit Xception."""
+
+
+def build_base(*, image_size: int, base_weights: str | None) -> keras.Model:
+    """Xception(include_top=False) with 'imagenet', a weights file, or 'none'.
+
+    'none' (random weights) exists for fast tests; it learns nothing useful.
+    """
+    if base_weights == "none":
+        base_weights = None
+    weights: str | None = base_weights
+    if base_weights not in (None, "imagenet"):
+        path = Path(str(base_weights)).expanduser()
+        if not path.is_file():
+            raise WeightsError(
+                f"`base_weights` must be 'imagenet' or an existing weights file. "
+                f"Received: base_weights={base_weights!r} (no such file). "
+                "Set XCEPTION_WEIGHTS or pass --base-weights."
+            )
+        weights = None  # build empty, then load, so we can word the error
+    try:
+        base = keras.applications.Xception(
+            weights=weights, include_top=False, input_shape=(image_size, image_size, 3)
+        )
+    except Exception as exc:  # download failures surface as many types
+        raise WeightsError(
+            f"Could not get the ImageNet weights for Xception ({type(exc).__name__}: {exc}). "
+            "Without internet, pass --base-weights PATH (or XCEPTION_WEIGHTS) to a "
+            "xception_imagenet_notop .weights.h5 file."
+        ) from None
+    if weights is None and base_weights is not None:
+        _load_weights_file(base, Path(str(base_weights)).expanduser())
+    return base
+
+
+def _load_weights_file(base: keras.Model, path: Path) -> None:
+    try:
+        base.load_weights(str(path))
+    except Exception as exc:  # h5py/keras raise ValueError, OSError, KeyError...
+        raise WeightsError(
+            f"`base_weights` file does not fit Xception(include_top=False). "
+            f"Received: base_weights={str(path)!r} ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+
+
+def weights_fingerprint(base: keras.Model) -> str:
+    """sha256 over every weight tensor: identifies the base whatever its source."""
+    digest = hashlib.sha256()
+    for w in base.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(w))
+        digest.update(w.path.encode())
+        digest.update(str(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def feature_extractor(base: keras.Model) -> keras.Model:
+    inputs = keras.Input(shape=base.input_shape[1:])
+    x = base(inputs, training=False)
+    outputs = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
+    return keras.Model(inputs, outputs, name="xception_features")
+
+
+def build_head(*, n_classes: int, size_inner: int, droprate: float) -> keras.Model:
+    inputs = keras.Input(shape=(FEATURES,), name="features")
+    x = keras.layers.Dense(size_inner, activation="relu", name="inner")(inputs)
+    x = keras.layers.Dropout(droprate, name="dropout")(x)
+    outputs = keras.layers.Dense(n_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def build_full_model(base: keras.Model, head: keras.Model) -> keras.Model:
+    """Image -> logits: the frozen base, pooling, and the head's layers (shared weights)."""
+    size = base.input_shape[1]
+    inputs = keras.Input(shape=(size, size, 3), name="image")
+    x = base(inputs, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
+    for name in ("inner", "dropout", "logits"):
+        x = head.get_layer(name)(x)
+    return keras.Model(inputs, x, name="clothing_xception")
+
+
+def compile_model(model: keras.Model, *, learning_rate: float) -> None:
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+
+
+def unfreeze_last_blocks(base: keras.Model, n_blocks: int) -> int:
+    """Make layers of Xception blocks (15 - n_blocks)..14 trainable; return how many.
+
+    BatchNorm stays in inference mode because the base is called with
+    training=False (Keras transfer-learning guide).
+    """
+    base.trainable = n_blocks > 0
+    first = XCEPTION_BLOCKS - n_blocks + 1
+    count = 0
+    for layer in base.layers:
+        block = _block_number(layer.name)
+        layer.trainable = block is not None and block >= first
+        count += int(layer.trainable)
+    return count
+
+
+def _block_number(name: str) -> int | None:
+    if not name.startswith("block"):
+        return None
+    digits = name[len("block") :].split("_", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def augmenter(*, seed: int) -> keras.Sequential:
+    """Flip, zoom and shear as in the seed's ImageDataGenerator study."""
+    layers: list[Any] = [
+        keras.layers.RandomFlip("horizontal", seed=seed),
+        keras.layers.RandomZoom(0.1, seed=seed),
+        keras.layers.RandomShear(x_factor=0.1, y_factor=0.1, seed=seed),
+    ]
+    return keras.Sequential(layers, name="augment")

@@ -1,0 +1,236 @@
+"""One training run, top to bottom: data -> base -> features -> head -> report.
+
+Everything is written to a temporary folder beside `output_dir` and moved
+into place at the end, so a failed run leaves no partial model.keras.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from inference import InferenceError
+from train.config import TrainConfig
+from train.data import Dataset, DataError, Split, load_dataset
+from train.features import CacheKey, FeatureCache, Skipped, extract_features, load_preprocessed
+from train.fit import AugmentedImages, History, fit
+from train.model import (
+    build_base,
+    build_full_model,
+    build_head,
+    feature_extractor,
+    unfreeze_last_blocks,
+    weights_fingerprint,
+)
+from train.report import classification_metrics, plot_confusion_matrix, plot_learning_curves
+
+
+class OutputExistsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a run produced, before it is written out."""
+
+    model: keras.Model
+    history: History
+    labels: tuple[str, ...]
+    logits: dict[str, np.ndarray]  # per evaluated split, from the kept epoch
+    targets: dict[str, np.ndarray]
+    skipped: tuple[Skipped, ...]
+    timings: dict[str, float | int]
+
+
+def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) -> dict[str, Any]:
+    """Train, evaluate and write model.keras + metrics.json + plots; return the metrics.
+
+    `features` (from `prepare_features`) lets a sweep extract once and train many heads.
+    """
+    started = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)
+    if features is None:
+        dataset = load_dataset(config.data_dir, max_per_class=config.max_per_class, seed=config.seed)
+        check_output_dir(config.output_dir, force=config.force)
+        base = build_base(image_size=config.image_size, base_weights=config.base_weights)
+        if config.from_images:
+            trained = _from_images(dataset, base, config)
+            metrics = build_metrics(trained, dataset, config, seconds=time.perf_counter() - started)
+            write_outputs(trained, metrics, config)
+            return metrics
+        features = prepare_features(dataset, base, config)
+    else:
+        check_output_dir(config.output_dir, force=config.force)
+    trained = train_head(features, config)
+    metrics = build_metrics(trained, features.dataset, config, seconds=time.perf_counter() - started)
+    write_outputs(trained, metrics, config)
+    return metrics
+
+
+@dataclass(frozen=True)
+class CachedFeatures:
+    dataset: Dataset
+    base: keras.Model
+    vectors: dict[str, np.ndarray]  # split -> (n, 2048), unreadable images dropped
+    targets: dict[str, np.ndarray]
+    skipped: tuple[Skipped, ...]
+    timings: dict[str, float | int]
+
+
+def prepare_features(dataset: Dataset, base: keras.Model, config: TrainConfig) -> CachedFeatures:
+    """Pooled base features of every split, from the cache or computed into it."""
+    t0 = time.perf_counter()
+    cache = FeatureCache(config.cache_dir, CacheKey(weights_fingerprint(base), config.image_size))
+    extractor = feature_extractor(base)
+    vectors, targets, skipped, computed = {}, {}, [], 0
+    for name, split in dataset.splits.items():
+        f = extract_features(split.paths, extractor=extractor, cache=cache, batch_size=config.batch_size,
+                             desc=f"{name} features", progress=config.verbose)
+        _require_images(f.keep, split)
+        vectors[name], targets[name] = f.vectors, split.targets[f.keep]
+        skipped.extend(f.skipped)
+        computed += f.computed
+    _warn_skipped(skipped)
+    timings = {"features_seconds": time.perf_counter() - t0, "images_extracted": computed,
+               "cache_entries_rebuilt": cache.rebuilt}
+    return CachedFeatures(dataset, base, vectors, targets, tuple(skipped), timings)
+
+
+def train_head(features: CachedFeatures, config: TrainConfig) -> Trained:
+    t0 = time.perf_counter()
+    labels = features.dataset.labels
+    x, y = features.vectors, features.targets
+    head = build_head(n_classes=len(labels), size_inner=config.size_inner, droprate=config.droprate)
+    history = fit(head, x["train"], y["train"], (x["validation"], y["validation"]),
+                  config=config, n_classes=len(labels))
+    logits = {name: np.asarray(head.predict(v, verbose=0)) for name, v in x.items() if name != "train"}
+    timings = {**features.timings, "train_seconds": time.perf_counter() - t0}
+    evaluated = {k: v for k, v in y.items() if k != "train"}
+    return Trained(build_full_model(features.base, head), history, labels, logits, evaluated,
+                   features.skipped, timings)
+
+
+def _from_images(dataset: Dataset, base: keras.Model, config: TrainConfig) -> Trained:
+    t0 = time.perf_counter()
+    arrays, targets, skipped = {}, {}, []
+    for name, split in dataset.splits.items():
+        arrays[name], targets[name], bad = _load_split(split, image_size=config.image_size)
+        skipped.extend(bad)
+    _warn_skipped(skipped)
+    t1 = time.perf_counter()
+    trainable = unfreeze_last_blocks(base, config.fine_tune)
+    if config.verbose:
+        print(f"training from images: {trainable} base layers trainable, augment={config.augment}",
+              file=sys.stderr)
+    head = build_head(n_classes=len(dataset.labels), size_inner=config.size_inner, droprate=config.droprate)
+    model = build_full_model(base, head)
+    batches = AugmentedImages(arrays["train"], targets["train"], n_classes=len(dataset.labels), config=config)
+    history = fit(model, batches, None, (arrays["validation"], targets["validation"]),
+                  config=config, n_classes=len(dataset.labels))
+    logits = {name: np.asarray(model.predict(x, batch_size=config.batch_size, verbose=0))
+              for name, x in arrays.items() if name != "train"}
+    base.trainable = False  # the saved model is for inference
+    timings = {"load_seconds": t1 - t0, "train_seconds": time.perf_counter() - t1}
+    return Trained(model, history, dataset.labels, logits,
+                   {k: v for k, v in targets.items() if k != "train"}, tuple(skipped), timings)
+
+
+def _load_split(split: Split, *, image_size: int) -> tuple[np.ndarray, np.ndarray, list[Skipped]]:
+    images, keep, skipped = [], [], []
+    for path in split.paths:
+        try:
+            images.append(load_preprocessed(path, image_size=image_size))
+            keep.append(True)
+        except (InferenceError, OSError) as exc:
+            skipped.append(Skipped(path, str(exc)))
+            keep.append(False)
+    mask = np.array(keep)
+    _require_images(mask, split)
+    return np.stack(images), split.targets[mask], skipped
+
+
+def _require_images(keep: np.ndarray, split: Split) -> None:
+    if not keep.any():
+        raise DataError(f"Split {split.name}/ has no readable images ({len(split)} files, all skipped).")
+
+
+def _warn_skipped(skipped: list[Skipped]) -> None:
+    if not skipped:
+        return
+    print(f"warning: skipped {len(skipped)} unreadable image file(s):", file=sys.stderr)
+    for item in skipped[:10]:
+        print(f"  {item.path}: {item.reason}", file=sys.stderr)
+    if len(skipped) > 10:
+        print(f"  ... and {len(skipped) - 10} more", file=sys.stderr)
+
+
+def build_metrics(trained: Trained, dataset: Dataset, config: TrainConfig, *, seconds: float) -> dict[str, Any]:
+    evaluated = {name: classification_metrics(trained.logits[name], trained.targets[name], trained.labels)
+                 for name in trained.logits}
+    metrics: dict[str, Any] = {
+        "labels": list(trained.labels),
+        "image_size": config.image_size,
+        "val_accuracy": evaluated["validation"]["accuracy"],
+        "best_epoch": trained.history.best_epoch,
+        "test_accuracy": evaluated["test"]["accuracy"] if "test" in evaluated else None,
+        "validation": evaluated["validation"],
+        "test": evaluated.get("test"),
+        "history": trained.history.epochs,
+        "data_dir": str(dataset.root.resolve()),
+        "n_images": {name: int(len(split)) for name, split in dataset.splits.items()},
+        "skipped": [{"path": str(s.path), "reason": s.reason} for s in trained.skipped],
+        "config": config.to_json(),
+        "timings": {**trained.timings, "total_seconds": seconds},
+        "versions": {"keras": keras.__version__, "numpy": np.__version__},
+    }
+    return metrics
+
+
+def check_output_dir(output_dir: Path, *, force: bool) -> None:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputExistsError(f"`output_dir` must be a folder. Received: output_dir={str(output_dir)!r} (a file)")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not force:
+        raise OutputExistsError(
+            f"`output_dir` already exists and is not empty: {str(output_dir)!r}. "
+            "Pass --force to replace it."
+        )
+
+
+def write_outputs(trained: Trained, metrics: dict[str, Any], config: TrainConfig) -> None:
+    out = config.output_dir
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        trained.model.save(tmp / "model.keras")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        plot_learning_curves(trained.history, tmp / "learning_curves.png",
+                             title=f"Xception head, {config.image_size} px")
+        shown = "test" if "test" in trained.logits else "validation"
+        plot_confusion_matrix(metrics[shown]["confusion_matrix"], trained.labels,
+                              tmp / "confusion_matrix.png",
+                              title=f"Confusion matrix ({shown}, accuracy {metrics[shown]['accuracy']:.3f})")
+        publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Move a finished folder into place; an old one is swapped out, then removed."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)

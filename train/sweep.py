@@ -1,0 +1,62 @@
+"""Hyper-parameter sweep: one model per value of one parameter, on the cache.
+
+Choosing is done on validation accuracy only; the test split is reported for
+the kept model, never used to choose.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from typing import Any
+
+from train.config import TrainConfig
+from train.data import load_dataset
+from train.model import build_base
+from train.report import plot_sweep
+from train.run import check_output_dir, prepare_features, publish, train_model
+
+SWEEPABLE = ("droprate", "learning_rate", "size_inner")
+
+
+def sweep(config: TrainConfig, *, param: str, values: list[float]) -> dict[str, Any]:
+    if param not in SWEEPABLE:
+        raise ValueError(f"`param` must be one of {SWEEPABLE}. Received: param={param!r}")
+    if len(values) < 2:
+        raise ValueError(f"A sweep needs >= 2 values. Received: {param}={values}")
+    if config.from_images:
+        raise ValueError("A sweep trains heads on cached features: drop --fine-tune/--augment.")
+    check_output_dir(config.output_dir, force=config.force)
+    dataset = load_dataset(config.data_dir, max_per_class=config.max_per_class, seed=config.seed)
+    base = build_base(image_size=config.image_size, base_weights=config.base_weights)
+    features = prepare_features(dataset, base, config)  # once for all values
+    staging = config.output_dir.with_name(f".{config.output_dir.name}.sweep")
+    shutil.rmtree(staging, ignore_errors=True)  # leftovers of an interrupted sweep
+    results: list[dict[str, Any]] = []
+    for value in values:
+        typed = int(value) if param == "size_inner" else float(value)
+        print(f"\n== {param}={typed}", file=sys.stderr)
+        run = dataclasses.replace(config, **{param: typed}, output_dir=staging / f"{param}={typed}", force=True)
+        metrics = train_model(run, features=features)
+        results.append({"value": typed, "val_accuracy": metrics["val_accuracy"],
+                        "best_epoch": metrics["best_epoch"], "test_accuracy": metrics["test_accuracy"],
+                        "val_curve": [e["val_accuracy"] for e in metrics["history"]],
+                        "dir": f"{param}={typed}"})
+    best = max(results, key=lambda r: r["val_accuracy"])
+    summary = {"param": param, "results": results, "best": {"value": best["value"], "dir": best["dir"]}}
+    (staging / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot_sweep({str(r["value"]): r["val_curve"] for r in results}, staging / "sweep_val_accuracy.png", param=param)
+    publish(staging, config.output_dir)
+    return summary
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    param = summary["param"]
+    lines = [f"{param:>14}  best val_acc  epoch  test_acc", "-" * 44]
+    for r in summary["results"]:
+        mark = "  <- kept" if r["value"] == summary["best"]["value"] else ""
+        test = "" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
+        lines.append(f"{r['value']!s:>14}  {r['val_accuracy']:.4f}       {r['best_epoch']:5d}  {test:>8}{mark}")
+    return "\n".join(lines)
