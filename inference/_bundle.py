@@ -67,13 +67,19 @@ class Manifest:
             )
         labels = _expect(data, "labels", list, source)
         if len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
-            raise BundleError(f"{source}: `labels` must be >= 2 non-empty strings. Received: {labels!r}")
+            raise BundleError(
+                f"{source}: `labels` must be >= 2 non-empty strings. Received: {labels!r}"
+            )
         if len(set(labels)) != len(labels):
             raise BundleError(f"{source}: `labels` must be unique. Received: {labels!r}")
         image_size = _expect(data, "image_size", int, source)
         if image_size < 1:
             raise BundleError(f"{source}: `image_size` must be >= 1. Received: {image_size}")
-        for key, allowed in (("preprocessing", PREPROCESSING), ("resize", RESIZE), ("output", "logits")):
+        for key, allowed in (
+            ("preprocessing", PREPROCESSING),
+            ("resize", RESIZE),
+            ("output", "logits"),
+        ):
             if data.get(key) != allowed:
                 raise BundleError(
                     f"{source}: `{key}` must be {allowed!r}. Received: {key}={data.get(key)!r}"
@@ -93,9 +99,7 @@ class Manifest:
 def _expect(data: dict[str, Any], key: str, kind: type, source: str) -> Any:
     value = data.get(key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise BundleError(
-            f"{source}: `{key}` must be a {kind.__name__}. Received: {key}={value!r}"
-        )
+        raise BundleError(f"{source}: `{key}` must be a {kind.__name__}. Received: {key}={value!r}")
     return value
 
 

@@ -143,8 +143,9 @@ class Classifier:
         batch = x[np.newaxis] if x.ndim == 3 else x
         self._interpreter.set_tensor(self._input["index"], _quantize(batch, self._input))
         self._interpreter.invoke()
-        out = self._interpreter.get_tensor(self._output["index"])
-        return _dequantize(out, self._output)[0]
+        out = np.asarray(self._interpreter.get_tensor(self._output["index"]))
+        logits: np.ndarray = _dequantize(out, self._output)[0]
+        return logits
 
     def predict_array(self, x: np.ndarray, *, top_k: int = 3) -> Prediction:
         logits = self.logits(x)
@@ -175,7 +176,7 @@ def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     scale, zero_point = detail["quantization"]
     info = np.iinfo(dtype)
     q = np.rint(x / scale + zero_point)
-    return np.clip(q, info.min, info.max).astype(dtype)
+    return np.asarray(np.clip(q, info.min, info.max), dtype=dtype)
 
 
 def _dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:

@@ -102,8 +102,7 @@ def _open_checked(data: bytes, *, fmt: str, max_pixels: int) -> Image.Image:
         raise CorruptImageError(f"Image has no pixels: size={width}x{height}.")
     if width * height > max_pixels:
         raise ImageTooLargeError(
-            f"Image has {width}x{height} = {width * height} pixels, "
-            f"over the limit of {max_pixels}."
+            f"Image has {width}x{height} = {width * height} pixels, over the limit of {max_pixels}."
         )
     return img
 

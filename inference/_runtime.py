@@ -13,11 +13,16 @@ from typing import Any
 
 from inference._errors import RuntimeUnavailableError
 
-# name -> (module holding Interpreter, distribution names to report a version for)
-RUNTIMES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "ai-edge-litert": ("ai_edge_litert.interpreter", ("ai-edge-litert", "ai-edge-litert-nightly")),
-    "tflite-runtime": ("tflite_runtime.interpreter", ("tflite-runtime",)),
-    "tensorflow": ("tensorflow.lite", ("tensorflow", "tensorflow-cpu")),
+# name -> (module, attribute path to the Interpreter class, distributions to report a version for)
+RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "ai-edge-litert": (
+        "ai_edge_litert.interpreter",
+        "Interpreter",
+        ("ai-edge-litert", "ai-edge-litert-nightly"),
+    ),
+    "tflite-runtime": ("tflite_runtime.interpreter", "Interpreter", ("tflite-runtime",)),
+    # tf.lite is a lazily loaded attribute of tensorflow, not an importable module.
+    "tensorflow": ("tensorflow", "lite.Interpreter", ("tensorflow", "tensorflow-cpu")),
 }
 DEFAULT_ORDER = ("ai-edge-litert", "tflite-runtime", "tensorflow")
 
@@ -41,12 +46,16 @@ def interpreter_class(name: str) -> tuple[Any, RuntimeInfo]:
     """Import one runtime's Interpreter class; raise if it is not importable."""
     if name not in RUNTIMES:
         raise ValueError(f"`runtime` must be one of {sorted(RUNTIMES)}. Received: runtime={name!r}")
-    module_name, dists = RUNTIMES[name]
+    module_name, attribute, dists = RUNTIMES[name]
     try:
-        module = importlib.import_module(module_name)
+        found: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
     except Exception as exc:  # ImportError, or numpy ABI errors (tflite-runtime 2.14 + numpy 2)
-        raise RuntimeUnavailableError(f"TFLite runtime {name!r} cannot be imported: {exc}") from None
-    return module.Interpreter, RuntimeInfo(name=name, version=_version(dists))
+        raise RuntimeUnavailableError(
+            f"TFLite runtime {name!r} cannot be imported: {exc}"
+        ) from None
+    return found, RuntimeInfo(name=name, version=_version(dists))
 
 
 def make_interpreter(
@@ -70,4 +79,6 @@ def make_interpreter(
             errors.append(f"{name} {info.version} cannot load the model: {exc}")
             continue
         return interpreter, info
-    raise RuntimeUnavailableError("No TFLite runtime could load the model:\n  " + "\n  ".join(errors))
+    raise RuntimeUnavailableError(
+        "No TFLite runtime could load the model:\n  " + "\n  ".join(errors)
+    )

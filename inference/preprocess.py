@@ -40,10 +40,13 @@ def preprocess_image(img: Image.Image, *, image_size: int) -> np.ndarray:
     if not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"`image_size` must be an int >= 1. Received: image_size={image_size!r}")
     if img.mode != "RGB":
-        raise ValueError(f"`img` must be an RGB image (see decode_image). Received: mode={img.mode}")
+        raise ValueError(
+            f"`img` must be an RGB image (see decode_image). Received: mode={img.mode}"
+        )
     preprocessor = create_preprocessor(PREPROCESSING, target_size=(image_size, image_size))
-    batch: np.ndarray = preprocessor.convert_to_tensor(img)
-    return batch[0]
+    batch = np.asarray(preprocessor.convert_to_tensor(img), dtype=np.float32)
+    single: np.ndarray = batch[0]
+    return single
 
 
 def preprocess_file(

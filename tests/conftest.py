@@ -20,7 +20,18 @@ DATA_DIR = Path(os.environ.get("CLOTHING_DATA_DIR", SHARED / "data" / "clothing-
 WEIGHTS = Path(
     os.environ.get("XCEPTION_WEIGHTS", SHARED / "models" / "xception_imagenet_notop.weights.h5")
 )
-LABELS = ("dress", "hat", "longsleeve", "outwear", "pants", "shirt", "shoes", "shorts", "skirt", "t-shirt")
+LABELS = (
+    "dress",
+    "hat",
+    "longsleeve",
+    "outwear",
+    "pants",
+    "shirt",
+    "shoes",
+    "shorts",
+    "skirt",
+    "t-shirt",
+)
 TINY_SIZE = 71  # Xception's smallest input
 
 
@@ -42,7 +53,9 @@ def shared_weights() -> Path:
     return WEIGHTS
 
 
-def make_image(path: Path, *, color: tuple[int, int, int], size: tuple[int, int] = (96, 80), seed: int = 0) -> Path:
+def make_image(
+    path: Path, *, color: tuple[int, int, int], size: tuple[int, int] = (96, 80), seed: int = 0
+) -> Path:
     """A JPEG of one dominant colour plus noise, so tiny models can learn it."""
     rng = np.random.default_rng(seed)
     base = np.array(color, dtype=np.float64)
@@ -54,14 +67,21 @@ def make_image(path: Path, *, color: tuple[int, int, int], size: tuple[int, int]
 
 
 def make_dataset(
-    root: Path, *, classes: tuple[str, ...] = ("hat", "pants", "shoes"), per_class: int = 6,
+    root: Path,
+    *,
+    classes: tuple[str, ...] = ("hat", "pants", "shoes"),
+    per_class: int = 6,
     splits: tuple[str, ...] = ("train", "validation", "test"),
 ) -> Path:
     colors = [(220, 40, 40), (40, 200, 60), (50, 60, 220), (220, 220, 40), (200, 40, 200)]
     for s, split in enumerate(splits):
         for c, name in enumerate(classes):
             for i in range(per_class):
-                make_image(root / split / name / f"{i}.jpg", color=colors[c % len(colors)], seed=1000 * s + 100 * c + i)
+                make_image(
+                    root / split / name / f"{i}.jpg",
+                    color=colors[c % len(colors)],
+                    seed=1000 * s + 100 * c + i,
+                )
     return root
 
 
@@ -75,7 +95,9 @@ def build_tiny_keras_model(n_classes: int = len(LABELS), image_size: int = TINY_
     import keras
 
     keras.utils.set_random_seed(0)
-    base = keras.applications.Xception(weights=None, include_top=False, input_shape=(image_size, image_size, 3))
+    base = keras.applications.Xception(
+        weights=None, include_top=False, input_shape=(image_size, image_size, 3)
+    )
     base.trainable = False
     inputs = keras.Input(shape=(image_size, image_size, 3))
     x = base(inputs, training=False)
@@ -104,7 +126,9 @@ def tiny_bundle(tiny_train_output: Path, tmp_path_factory: pytest.TempPathFactor
         from convert import ConvertConfig, convert_model  # type: ignore[attr-defined]
     except ImportError:
         return _bundle_without_convert(tiny_train_output, out)
-    convert_model(ConvertConfig(train_dir=tiny_train_output, out_dir=out / "bundles", variants=("float32",)))
+    convert_model(
+        ConvertConfig(train_dir=tiny_train_output, out_dir=out / "bundles", variants=("float32",))
+    )
     return out / "bundles" / "float32"
 
 
@@ -119,8 +143,12 @@ def _bundle_without_convert(train_dir: Path, out: Path) -> Path:
     model = keras.models.load_model(train_dir / "model.keras")
     content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     (out / MODEL_FILENAME).write_bytes(content)
-    manifest = Manifest(labels=LABELS, image_size=TINY_SIZE, variant="float32",
-                        model_sha256=hashlib.sha256(content).hexdigest())
+    manifest = Manifest(
+        labels=LABELS,
+        image_size=TINY_SIZE,
+        variant="float32",
+        model_sha256=hashlib.sha256(content).hexdigest(),
+    )
     (out / MANIFEST_FILENAME).write_text(json.dumps(manifest.to_json()))
     return out
 
@@ -140,9 +168,14 @@ def real_train_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("real_train")
     config = TrainConfig(
-        data_dir=DATA_DIR, output_dir=root / "model", image_size=REAL_IMAGE_SIZE,
-        epochs=REAL_EPOCHS, base_weights=str(WEIGHTS), cache_dir=root / "cache",
-        max_per_class=REAL_MAX_PER_CLASS, verbose=False,
+        data_dir=DATA_DIR,
+        output_dir=root / "model",
+        image_size=REAL_IMAGE_SIZE,
+        epochs=REAL_EPOCHS,
+        base_weights=str(WEIGHTS),
+        cache_dir=root / "cache",
+        max_per_class=REAL_MAX_PER_CLASS,
+        verbose=False,
     )
     train_model(config)
     return config.output_dir

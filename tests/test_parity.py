@@ -99,7 +99,9 @@ def test_palette_transparency_becomes_white(tmp_path: Path) -> None:
     assert tuple(rgb[4, 4]) == (255, 255, 255)  # transparent black -> white, not black
 
 
-@pytest.mark.parametrize(("mode", "fmt"), [("RGBA", "PNG"), ("L", "PNG"), ("P", "GIF"), ("CMYK", "JPEG")])
+@pytest.mark.parametrize(
+    ("mode", "fmt"), [("RGBA", "PNG"), ("L", "PNG"), ("P", "GIF"), ("CMYK", "JPEG")]
+)
 def test_training_and_serving_arrays_are_identical(tmp_path: Path, mode: str, fmt: str) -> None:
     img = _gradient("RGB").convert(mode) if mode == "P" else _gradient(mode)
     path = _save(img, tmp_path / f"x.{fmt.lower()}", fmt)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import TINY_SIZE, make_dataset
-from train import DataError, TrainConfig, train_model
+from train import TrainConfig, train_model
 from train.__main__ import main
 from train.features import CacheKey, FeatureCache, extract_features, load_preprocessed
 from train.model import build_base, feature_extractor, unfreeze_last_blocks
@@ -19,8 +19,15 @@ from train.model import build_base, feature_extractor, unfreeze_last_blocks
 
 def tiny_config(tmp_path: Path, data: Path, **overrides: object) -> TrainConfig:
     values: dict[str, object] = dict(
-        data_dir=data, output_dir=tmp_path / "out", image_size=TINY_SIZE, epochs=3, batch_size=8,
-        size_inner=8, base_weights="none", cache_dir=tmp_path / "cache", verbose=False,
+        data_dir=data,
+        output_dir=tmp_path / "out",
+        image_size=TINY_SIZE,
+        epochs=3,
+        batch_size=8,
+        size_inner=8,
+        base_weights="none",
+        cache_dir=tmp_path / "cache",
+        verbose=False,
     )
     values.update(overrides)
     return TrainConfig(**values)  # type: ignore[arg-type]
@@ -33,7 +40,10 @@ def tiny_config(tmp_path: Path, data: Path, **overrides: object) -> TrainConfig:
         ({"droprate": 1.0}, "`droprate` must be in [0, 1). Received: droprate=1.0"),
         ({"epochs": 0}, "`epochs` must be >= 1. Received: epochs=0"),
         ({"learning_rate": 0.0}, "`learning_rate` must be > 0. Received: learning_rate=0.0"),
-        ({"fine_tune": 15}, "`fine_tune` must be in [0, 14] (Xception blocks). Received: fine_tune=15"),
+        (
+            {"fine_tune": 15},
+            "`fine_tune` must be in [0, 14] (Xception blocks). Received: fine_tune=15",
+        ),
         ({"max_per_class": 0}, "`max_per_class` must be >= 1"),
     ],
 )
@@ -76,8 +86,23 @@ def test_bad_dataset_fails_cleanly(tmp_path: Path, damage, message: str, capsys)
     data = make_dataset(tmp_path / "data", per_class=2)
     damage(data)
     out = tmp_path / "out"
-    code = main(["--data-dir", str(data), "--output", str(out), "--image-size", "71",
-                 "--base-weights", "none", "--cache-dir", str(tmp_path / "cache"), "--epochs", "1", "--quiet"])
+    code = main(
+        [
+            "--data-dir",
+            str(data),
+            "--output",
+            str(out),
+            "--image-size",
+            "71",
+            "--base-weights",
+            "none",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--epochs",
+            "1",
+            "--quiet",
+        ]
+    )
     assert code == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
@@ -92,9 +117,22 @@ def test_bad_dataset_fails_cleanly(tmp_path: Path, damage, message: str, capsys)
         (["--base-weights", "/nonexistent/w.weights.h5"], "no such file"),
     ],
 )
-def test_cli_bad_arguments(tmp_path: Path, tiny_dataset: Path, argv: list[str], message: str, capsys) -> None:  # type: ignore[no-untyped-def]
-    base = ["--data-dir", str(tiny_dataset), "--output", str(tmp_path / "out"), "--image-size", "71",
-            "--base-weights", "none", "--cache-dir", str(tmp_path / "c"), "--quiet"]
+def test_cli_bad_arguments(
+    tmp_path: Path, tiny_dataset: Path, argv: list[str], message: str, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    base = [
+        "--data-dir",
+        str(tiny_dataset),
+        "--output",
+        str(tmp_path / "out"),
+        "--image-size",
+        "71",
+        "--base-weights",
+        "none",
+        "--cache-dir",
+        str(tmp_path / "c"),
+        "--quiet",
+    ]
     code = main(base + argv)
     assert code == 2
     err = capsys.readouterr().err
@@ -159,9 +197,15 @@ def test_cache_detects_corrupt_and_stale_entries(tmp_path: Path, tiny_dataset: P
     extractor = feature_extractor(base)
     paths = sorted((tiny_dataset / "train").rglob("*.jpg"))[:4]
     key = CacheKey("w" * 64, TINY_SIZE)
-    first = extract_features(paths, extractor=extractor, cache=FeatureCache(tmp_path, key), progress=False)
+    first = extract_features(
+        paths, extractor=extractor, cache=FeatureCache(tmp_path, key), progress=False
+    )
     assert first.computed == 4
-    victim = next(p for p in FeatureCache(tmp_path, key).directory.rglob("*") if p.is_file() and p.name != "meta.json")
+    victim = next(
+        p
+        for p in FeatureCache(tmp_path, key).directory.rglob("*")
+        if p.is_file() and p.name != "meta.json"
+    )
     blob = bytearray(victim.read_bytes())
     blob[10] ^= 0xFF  # one flipped byte
     victim.write_bytes(bytes(blob))
@@ -171,7 +215,9 @@ def test_cache_detects_corrupt_and_stale_entries(tmp_path: Path, tiny_dataset: P
     np.testing.assert_allclose(second.vectors, first.vectors, atol=1e-5)
     # A changed meta.json (e.g. written by another version) means stale: wiped and rebuilt.
     (cache.directory / "meta.json").write_text("{}")
-    third = extract_features(paths, extractor=extractor, cache=FeatureCache(tmp_path, key), progress=False)
+    third = extract_features(
+        paths, extractor=extractor, cache=FeatureCache(tmp_path, key), progress=False
+    )
     assert third.computed == 4
 
 
@@ -198,7 +244,9 @@ def test_existing_output_needs_force(tmp_path: Path, tiny_dataset: Path) -> None
 
 
 @pytest.mark.parametrize(("fine_tune", "augment"), [(2, False), (0, True)])
-def test_fine_tune_and_augment_train_from_images(tmp_path: Path, tiny_dataset: Path, fine_tune: int, augment: bool) -> None:
+def test_fine_tune_and_augment_train_from_images(
+    tmp_path: Path, tiny_dataset: Path, fine_tune: int, augment: bool
+) -> None:
     config = tiny_config(tmp_path, tiny_dataset, epochs=1, fine_tune=fine_tune, augment=augment)
     metrics = train_model(config)
     assert "load_seconds" in metrics["timings"]  # trained from images, not the cache
@@ -215,22 +263,58 @@ def test_unfreeze_last_blocks_counts_block_layers() -> None:
     assert all(n.startswith(("block13_", "block14_")) for n in names)
 
 
-def test_sweep_writes_table_plot_and_one_run_per_value(tmp_path: Path, tiny_dataset: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_sweep_writes_table_plot_and_one_run_per_value(
+    tmp_path: Path, tiny_dataset: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "sweep"
-    code = main(["sweep", "--droprate", "0.0", "0.5", "--data-dir", str(tiny_dataset), "--output", str(out),
-                 "--image-size", "71", "--base-weights", "none", "--cache-dir", str(tmp_path / "c"),
-                 "--epochs", "2", "--quiet"])
+    code = main(
+        [
+            "sweep",
+            "--droprate",
+            "0.0",
+            "0.5",
+            "--data-dir",
+            str(tiny_dataset),
+            "--output",
+            str(out),
+            "--image-size",
+            "71",
+            "--base-weights",
+            "none",
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--epochs",
+            "2",
+            "--quiet",
+        ]
+    )
     assert code == 0
     summary = json.loads((out / "sweep.json").read_text())
     assert [r["value"] for r in summary["results"]] == [0.0, 0.5]
-    assert summary["best"]["value"] == max(summary["results"], key=lambda r: r["val_accuracy"])["value"]
+    assert (
+        summary["best"]["value"]
+        == max(summary["results"], key=lambda r: r["val_accuracy"])["value"]
+    )
     assert (out / "sweep_val_accuracy.png").stat().st_size > 0
     assert (out / "droprate=0.5" / "model.keras").is_file()
     assert "best val_acc" in capsys.readouterr().out
 
 
 def test_sweep_needs_exactly_one_parameter(tmp_path: Path, tiny_dataset: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    code = main(["sweep", "--droprate", "0.1", "0.2", "--learning-rate", "0.1", "0.01",
-                 "--data-dir", str(tiny_dataset), "--output", str(tmp_path / "s")])
+    code = main(
+        [
+            "sweep",
+            "--droprate",
+            "0.1",
+            "0.2",
+            "--learning-rate",
+            "0.1",
+            "0.01",
+            "--data-dir",
+            str(tiny_dataset),
+            "--output",
+            str(tmp_path / "s"),
+        ]
+    )
     assert code == 2
     assert "Sweep exactly one of" in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """Training stage: transfer learning on a frozen Xception base.
 
-    from train import TrainConfig, train_model
-    metrics = train_model(TrainConfig(data_dir=..., output_dir="runs/m", base_weights=...))
+from train import TrainConfig, train_model
+metrics = train_model(TrainConfig(data_dir=..., output_dir="runs/m", base_weights=...))
 """
 
 from train.config import TrainConfig

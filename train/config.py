@@ -70,11 +70,15 @@ class TrainConfig:
         _check(self.batch_size >= 1, "batch_size", self.batch_size, ">= 1")
         _check(
             self.max_per_class is None or self.max_per_class >= 1,
-            "max_per_class", self.max_per_class, ">= 1 (or None for all images)",
+            "max_per_class",
+            self.max_per_class,
+            ">= 1 (or None for all images)",
         )
         _check(
             0 <= self.fine_tune <= XCEPTION_BLOCKS,
-            "fine_tune", self.fine_tune, f"in [0, {XCEPTION_BLOCKS}] (Xception blocks)",
+            "fine_tune",
+            self.fine_tune,
+            f"in [0, {XCEPTION_BLOCKS}] (Xception blocks)",
         )
         _check(bool(self.base_weights), "base_weights", self.base_weights, "'imagenet' or a path")
 

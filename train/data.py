@@ -50,9 +50,7 @@ class Dataset:
         return self.splits.get("test")
 
 
-def load_dataset(
-    data_dir: Path, *, max_per_class: int | None = None, seed: int = 1
-) -> Dataset:
+def load_dataset(data_dir: Path, *, max_per_class: int | None = None, seed: int = 1) -> Dataset:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(

@@ -150,8 +150,9 @@ def extract_features(
             continue
         vectors[i] = cache.get(shas[i])
     todo = [i for i, p in enumerate(paths) if vectors[i] is None and shas[i]]
-    bar = tqdm(total=len(todo), desc=desc, unit="img", disable=not progress or not todo,
-               file=sys.stderr)
+    bar = tqdm(
+        total=len(todo), desc=desc, unit="img", disable=not progress or not todo, file=sys.stderr
+    )
     for chunk in _chunks(todo, batch_size):
         batch, good = [], []
         for i in chunk:
@@ -168,9 +169,14 @@ def extract_features(
         bar.update(len(chunk))
     bar.close()
     keep = np.array([v is not None for v in vectors], dtype=bool)
-    stacked = np.stack([v for v in vectors if v is not None]) if keep.any() else np.zeros((0, FEATURES), np.float32)
-    return Features(vectors=stacked.astype(np.float32), keep=keep, skipped=tuple(skipped),
-                    computed=len(todo))
+    stacked = (
+        np.stack([v for v in vectors if v is not None])
+        if keep.any()
+        else np.zeros((0, FEATURES), np.float32)
+    )
+    return Features(
+        vectors=stacked.astype(np.float32), keep=keep, skipped=tuple(skipped), computed=len(todo)
+    )
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:

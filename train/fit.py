@@ -59,7 +59,7 @@ class KeepBest(keras.callbacks.Callback):  # type: ignore[misc]
 
 
 def one_hot(targets: np.ndarray, n_classes: int) -> np.ndarray:
-    return np.eye(n_classes, dtype=np.float32)[targets]
+    return np.asarray(np.eye(n_classes, dtype=np.float32)[targets])
 
 
 def fit(
@@ -93,7 +93,9 @@ def fit(
 class AugmentedImages(keras.utils.PyDataset):  # type: ignore[misc]
     """Batches of preprocessed images with random flip/zoom/shear, reshuffled each epoch."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, *, n_classes: int, config: TrainConfig) -> None:
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, *, n_classes: int, config: TrainConfig
+    ) -> None:
         super().__init__()
         self.x, self.y = x, one_hot(y, n_classes)
         self.batch_size = config.batch_size

@@ -1,9 +1,9 @@
 """The seed recipe's networks: frozen Xception base, small dense head.
 
-    image (S, S, 3) in [-1, 1]
-      -> Xception(include_top=False), frozen, called with training=False
-      -> GlobalAveragePooling2D            (2048 features: what the cache holds)
-      -> Dense(size_inner, relu) -> Dropout(droprate) -> Dense(n_classes) logits
+image (S, S, 3) in [-1, 1]
+  -> Xception(include_top=False), frozen, called with training=False
+  -> GlobalAveragePooling2D            (2048 features: what the cache holds)
+  -> Dense(size_inner, relu) -> Dropout(droprate) -> Dense(n_classes) logits
 """
 
 from __future__ import annotations

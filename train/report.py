@@ -10,10 +10,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display (CI, servers)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from train.fit import History  # noqa: E402
+from train.fit import History
 
 
 def classification_metrics(
@@ -46,7 +46,9 @@ def plot_learning_curves(history: History, path: Path, *, title: str = "") -> No
         ax_acc.plot(epochs, [e[key] for e in history.epochs], style, label=key, markersize=3)
     for key, style in (("loss", "-"), ("val_loss", "-o")):
         ax_loss.plot(epochs, [e[key] for e in history.epochs], style, label=key, markersize=3)
-    ax_acc.axvline(history.best_epoch, color="grey", linestyle=":", label=f"kept: epoch {history.best_epoch}")
+    ax_acc.axvline(
+        history.best_epoch, color="grey", linestyle=":", label=f"kept: epoch {history.best_epoch}"
+    )
     for ax, name in ((ax_acc, "accuracy"), (ax_loss, "loss")):
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
@@ -58,7 +60,9 @@ def plot_learning_curves(history: History, path: Path, *, title: str = "") -> No
     plt.close(fig)
 
 
-def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, *, title: str) -> None:
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, *, title: str
+) -> None:
     m = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     ax.imshow(m, cmap="Blues")
@@ -68,8 +72,15 @@ def plot_confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str]
     ax.set_ylabel("true")
     threshold = m.max() / 2 if m.size else 0
     for (i, j), value in np.ndenumerate(m):
-        ax.text(j, i, str(value), ha="center", va="center", fontsize=8,
-                color="white" if value > threshold else "black")
+        ax.text(
+            j,
+            i,
+            str(value),
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if value > threshold else "black",
+        )
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

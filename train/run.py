@@ -21,7 +21,7 @@ import numpy as np
 
 from inference import InferenceError
 from train.config import TrainConfig
-from train.data import Dataset, DataError, Split, load_dataset
+from train.data import DataError, Dataset, Split, load_dataset
 from train.features import CacheKey, FeatureCache, Skipped, extract_features, load_preprocessed
 from train.fit import AugmentedImages, History, fit
 from train.model import (
@@ -60,7 +60,9 @@ def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) 
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
     if features is None:
-        dataset = load_dataset(config.data_dir, max_per_class=config.max_per_class, seed=config.seed)
+        dataset = load_dataset(
+            config.data_dir, max_per_class=config.max_per_class, seed=config.seed
+        )
         check_output_dir(config.output_dir, force=config.force)
         base = build_base(image_size=config.image_size, base_weights=config.base_weights)
         if config.from_images:
@@ -72,7 +74,9 @@ def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) 
     else:
         check_output_dir(config.output_dir, force=config.force)
     trained = train_head(features, config)
-    metrics = build_metrics(trained, features.dataset, config, seconds=time.perf_counter() - started)
+    metrics = build_metrics(
+        trained, features.dataset, config, seconds=time.perf_counter() - started
+    )
     write_outputs(trained, metrics, config)
     return metrics
 
@@ -92,17 +96,29 @@ def prepare_features(dataset: Dataset, base: keras.Model, config: TrainConfig) -
     t0 = time.perf_counter()
     cache = FeatureCache(config.cache_dir, CacheKey(weights_fingerprint(base), config.image_size))
     extractor = feature_extractor(base)
-    vectors, targets, skipped, computed = {}, {}, [], 0
+    vectors: dict[str, np.ndarray] = {}
+    targets: dict[str, np.ndarray] = {}
+    skipped: list[Skipped] = []
+    computed = 0
     for name, split in dataset.splits.items():
-        f = extract_features(split.paths, extractor=extractor, cache=cache, batch_size=config.batch_size,
-                             desc=f"{name} features", progress=config.verbose)
+        f = extract_features(
+            split.paths,
+            extractor=extractor,
+            cache=cache,
+            batch_size=config.batch_size,
+            desc=f"{name} features",
+            progress=config.verbose,
+        )
         _require_images(f.keep, split)
         vectors[name], targets[name] = f.vectors, split.targets[f.keep]
         skipped.extend(f.skipped)
         computed += f.computed
     _warn_skipped(skipped)
-    timings = {"features_seconds": time.perf_counter() - t0, "images_extracted": computed,
-               "cache_entries_rebuilt": cache.rebuilt}
+    timings = {
+        "features_seconds": time.perf_counter() - t0,
+        "images_extracted": computed,
+        "cache_entries_rebuilt": cache.rebuilt,
+    }
     return CachedFeatures(dataset, base, vectors, targets, tuple(skipped), timings)
 
 
@@ -111,18 +127,35 @@ def train_head(features: CachedFeatures, config: TrainConfig) -> Trained:
     labels = features.dataset.labels
     x, y = features.vectors, features.targets
     head = build_head(n_classes=len(labels), size_inner=config.size_inner, droprate=config.droprate)
-    history = fit(head, x["train"], y["train"], (x["validation"], y["validation"]),
-                  config=config, n_classes=len(labels))
-    logits = {name: np.asarray(head.predict(v, verbose=0)) for name, v in x.items() if name != "train"}
+    history = fit(
+        head,
+        x["train"],
+        y["train"],
+        (x["validation"], y["validation"]),
+        config=config,
+        n_classes=len(labels),
+    )
+    logits = {
+        name: np.asarray(head.predict(v, verbose=0)) for name, v in x.items() if name != "train"
+    }
     timings = {**features.timings, "train_seconds": time.perf_counter() - t0}
     evaluated = {k: v for k, v in y.items() if k != "train"}
-    return Trained(build_full_model(features.base, head), history, labels, logits, evaluated,
-                   features.skipped, timings)
+    return Trained(
+        build_full_model(features.base, head),
+        history,
+        labels,
+        logits,
+        evaluated,
+        features.skipped,
+        timings,
+    )
 
 
 def _from_images(dataset: Dataset, base: keras.Model, config: TrainConfig) -> Trained:
     t0 = time.perf_counter()
-    arrays, targets, skipped = {}, {}, []
+    arrays: dict[str, np.ndarray] = {}
+    targets: dict[str, np.ndarray] = {}
+    skipped: list[Skipped] = []
     for name, split in dataset.splits.items():
         arrays[name], targets[name], bad = _load_split(split, image_size=config.image_size)
         skipped.extend(bad)
@@ -130,19 +163,41 @@ def _from_images(dataset: Dataset, base: keras.Model, config: TrainConfig) -> Tr
     t1 = time.perf_counter()
     trainable = unfreeze_last_blocks(base, config.fine_tune)
     if config.verbose:
-        print(f"training from images: {trainable} base layers trainable, augment={config.augment}",
-              file=sys.stderr)
-    head = build_head(n_classes=len(dataset.labels), size_inner=config.size_inner, droprate=config.droprate)
+        print(
+            f"training from images: {trainable} base layers trainable, augment={config.augment}",
+            file=sys.stderr,
+        )
+    head = build_head(
+        n_classes=len(dataset.labels), size_inner=config.size_inner, droprate=config.droprate
+    )
     model = build_full_model(base, head)
-    batches = AugmentedImages(arrays["train"], targets["train"], n_classes=len(dataset.labels), config=config)
-    history = fit(model, batches, None, (arrays["validation"], targets["validation"]),
-                  config=config, n_classes=len(dataset.labels))
-    logits = {name: np.asarray(model.predict(x, batch_size=config.batch_size, verbose=0))
-              for name, x in arrays.items() if name != "train"}
+    batches = AugmentedImages(
+        arrays["train"], targets["train"], n_classes=len(dataset.labels), config=config
+    )
+    history = fit(
+        model,
+        batches,
+        None,
+        (arrays["validation"], targets["validation"]),
+        config=config,
+        n_classes=len(dataset.labels),
+    )
+    logits = {
+        name: np.asarray(model.predict(x, batch_size=config.batch_size, verbose=0))
+        for name, x in arrays.items()
+        if name != "train"
+    }
     base.trainable = False  # the saved model is for inference
     timings = {"load_seconds": t1 - t0, "train_seconds": time.perf_counter() - t1}
-    return Trained(model, history, dataset.labels, logits,
-                   {k: v for k, v in targets.items() if k != "train"}, tuple(skipped), timings)
+    return Trained(
+        model,
+        history,
+        dataset.labels,
+        logits,
+        {k: v for k, v in targets.items() if k != "train"},
+        tuple(skipped),
+        timings,
+    )
 
 
 def _load_split(split: Split, *, image_size: int) -> tuple[np.ndarray, np.ndarray, list[Skipped]]:
@@ -161,7 +216,9 @@ def _load_split(split: Split, *, image_size: int) -> tuple[np.ndarray, np.ndarra
 
 def _require_images(keep: np.ndarray, split: Split) -> None:
     if not keep.any():
-        raise DataError(f"Split {split.name}/ has no readable images ({len(split)} files, all skipped).")
+        raise DataError(
+            f"Split {split.name}/ has no readable images ({len(split)} files, all skipped)."
+        )
 
 
 def _warn_skipped(skipped: list[Skipped]) -> None:
@@ -174,9 +231,13 @@ def _warn_skipped(skipped: list[Skipped]) -> None:
         print(f"  ... and {len(skipped) - 10} more", file=sys.stderr)
 
 
-def build_metrics(trained: Trained, dataset: Dataset, config: TrainConfig, *, seconds: float) -> dict[str, Any]:
-    evaluated = {name: classification_metrics(trained.logits[name], trained.targets[name], trained.labels)
-                 for name in trained.logits}
+def build_metrics(
+    trained: Trained, dataset: Dataset, config: TrainConfig, *, seconds: float
+) -> dict[str, Any]:
+    evaluated = {
+        name: classification_metrics(trained.logits[name], trained.targets[name], trained.labels)
+        for name in trained.logits
+    }
     metrics: dict[str, Any] = {
         "labels": list(trained.labels),
         "image_size": config.image_size,
@@ -187,7 +248,7 @@ def build_metrics(trained: Trained, dataset: Dataset, config: TrainConfig, *, se
         "test": evaluated.get("test"),
         "history": trained.history.epochs,
         "data_dir": str(dataset.root.resolve()),
-        "n_images": {name: int(len(split)) for name, split in dataset.splits.items()},
+        "n_images": {name: len(split) for name, split in dataset.splits.items()},
         "skipped": [{"path": str(s.path), "reason": s.reason} for s in trained.skipped],
         "config": config.to_json(),
         "timings": {**trained.timings, "total_seconds": seconds},
@@ -198,7 +259,9 @@ def build_metrics(trained: Trained, dataset: Dataset, config: TrainConfig, *, se
 
 def check_output_dir(output_dir: Path, *, force: bool) -> None:
     if output_dir.exists() and not output_dir.is_dir():
-        raise OutputExistsError(f"`output_dir` must be a folder. Received: output_dir={str(output_dir)!r} (a file)")
+        raise OutputExistsError(
+            f"`output_dir` must be a folder. Received: output_dir={str(output_dir)!r} (a file)"
+        )
     if output_dir.is_dir() and any(output_dir.iterdir()) and not force:
         raise OutputExistsError(
             f"`output_dir` already exists and is not empty: {str(output_dir)!r}. "
@@ -213,12 +276,18 @@ def write_outputs(trained: Trained, metrics: dict[str, Any], config: TrainConfig
     try:
         trained.model.save(tmp / "model.keras")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        plot_learning_curves(trained.history, tmp / "learning_curves.png",
-                             title=f"Xception head, {config.image_size} px")
+        plot_learning_curves(
+            trained.history,
+            tmp / "learning_curves.png",
+            title=f"Xception head, {config.image_size} px",
+        )
         shown = "test" if "test" in trained.logits else "validation"
-        plot_confusion_matrix(metrics[shown]["confusion_matrix"], trained.labels,
-                              tmp / "confusion_matrix.png",
-                              title=f"Confusion matrix ({shown}, accuracy {metrics[shown]['accuracy']:.3f})")
+        plot_confusion_matrix(
+            metrics[shown]["confusion_matrix"],
+            trained.labels,
+            tmp / "confusion_matrix.png",
+            title=f"Confusion matrix ({shown}, accuracy {metrics[shown]['accuracy']:.3f})",
+        )
         publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

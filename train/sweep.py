@@ -38,16 +38,33 @@ def sweep(config: TrainConfig, *, param: str, values: list[float]) -> dict[str, 
     for value in values:
         typed = int(value) if param == "size_inner" else float(value)
         print(f"\n== {param}={typed}", file=sys.stderr)
-        run = dataclasses.replace(config, **{param: typed}, output_dir=staging / f"{param}={typed}", force=True)
+        overrides: dict[str, Any] = {param: typed}
+        run = dataclasses.replace(
+            config, **overrides, output_dir=staging / f"{param}={typed}", force=True
+        )
         metrics = train_model(run, features=features)
-        results.append({"value": typed, "val_accuracy": metrics["val_accuracy"],
-                        "best_epoch": metrics["best_epoch"], "test_accuracy": metrics["test_accuracy"],
-                        "val_curve": [e["val_accuracy"] for e in metrics["history"]],
-                        "dir": f"{param}={typed}"})
+        results.append(
+            {
+                "value": typed,
+                "val_accuracy": metrics["val_accuracy"],
+                "best_epoch": metrics["best_epoch"],
+                "test_accuracy": metrics["test_accuracy"],
+                "val_curve": [e["val_accuracy"] for e in metrics["history"]],
+                "dir": f"{param}={typed}",
+            }
+        )
     best = max(results, key=lambda r: r["val_accuracy"])
-    summary = {"param": param, "results": results, "best": {"value": best["value"], "dir": best["dir"]}}
+    summary = {
+        "param": param,
+        "results": results,
+        "best": {"value": best["value"], "dir": best["dir"]},
+    }
     (staging / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_sweep({str(r["value"]): r["val_curve"] for r in results}, staging / "sweep_val_accuracy.png", param=param)
+    plot_sweep(
+        {str(r["value"]): r["val_curve"] for r in results},
+        staging / "sweep_val_accuracy.png",
+        param=param,
+    )
     publish(staging, config.output_dir)
     return summary
 
@@ -58,5 +75,6 @@ def format_table(summary: dict[str, Any]) -> str:
     for r in summary["results"]:
         mark = "  <- kept" if r["value"] == summary["best"]["value"] else ""
         test = "" if r["test_accuracy"] is None else f"{r['test_accuracy']:.4f}"
-        lines.append(f"{r['value']!s:>14}  {r['val_accuracy']:.4f}       {r['best_epoch']:5d}  {test:>8}{mark}")
+        value, val = f"{r['value']!s:>14}", f"{r['val_accuracy']:.4f}"
+        lines.append(f"{value}  {val}       {r['best_epoch']:5d}  {test:>8}{mark}")
     return "\n".join(lines)

@@ -1,0 +1,124 @@
+"""Classify images on a device with a TFLite bundle; no TensorFlow needed.
+
+Usage:
+    python -m inference predict shirt.jpg hat.png --model bundles/int8 --top-k 3
+    python -m inference predict shirt.jpg --model bundles/int8 --json
+    python -m inference bench --model bundles/int8 --threads 1 2 4 --runs 50
+
+Env vars: MODEL_DIR (default of --model), INFERENCE_RUNTIME (ai-edge-litert,
+tflite-runtime or tensorflow), INFERENCE_THREADS, MAX_IMAGE_PIXELS.
+Exit codes: 0 all images classified, 1 some image failed, 2 bad model/usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from inference._bench import bench_model, format_bench
+from inference._classifier import Classifier, InferenceConfig
+from inference._errors import InferenceError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m inference",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    predict = sub.add_parser("predict", help="classify image files")
+    predict.add_argument("images", nargs="+", type=Path)
+    predict.add_argument("--top-k", type=int, default=3)
+    predict.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    bench = sub.add_parser("bench", help="load time, latency, peak memory")
+    bench.add_argument("--runs", type=int, default=50)
+    bench.add_argument(
+        "--image", type=Path, default=None, help="image to time (default: generated)"
+    )
+    for p in (predict, bench):
+        p.add_argument("--model", type=Path, default=None, help="bundle folder (env MODEL_DIR)")
+        p.add_argument(
+            "--runtime", default=None, help="ai-edge-litert | tflite-runtime | tensorflow"
+        )
+        p.add_argument("--max-pixels", type=int, default=None)
+    predict.add_argument("--threads", type=int, default=None)
+    bench.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "bench":
+            config = InferenceConfig.from_env(
+                model_dir=args.model, runtime=args.runtime, max_pixels=args.max_pixels
+            )
+            result = bench_model(config, threads=args.threads, runs=args.runs, image=args.image)
+            print(format_bench(result))
+            return 0
+        config = InferenceConfig.from_env(
+            model_dir=args.model,
+            runtime=args.runtime,
+            num_threads=args.threads,
+            max_pixels=args.max_pixels,
+        )
+        if args.top_k < 1:
+            raise ValueError(f"`top_k` must be >= 1. Received: top_k={args.top_k}")
+        classifier = Classifier.from_config(config)
+    except (InferenceError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return _predict(classifier, args.images, top_k=args.top_k, as_json=args.json)
+
+
+def _predict(classifier: Classifier, images: list[Path], *, top_k: int, as_json: bool) -> int:
+    results: list[dict[str, Any]] = []
+    for path in images:
+        try:
+            prediction = classifier.predict_file(path, top_k=top_k)
+            results.append({"image": str(path), **prediction.to_dict()})
+        except (InferenceError, OSError) as exc:
+            code = exc.code if isinstance(exc, InferenceError) else "FILE_NOT_FOUND"
+            results.append({"image": str(path), "error": {"code": code, "message": str(exc)}})
+    if as_json:
+        runtime = {"name": classifier.runtime.name, "version": classifier.runtime.version}
+        print(
+            json.dumps(
+                {
+                    "model": {
+                        "variant": classifier.manifest.variant,
+                        "sha256": classifier.manifest.model_sha256,
+                    },
+                    "runtime": runtime,
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for r in results:
+            print(_format_result(r))
+    failed = sum("error" in r for r in results)
+    if failed:
+        print(f"{failed} of {len(results)} image(s) could not be classified", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _format_result(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return f"{result['image']}\n  error {result['error']['code']}: {result['error']['message']}"
+    lines = [f"{result['image']}"]
+    for item in result["top"]:
+        lines.append(
+            f"  {item['label']:<12} {item['probability']:7.2%}   logit {item['logit']:8.3f}"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
