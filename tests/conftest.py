@@ -10,6 +10,9 @@ import json
 import os
 from pathlib import Path
 
+# Before TensorFlow loads anywhere in the session: keep its C++ INFO lines quiet.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 import numpy as np
 import pytest
 from PIL import Image

@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display (CI, servers)
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from train.fit import History
 
@@ -50,6 +51,7 @@ def plot_learning_curves(history: History, path: Path, *, title: str = "") -> No
         history.best_epoch, color="grey", linestyle=":", label=f"kept: epoch {history.best_epoch}"
     )
     for ax, name in ((ax_acc, "accuracy"), (ax_loss, "loss")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
@@ -92,6 +94,7 @@ def plot_sweep(curves: Mapping[str, Sequence[float]], path: Path, *, param: str)
     fig, ax = plt.subplots(figsize=(8, 5))
     for value, accuracies in curves.items():
         ax.plot(np.arange(1, len(accuracies) + 1), accuracies, label=f"{param}={value}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"Sweep over {param}")
