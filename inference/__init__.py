@@ -1,8 +1,7 @@
 """The small runtime: TFLite bundle + safe image decoding, no TensorFlow.
 
-    from inference import Classifier
-    clf = Classifier.load("bundles/int8", num_threads=2)
-    print(clf.predict_file("shirt.jpg").to_dict())
+Usage: `Classifier.load("runs/bundles/int8", num_threads=2).predict_file("shirt.jpg").to_dict()`
+gives the label, the scores of every class, the logits and the top k.
 """
 
 from inference._bundle import (
@@ -29,6 +28,7 @@ from inference._errors import (
     UnsupportedFormatError,
     URLNotAllowedError,
 )
+from inference._fetch import FetchConfig, fetch_url
 from inference._runtime import RuntimeInfo, make_interpreter
 from inference.preprocess import (
     MIN_IMAGE_SIZE,
@@ -52,6 +52,7 @@ __all__ = [
     "BundleError",
     "Classifier",
     "CorruptImageError",
+    "FetchConfig",
     "FetchError",
     "FetchTimeoutError",
     "ImageTooLargeError",
@@ -67,6 +68,7 @@ __all__ = [
     "UnsupportedFormatError",
     "check_image_size",
     "decode_image",
+    "fetch_url",
     "load_image",
     "make_interpreter",
     "preprocess_file",

@@ -1,0 +1,1 @@
+"""Benchmarks and measuring tools (`python -m bench.serve`, ...); not part of the runtime."""

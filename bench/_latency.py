@@ -1,0 +1,247 @@
+"""Inference latency, batch 1, side by side: Keras vs every TFLite variant and runtime.
+
+    result = measure_latency(train_dir=..., bundles_dir=..., variants=VARIANTS,
+                             image=Path("x.jpg"), image_size=150, threads=(1, 2), effort=FULL)
+
+Configurations:
+- Keras, `model(x, training=False)` and `model.predict(x, verbose=0)`, one
+  worker process per thread count (bench/_keras_worker.py: TensorFlow's
+  thread pools are sized once per process);
+- TFLite, each variant under each installed runtime that loads it
+  (ai-edge-litert, tflite-runtime, tf.lite), via `inference.Classifier` with
+  `num_threads` set, in this process.
+
+Every configuration runs `latency_runs` predictions per round, the order of
+configurations rotating each round, for `latency_rounds` rounds: a colleague's
+job that starts mid-run slows all of them alike, so the ratios hold even when
+the absolute times drift. Each one times the same preprocessed image to logits
+(numpy in, numpy out): preprocessing is the same code for both and left out.
+Throughput = 1000 / median ms (one image per call).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench._config import REPO, Effort
+from bench._flops import GemmPeak, gemm_peak, gemm_worker
+from bench._worker import Worker
+from inference import Classifier, InferenceError, preprocess_file
+from inference._runtime import DEFAULT_ORDER
+
+
+@dataclass(frozen=True)
+class LatencyRow:
+    engine: str  # "keras" | "tflite"
+    method: str  # "model(x)" | "predict" | "invoke"
+    variant: str  # "keras" or a TFLite variant
+    runtime: str  # "name version"
+    threads: int
+    median_ms: float
+    p95_ms: float
+    runs: int
+
+    @property
+    def throughput(self) -> float:
+        """Images per second, one image per call."""
+        return 1000.0 / self.median_ms
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "throughput_per_s": self.throughput}
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    image: str
+    image_size: int
+    rounds: int
+    runs_per_round: int
+    warmup: int
+    rows: tuple[LatencyRow, ...]
+    gemm: dict[int, GemmPeak]  # threads -> float32 GEMM peak, measured in the same rounds
+    not_measured: tuple[str, ...] = field(default=())  # runtimes that did not load, and why
+    keras_threads: dict[int, tuple[int, int]] = field(default_factory=dict)  # (intra, inter)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "image_size": self.image_size,
+            "rounds": self.rounds,
+            "runs_per_round": self.runs_per_round,
+            "warmup": self.warmup,
+            "rows": [r.to_json() for r in self.rows],
+            "not_measured": list(self.not_measured),
+            "keras_threads": {str(t): list(v) for t, v in self.keras_threads.items()},
+        }
+
+
+def _keras_worker(
+    *, model: Path, image: Path, image_size: int, threads: int, warmup: int
+) -> Worker:
+    command = [
+        sys.executable,
+        "-m",
+        "bench._keras_worker",
+        f"--model={model}",
+        f"--image={image}",
+        f"--image-size={image_size}",
+        f"--threads={threads}",
+        f"--warmup={warmup}",
+    ]
+    return Worker(command, name=f"Keras {threads}-thread latency", cwd=REPO)
+
+
+def measure_latency(
+    *,
+    train_dir: Path,
+    bundles_dir: Path,
+    variants: tuple[str, ...],
+    image: Path,
+    image_size: int,
+    threads: tuple[int, ...],
+    effort: Effort,
+    log: Callable[[str], None],
+) -> LatencyResult:
+    """Every configuration, interleaved; the GEMM peak per thread count rides along."""
+    x = preprocess_file(image, image_size=image_size)
+    keras_workers = {
+        t: _keras_worker(
+            model=train_dir / "model.keras",
+            image=image,
+            image_size=image_size,
+            threads=t,
+            warmup=effort.latency_warmup,
+        )
+        for t in threads
+    }
+    gemm_workers = {t: gemm_worker(threads=t) for t in threads}
+    workers = [*keras_workers.values(), *gemm_workers.values()]
+    samples: dict[_Key, list[float]] = {}
+    gemm_seconds: dict[int, list[float]] = {t: [] for t in threads}
+    try:
+        interpreters, not_measured = _load_tflite(bundles_dir, variants, threads, x, effort)
+        info = {t: worker.wait_ready() for t, worker in keras_workers.items()}
+        for worker in gemm_workers.values():
+            worker.wait_ready()
+        keras_runtime = f"tensorflow {info[threads[0]]['tensorflow']}"
+        log(
+            f"latency: {len(interpreters)} TFLite and {2 * len(threads)} Keras configurations "
+            f"and the GEMM peak, {effort.latency_rounds} rounds x {effort.latency_runs} runs"
+        )
+        units: list[Callable[[], None]] = []
+        for t, worker in keras_workers.items():
+            units.append(_keras_unit(worker, t, keras_runtime, effort.latency_runs, samples))
+        for key, clf in interpreters.items():
+            units.append(_tflite_unit(key, clf, x, effort.latency_runs, samples))
+        for t, worker in gemm_workers.items():
+            units.append(_gemm_unit(worker, effort.gemm_runs, gemm_seconds[t]))
+        for r in range(effort.latency_rounds):
+            shift = r % len(units)
+            for unit in units[shift:] + units[:shift]:
+                unit()
+    finally:
+        for worker in workers:
+            worker.close()
+    rows = tuple(
+        LatencyRow(
+            engine=engine,
+            method=method,
+            variant=variant,
+            runtime=runtime,
+            threads=t,
+            median_ms=statistics.median(times),
+            p95_ms=float(np.percentile(times, 95)),
+            runs=len(times),
+        )
+        for (engine, method, variant, runtime, t), times in samples.items()
+    )
+    return LatencyResult(
+        image=str(image),
+        image_size=image_size,
+        rounds=effort.latency_rounds,
+        runs_per_round=effort.latency_runs,
+        warmup=effort.latency_warmup,
+        rows=rows,
+        gemm={t: gemm_peak(seconds, threads=t) for t, seconds in gemm_seconds.items()},
+        not_measured=tuple(not_measured),
+        keras_threads={t: (i["intra_op"], i["inter_op"]) for t, i in info.items()},
+    )
+
+
+_Key = tuple[str, str, str, str, int]  # engine, method, variant, runtime, threads
+
+
+def _keras_unit(
+    worker: Worker, threads: int, runtime: str, runs: int, samples: dict[_Key, list[float]]
+) -> Callable[[], None]:
+    def unit() -> None:
+        timed = worker.request(f"run {runs}")
+        for method, name in (("call", "model(x)"), ("predict", "predict")):
+            key = ("keras", name, "keras", runtime, threads)
+            samples.setdefault(key, []).extend(timed[method])
+
+    return unit
+
+
+def _gemm_unit(worker: Worker, runs: int, seconds: list[float]) -> Callable[[], None]:
+    def unit() -> None:
+        seconds.extend(worker.request(f"run {runs}")["seconds"])
+
+    return unit
+
+
+def _tflite_unit(
+    key: _Key,
+    clf: Classifier,
+    x: np.ndarray,
+    runs: int,
+    samples: dict[_Key, list[float]],
+) -> Callable[[], None]:
+    def unit() -> None:
+        times = samples.setdefault(key, [])
+        for _ in range(runs):
+            start = time.perf_counter()
+            clf.logits(x)
+            times.append(1000 * (time.perf_counter() - start))
+
+    return unit
+
+
+def _load_tflite(
+    bundles_dir: Path,
+    variants: tuple[str, ...],
+    threads: tuple[int, ...],
+    x: np.ndarray,
+    effort: Effort,
+) -> tuple[dict[_Key, Classifier], list[str]]:
+    """Every (variant, runtime, threads) that loads, warmed up; and what did not load."""
+    loaded: dict[_Key, Classifier] = {}
+    not_measured: dict[str, None] = {}  # ordered, without repeats
+    for variant in variants:
+        for runtime in DEFAULT_ORDER:
+            for t in threads:
+                try:
+                    with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice
+                        warnings.simplefilter("ignore")
+                        clf = Classifier.load(bundles_dir / variant, num_threads=t, runtime=runtime)
+                except InferenceError as exc:
+                    reason = str(exc).splitlines()[-1].strip()
+                    if "cannot be imported" in reason:  # not installed: once, not per variant
+                        not_measured[f"{runtime}: {reason}"] = None
+                    else:
+                        not_measured[f"{variant} on {runtime}: {reason}"] = None
+                    break  # the same for every thread count
+                for _ in range(effort.latency_warmup):
+                    clf.logits(x)
+                name = f"{clf.runtime.name} {clf.runtime.version}"
+                loaded[("tflite", "invoke", variant, name, t)] = clf
+    return loaded, list(not_measured)

@@ -1,0 +1,52 @@
+"""The conversion stage: Keras model -> TFLite bundles, each proven against Keras.
+
+    from convert import CheckConfig, ConvertConfig, check_bundles, convert_model
+    convert_model(ConvertConfig(train_dir="runs/150", out_dir="bundles",
+                                variants=("float32", "int8")))
+    report = check_bundles(CheckConfig(train_dir="runs/150", out_dir="bundles"))
+    assert report.passed  # bundles/report.md holds the table
+
+The command line is `python -m convert` (see convert/__main__.py).
+"""
+
+from convert._check import (
+    DEFAULT_THRESHOLDS,
+    CheckConfig,
+    CheckReport,
+    Latency,
+    RuntimeLoad,
+    Threshold,
+    VariantResult,
+    check_bundles,
+)
+from convert._convert import (
+    DEFAULT_CALIBRATION_SIZE,
+    ConvertConfig,
+    ConvertResult,
+    convert_model,
+)
+from convert._errors import ConvertError
+from convert._export import VARIANTS, builtin_operators
+from convert._report import REPORT_JSON, REPORT_MD, report_to_json, report_to_markdown
+
+__all__ = [
+    "DEFAULT_CALIBRATION_SIZE",
+    "DEFAULT_THRESHOLDS",
+    "REPORT_JSON",
+    "REPORT_MD",
+    "VARIANTS",
+    "CheckConfig",
+    "CheckReport",
+    "ConvertConfig",
+    "ConvertError",
+    "ConvertResult",
+    "Latency",
+    "RuntimeLoad",
+    "Threshold",
+    "VariantResult",
+    "builtin_operators",
+    "check_bundles",
+    "convert_model",
+    "report_to_json",
+    "report_to_markdown",
+]

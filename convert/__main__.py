@@ -1,0 +1,230 @@
+"""`python -m convert`: Keras model -> TFLite bundles, then the proof they predict alike.
+
+    # convert (float32 by default), then check every variant on the test split
+    python -m convert runs/150 --out bundles --variants float32 float16 dynamic int8
+
+    # check existing bundles again, on other images, with a looser float16 bar
+    python -m convert check runs/150 --out bundles --images photos/ --min-agreement float16=99
+
+TRAIN_OUTPUT_DIR is what `python -m train` wrote (model.keras + metrics.json).
+int8 is calibrated on --calibration-dir, by default the train split of the
+data_dir that metrics.json records; the check uses --images, by default its
+test split. Results: OUT/report.json and OUT/report.md (also printed).
+
+Exit status: 0 every variant passed; 1 a variant missed a threshold; 2 bad usage
+or input (nothing is written then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# Before TensorFlow is imported (lazily, below): keep its C++ INFO/WARNING
+# lines out of the command's output; errors still show.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from convert._check import DEFAULT_THRESHOLDS, CheckConfig, Threshold, check_bundles
+from convert._convert import DEFAULT_CALIBRATION_SIZE, ConvertConfig, convert_model
+from convert._errors import ConvertError
+from convert._export import VARIANTS
+from convert._report import REPORT_MD, report_to_markdown
+from inference._runtime import RUNTIMES
+
+EXIT_OK, EXIT_FAILED_THRESHOLD, EXIT_USAGE = 0, 1, 2
+
+
+def _variant_value(text: str) -> tuple[str, float | None]:
+    """argparse type for VARIANT=NUMBER (or VARIANT=none to switch a check off)."""
+    name, sep, raw = text.partition("=")
+    if not sep or name not in VARIANTS:
+        raise argparse.ArgumentTypeError(
+            f"expected VARIANT=NUMBER with VARIANT one of {list(VARIANTS)}. Received: {text!r}"
+        )
+    if raw.lower() == "none":
+        return name, None
+    try:
+        return name, float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number (in {text!r})") from None
+
+
+def _add_check_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("check")
+    g.add_argument(
+        "--images", type=Path, help="held-out images, <label>/<file> (default: test split)"
+    )
+    g.add_argument("--max-images", type=int, help="check a seeded sample of this many images")
+    g.add_argument(
+        "--seed", type=int, default=1, help="sampling seed (calibration and --max-images)"
+    )
+    g.add_argument(
+        "--min-agreement",
+        type=_variant_value,
+        nargs="+",
+        default=[],
+        metavar="VARIANT=PCT",
+        help="top-1 agreement with Keras, in %% (default float32=100 float16=99.5 "
+        "dynamic=98 int8=98)",
+    )
+    g.add_argument(
+        "--max-logit-diff",
+        type=_variant_value,
+        nargs="+",
+        default=[],
+        metavar="VARIANT=X",
+        help="max |logit difference| (default float32=1e-4)",
+    )
+    g.add_argument(
+        "--max-accuracy-drop",
+        type=_variant_value,
+        nargs="+",
+        default=[],
+        metavar="VARIANT=PTS",
+        help="accuracy drop in points (default dynamic=1.5 int8=1.5)",
+    )
+    g.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="latency thread counts")
+    g.add_argument("--latency-runs", type=int, default=50, help="timed invokes per measurement")
+    g.add_argument("--warmup-runs", type=int, default=5, help="untimed invokes first")
+    g.add_argument(
+        "--runtime", choices=sorted(RUNTIMES), help="serving runtime (default: inference's order)"
+    )
+    g.add_argument(
+        "--reference-runtime",
+        default="tensorflow",
+        choices=[*sorted(RUNTIMES), "none"],
+        help="also time float32 under this runtime (default tensorflow, i.e. tf.lite)",
+    )
+
+
+def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    fmt = argparse.RawDescriptionHelpFormatter
+    convert = argparse.ArgumentParser(
+        prog="python -m convert", description=__doc__, formatter_class=fmt
+    )
+    convert.add_argument("train_dir", type=Path, metavar="TRAIN_OUTPUT_DIR")
+    convert.add_argument(
+        "--out", type=Path, required=True, help="folder to create, one bundle per variant"
+    )
+    convert.add_argument(
+        "--variants",
+        nargs="+",
+        default=["float32"],
+        metavar="VARIANT",
+        help=f"any of {' '.join(VARIANTS)} (default float32)",
+    )
+    convert.add_argument(
+        "--calibration-dir", type=Path, help="int8 calibration images (default: train split)"
+    )
+    convert.add_argument(
+        "--calibration-size",
+        type=int,
+        default=DEFAULT_CALIBRATION_SIZE,
+        help=f"calibration images to sample (default {DEFAULT_CALIBRATION_SIZE})",
+    )
+    convert.add_argument("--force", action="store_true", help="replace --out if it exists")
+    convert.add_argument("--no-check", action="store_true", help="skip the check after converting")
+    _add_check_options(convert)
+    check = argparse.ArgumentParser(
+        prog="python -m convert check",
+        description="Check bundles that `python -m convert` wrote against the Keras model they "
+        "came from; see `python -m convert --help`.",
+    )
+    check.add_argument("train_dir", type=Path, metavar="TRAIN_OUTPUT_DIR")
+    check.add_argument(
+        "--out", type=Path, required=True, help="the folder `python -m convert` wrote"
+    )
+    check.add_argument(
+        "--variants", nargs="+", metavar="VARIANT", help="default: every bundle in --out"
+    )
+    _add_check_options(check)
+    return convert, check
+
+
+def _thresholds(args: argparse.Namespace) -> Mapping[str, Threshold]:
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    for flag, fieldname in (
+        ("min_agreement", "min_agreement_pct"),
+        ("max_logit_diff", "max_abs_logit_diff"),
+        ("max_accuracy_drop", "max_accuracy_drop_pts"),
+    ):
+        for variant, value in getattr(args, flag):
+            if value is None and fieldname == "min_agreement_pct":
+                value = 0.0  # "none" switches the agreement bar off
+            thresholds[variant] = dataclasses.replace(thresholds[variant], **{fieldname: value})
+    return thresholds
+
+
+def _check_config(args: argparse.Namespace, variants: tuple[str, ...] | None) -> CheckConfig:
+    return CheckConfig(
+        train_dir=args.train_dir,
+        out_dir=args.out,
+        variants=variants,
+        images_dir=args.images,
+        max_images=args.max_images,
+        seed=args.seed,
+        thresholds=_thresholds(args),
+        threads=tuple(args.threads),
+        latency_runs=args.latency_runs,
+        warmup_runs=args.warmup_runs,
+        runtime=args.runtime,
+        reference_runtime=None if args.reference_runtime == "none" else args.reference_runtime,
+    )
+
+
+def _log_to_stderr() -> None:
+    # Only this package's logger: TensorFlow's Python loggers stay quiet.
+    logger = logging.getLogger("convert")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[convert] %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _log_to_stderr()
+    convert_parser, check_parser = _parsers()
+    is_check = bool(argv) and argv[0] == "check"
+    parser = check_parser if is_check else convert_parser
+    args = parser.parse_args(argv[1:] if is_check else argv)  # exits 2 on bad usage
+    try:
+        if is_check:
+            check = _check_config(args, tuple(args.variants) if args.variants else None)
+        else:
+            convert = ConvertConfig(
+                train_dir=args.train_dir,
+                out_dir=args.out,
+                variants=tuple(args.variants),
+                calibration_dir=args.calibration_dir,
+                calibration_size=args.calibration_size,
+                seed=args.seed,
+                force=args.force,
+            )
+            check = _check_config(args, convert.variants)
+    except ValueError as exc:  # the configs' own validation
+        parser.error(str(exc))
+    try:
+        if not is_check:
+            result = convert_model(convert)
+            print(f"wrote {', '.join(str(p) for p in result.bundles.values())}", file=sys.stderr)
+            if args.no_check:
+                return EXIT_OK
+        report = check_bundles(check)
+    except ConvertError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(report_to_markdown(report))
+    print(f"report: {check.out_dir / REPORT_MD}", file=sys.stderr)
+    return EXIT_OK if report.passed else EXIT_FAILED_THRESHOLD
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,568 @@
+"""`check_bundles`: prove each bundle predicts like the Keras model it came from.
+
+For every variant, on held-out images (the test split by default):
+
+- fidelity: top-1 agreement with Keras, max |logit difference|, accuracy and
+  its change against Keras. The TFLite side runs the serving path itself
+  (`inference.Classifier.predict_file`: file -> decode -> preprocess ->
+  interpreter); the Keras side preprocesses the same files with the same
+  `inference.preprocess_file` and predicts in batches.
+- cost: file size, interpreter load time, median and p95 single-image latency
+  for each thread count (float32 also under `reference_runtime`, tf.lite by
+  default, the yardstick for "the runtime is not slower than TensorFlow's").
+- portability: which installed runtimes load it, with each refusal's message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import platform
+import resource
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from convert._errors import ConvertError
+from convert._export import VARIANTS
+from convert._source import (
+    TrainOutput,
+    list_images,
+    load_keras_model,
+    read_train_output,
+    sample_images,
+    source_sha256,
+)
+from inference import (
+    MANIFEST_FILENAME,
+    Bundle,
+    Classifier,
+    InferenceError,
+    RuntimeUnavailableError,
+    preprocess_file,
+    read_bundle,
+)
+from inference._runtime import RUNTIMES, interpreter_class
+
+log = logging.getLogger("convert")
+# Timed invokes per job per round of the interleaved latency phase (_with_latencies).
+LATENCY_BLOCK = 10
+_TF_LITE_DEPRECATION = r".*tf\.lite\.Interpreter is deprecated"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """What a variant must achieve against the Keras model; None: not checked."""
+
+    min_agreement_pct: float
+    max_abs_logit_diff: float | None = None
+    max_accuracy_drop_pts: float | None = None
+
+
+# The acceptance bar of issue 3. float32 should be the same function up to
+# float rounding; float16 weights move logits a little; int8 trades ~1 point.
+DEFAULT_THRESHOLDS: Mapping[str, Threshold] = MappingProxyType(
+    {
+        "float32": Threshold(min_agreement_pct=100.0, max_abs_logit_diff=1e-4),
+        "float16": Threshold(min_agreement_pct=99.5),
+        "dynamic": Threshold(min_agreement_pct=98.0, max_accuracy_drop_pts=1.5),
+        "int8": Threshold(min_agreement_pct=98.0, max_accuracy_drop_pts=1.5),
+    }
+)
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """What to check and how hard; `python -m convert check` flags override these."""
+
+    train_dir: Path
+    out_dir: Path
+    variants: tuple[str, ...] | None = None  # None: every bundle found in out_dir
+    images_dir: Path | None = None  # None: the test split of metrics.json's data_dir
+    max_images: int | None = None  # None: all; else a seeded sample of this many
+    seed: int = 1
+    thresholds: Mapping[str, Threshold] = field(default_factory=lambda: DEFAULT_THRESHOLDS)
+    threads: tuple[int, ...] = (1, 2)
+    # 50 timed invokes after 5 warm-ups: p95 then rests on the 3 slowest runs;
+    # XNNPack packs weights on the first invoke, which the warm-up absorbs.
+    latency_runs: int = 50
+    warmup_runs: int = 5
+    runtime: str | None = None  # serving runtime; None: inference's default order
+    reference_runtime: str | None = "tensorflow"  # float32 latency also under this one
+    batch_size: int = 32  # Keras-side batch
+    write_report: bool = True  # out_dir/report.json + report.md
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train_dir", Path(self.train_dir))
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.images_dir is not None:
+            object.__setattr__(self, "images_dir", Path(self.images_dir))
+        if self.variants is not None and (
+            not isinstance(self.variants, tuple)
+            or not self.variants
+            or not all(isinstance(v, str) and v in VARIANTS for v in self.variants)
+            or len(set(self.variants)) != len(self.variants)
+        ):
+            raise ValueError(
+                f"`variants` must be None or a non-empty tuple of distinct names from "
+                f"{list(VARIANTS)}. Received: variants={self.variants!r}"
+            )
+        if self.max_images is not None and (
+            not isinstance(self.max_images, int) or self.max_images < 1
+        ):
+            raise ValueError(
+                "`max_images` must be None or an int >= 1. "
+                f"Received: max_images={self.max_images!r}"
+            )
+        if not self.threads or not all(isinstance(t, int) and t >= 1 for t in self.threads):
+            raise ValueError(
+                "`threads` must be a non-empty tuple of ints >= 1. "
+                f"Received: threads={self.threads!r}"
+            )
+        for name in ("latency_runs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1. Received: {name}={value!r}")
+        if not isinstance(self.warmup_runs, int) or self.warmup_runs < 0:
+            raise ValueError(
+                f"`warmup_runs` must be an int >= 0. Received: warmup_runs={self.warmup_runs!r}"
+            )
+        for name in ("runtime", "reference_runtime"):
+            value = getattr(self, name)
+            if value is not None and value not in RUNTIMES:
+                raise ValueError(
+                    f"`{name}` must be None or one of {sorted(RUNTIMES)}. "
+                    f"Received: {name}={value!r}"
+                )
+        unknown = sorted(set(self.thresholds) - set(VARIANTS))
+        if unknown:
+            raise ValueError(
+                f"`thresholds` keys must be variant names from {list(VARIANTS)}. "
+                f"Received: {unknown}"
+            )
+
+
+@dataclass(frozen=True)
+class Latency:
+    runtime: str  # "name version"
+    threads: int
+    median_ms: float
+    p95_ms: float
+
+
+@dataclass(frozen=True)
+class RuntimeLoad:
+    runtime: str
+    status: str  # "ok" | "error" | "not installed"
+    version: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    variant: str
+    bundle: Path
+    runtime: str  # the serving runtime the fidelity numbers came from, "name version"
+    size_bytes: int
+    n_images: int
+    agreement_pct: float
+    max_abs_logit_diff: float
+    accuracy_pct: float | None  # None: no image had a label folder
+    accuracy_delta_pts: float | None  # variant minus Keras
+    load_ms: float
+    latency: tuple[Latency, ...]
+    reference_latency: tuple[Latency, ...]  # float32 under reference_runtime
+    loads_with: tuple[RuntimeLoad, ...]
+    failures: tuple[str, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    train_dir: Path
+    out_dir: Path
+    source_model_sha256: str
+    images_dir: Path
+    n_images: int
+    n_labeled: int
+    keras_accuracy_pct: float | None
+    thresholds: Mapping[str, Threshold]
+    results: tuple[VariantResult, ...]
+    environment: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.results)
+
+
+def check_bundles(config: CheckConfig) -> CheckReport:
+    """Measure every bundle in `config.out_dir` against the Keras model; write the report."""
+    environment = _environment()
+    train = read_train_output(config.train_dir)
+    source_hash = source_sha256(train)
+    bundles = _find_bundles(config, train, source_hash)
+    images_dir, images = _check_images(config, train)
+    truth = np.array([_label_index(p, train.labels) for p in images])
+    labeled = truth >= 0
+    log.info("checking %s on %d images from %s", list(bundles), len(images), images_dir)
+
+    keras_logits = _keras_logits(train, images, batch_size=config.batch_size)
+    keras_top1 = keras_logits.argmax(axis=1)
+    keras_accuracy = _accuracy(keras_top1, truth, labeled)
+
+    results = [
+        _check_variant(
+            config, variant, bundle, images, keras_logits, keras_accuracy, truth, labeled
+        )
+        for variant, bundle in bundles.items()
+    ]
+    sample = _preprocess(images[0], train.image_size)
+    with _OtherLoad() as other_load:
+        results = _with_latencies(config, results, sample)
+    environment["other_cpu_load_during_timing"] = other_load.cores
+    for result in results:
+        log.info(
+            "%s: agreement %.2f%%, max |logit diff| %.2e, %s",
+            result.variant,
+            result.agreement_pct,
+            result.max_abs_logit_diff,
+            "PASS" if result.passed else "FAIL: " + "; ".join(result.failures),
+        )
+    report = CheckReport(
+        train_dir=train.directory,
+        out_dir=config.out_dir,
+        source_model_sha256=source_hash,
+        images_dir=images_dir,
+        n_images=len(images),
+        n_labeled=int(labeled.sum()),
+        keras_accuracy_pct=keras_accuracy,
+        thresholds=config.thresholds,
+        results=tuple(results),
+        environment=environment,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    if config.write_report:
+        from convert._report import write_report
+
+        write_report(report, config.out_dir)
+    return report
+
+
+def _find_bundles(config: CheckConfig, train: TrainOutput, source_hash: str) -> dict[str, Bundle]:
+    out_dir = config.out_dir
+    if not out_dir.is_dir():
+        raise ConvertError(f"Bundle folder not found: {str(out_dir)!r}")
+    names = config.variants or tuple(
+        v for v in VARIANTS if (out_dir / v / MANIFEST_FILENAME).is_file()
+    )
+    if not names:
+        raise ConvertError(f"No bundles ({'/'.join(VARIANTS)} folders) in {str(out_dir)!r}.")
+    bundles = {}
+    for name in names:
+        try:
+            bundle = read_bundle(out_dir / name)
+        except InferenceError as exc:
+            raise ConvertError(str(exc)) from None
+        manifest = bundle.manifest
+        if manifest.source_model_sha256 != source_hash:
+            raise ConvertError(
+                f"Bundle {str(bundle.directory)!r} was converted from a different model "
+                f"(source_model_sha256 {manifest.source_model_sha256[:12]}..., but "
+                f"{train.model_path} is {source_hash[:12]}...)."
+            )
+        if manifest.labels != train.labels or manifest.image_size != train.image_size:
+            raise ConvertError(
+                f"Bundle {str(bundle.directory)!r} labels/image_size disagree with "
+                f"{train.directory / 'metrics.json'}."
+            )
+        bundles[name] = bundle
+    return bundles
+
+
+def _check_images(config: CheckConfig, train: TrainOutput) -> tuple[Path, list[Path]]:
+    directory = config.images_dir or train.split("test")
+    if directory is None:
+        raise ConvertError(
+            "No check images: pass --images (images_dir=) a folder of held-out images; "
+            "metrics.json records no data_dir with a test split."
+        )
+    images = list_images(directory)
+    if not images:
+        raise ConvertError(f"No images found in {str(directory)!r}.")
+    if config.max_images is not None:
+        images = sample_images(images, size=config.max_images, seed=config.seed)
+    return directory, images
+
+
+def _label_index(path: Path, labels: tuple[str, ...]) -> int:
+    """The true class from an `<label>/<file>` layout; -1 when the folder is no label."""
+    name = path.parent.name
+    return labels.index(name) if name in labels else -1
+
+
+def _accuracy(top1: np.ndarray, truth: np.ndarray, labeled: np.ndarray) -> float | None:
+    if not labeled.any():
+        return None
+    return float(100.0 * np.mean(top1[labeled] == truth[labeled]))
+
+
+def _preprocess(path: Path, image_size: int) -> np.ndarray:
+    try:
+        return preprocess_file(path, image_size=image_size)
+    except (InferenceError, OSError) as exc:
+        raise ConvertError(f"Cannot read check image {str(path)!r}: {exc}") from None
+
+
+def _keras_logits(train: TrainOutput, images: list[Path], *, batch_size: int) -> np.ndarray:
+    model = load_keras_model(train)
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        batch = np.stack(
+            [_preprocess(p, train.image_size) for p in images[start : start + batch_size]]
+        )
+        chunks.append(np.asarray(model.predict_on_batch(batch), dtype=np.float32))
+    return np.concatenate(chunks)
+
+
+def _check_variant(
+    config: CheckConfig,
+    variant: str,
+    bundle: Bundle,
+    images: list[Path],
+    keras_logits: np.ndarray,
+    keras_accuracy: float | None,
+    truth: np.ndarray,
+    labeled: np.ndarray,
+) -> VariantResult:
+    load_ms, clf = _timed_load(
+        bundle.directory, threads=max(config.threads), runtime=config.runtime
+    )
+    try:
+        logits = np.stack([np.asarray(clf.predict_file(p).logits) for p in images])
+    except InferenceError as exc:
+        raise ConvertError(f"{variant}: cannot predict a check image: {exc}") from None
+    top1 = logits.argmax(axis=1)
+    agreement = float(100.0 * np.mean(top1 == keras_logits.argmax(axis=1)))
+    max_diff = float(np.max(np.abs(logits - keras_logits)))
+    accuracy = _accuracy(top1, truth, labeled)
+    delta = None if accuracy is None or keras_accuracy is None else accuracy - keras_accuracy
+
+    failures = _failures(
+        config.thresholds.get(variant), agreement=agreement, max_diff=max_diff, delta=delta
+    )
+    return VariantResult(
+        variant=variant,
+        bundle=bundle.directory,
+        runtime=f"{clf.runtime.name} {clf.runtime.version}",
+        size_bytes=len(bundle.model_bytes),
+        n_images=len(images),
+        agreement_pct=agreement,
+        max_abs_logit_diff=max_diff,
+        accuracy_pct=accuracy,
+        accuracy_delta_pts=delta,
+        load_ms=load_ms,
+        latency=(),  # filled in by _with_latencies
+        reference_latency=(),
+        loads_with=tuple(_loads_with(name, bundle.model_bytes) for name in RUNTIMES),
+        failures=failures,
+    )
+
+
+def _timed_load(directory: Path, *, threads: int, runtime: str | None) -> tuple[float, Classifier]:
+    """Median wall time of three loads (read, sha256, interpreter, allocate), and the last."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        clf = _load_classifier(directory, threads=threads, runtime=runtime)
+        times.append(1000.0 * (time.perf_counter() - start))
+    return float(np.median(times)), clf
+
+
+def _load_classifier(directory: Path, *, threads: int, runtime: str | None) -> Classifier:
+    with warnings.catch_warnings():
+        # tf.lite.Interpreter warns of its deprecation on every construction; the
+        # report's runtime column already says which interpreter this is.
+        warnings.filterwarnings("ignore", message=_TF_LITE_DEPRECATION)
+        return Classifier.load(directory, num_threads=threads, runtime=runtime)
+
+
+def _with_latencies(
+    config: CheckConfig, results: list[VariantResult], sample: np.ndarray
+) -> list[VariantResult]:
+    """Time every (variant, runtime, threads) in one interleaved phase.
+
+    Rounds of `LATENCY_BLOCK` timed invokes per job, all jobs in turn, so that a
+    neighbour's load on a shared machine slows every variant alike instead of
+    whichever one happened to run then; within a block the model runs back to
+    back, as it does when serving. Each block starts with one untimed invoke
+    (the previous job left its own weights in the caches).
+    """
+    jobs: list[tuple[int, str | None, int]] = []  # (result index, runtime, threads)
+    for i, result in enumerate(results):
+        jobs += [(i, config.runtime, t) for t in config.threads]
+        reference = config.reference_runtime
+        if result.variant == "float32" and reference not in (None, result.runtime.split()[0]):
+            loads = {x.runtime: x.status for x in result.loads_with}
+            if loads.get(reference) == "ok":
+                jobs += [(i, reference, t) for t in config.threads]
+            else:
+                log.warning("no reference latency: %s cannot load the float32 bundle", reference)
+    classifiers = [
+        _load_classifier(results[i].bundle, threads=t, runtime=runtime) for i, runtime, t in jobs
+    ]
+    for clf in classifiers:
+        for _ in range(config.warmup_runs):
+            clf.logits(sample)
+    times: list[list[float]] = [[] for _ in jobs]
+    while len(times[0]) < config.latency_runs:
+        for clf, timed in zip(classifiers, times, strict=True):
+            clf.logits(sample)
+            for _ in range(min(LATENCY_BLOCK, config.latency_runs - len(timed))):
+                start = time.perf_counter()
+                clf.logits(sample)
+                timed.append(1000.0 * (time.perf_counter() - start))
+    latencies: dict[tuple[int, bool], list[Latency]] = {}
+    for (i, runtime, threads), clf, timed in zip(jobs, classifiers, times, strict=True):
+        key = (i, runtime != config.runtime)  # (result, is the reference runtime)
+        latencies.setdefault(key, []).append(
+            Latency(
+                runtime=f"{clf.runtime.name} {clf.runtime.version}",
+                threads=threads,
+                median_ms=float(np.median(timed)),
+                p95_ms=float(np.percentile(timed, 95)),
+            )
+        )
+    return [
+        dataclasses.replace(
+            result,
+            latency=tuple(latencies.get((i, False), ())),
+            reference_latency=tuple(latencies.get((i, True), ())),
+        )
+        for i, result in enumerate(results)
+    ]
+
+
+def _loads_with(name: str, model_content: bytes) -> RuntimeLoad:
+    """Try one runtime: build and allocate an interpreter; keep its own error text."""
+    top_module = RUNTIMES[name][0].split(".")[0]
+    if importlib.util.find_spec(top_module) is None:
+        return RuntimeLoad(runtime=name, status="not installed")
+    try:
+        cls, info = interpreter_class(name)
+    except RuntimeUnavailableError as exc:  # installed but broken, e.g. a numpy ABI clash
+        return RuntimeLoad(runtime=name, status="error", error=str(exc))
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_TF_LITE_DEPRECATION)
+            interpreter = cls(model_content=model_content, num_threads=1)
+        interpreter.allocate_tensors()
+    except Exception as exc:  # each runtime raises its own types (ValueError, RuntimeError)
+        return RuntimeLoad(
+            runtime=name, status="error", version=info.version, error=str(exc).strip()
+        )
+    return RuntimeLoad(runtime=name, status="ok", version=info.version)
+
+
+def _failures(
+    threshold: Threshold | None, *, agreement: float, max_diff: float, delta: float | None
+) -> tuple[str, ...]:
+    if threshold is None:
+        return ()
+    failures = []
+    # 1e-9 absorbs float rounding in the percentage (e.g. 100 * 372 / 372).
+    if agreement < threshold.min_agreement_pct - 1e-9:
+        failures.append(f"agreement {agreement:.2f}% < {threshold.min_agreement_pct:g}%")
+    if threshold.max_abs_logit_diff is not None and max_diff > threshold.max_abs_logit_diff:
+        failures.append(f"max |logit diff| {max_diff:.2e} > {threshold.max_abs_logit_diff:g}")
+    drop_limit = threshold.max_accuracy_drop_pts
+    if drop_limit is not None and delta is not None and -delta > drop_limit + 1e-9:
+        failures.append(f"accuracy drop {-delta:.2f} pts > {threshold.max_accuracy_drop_pts:g}")
+    return tuple(failures)
+
+
+def _environment() -> dict[str, Any]:
+    """Where the latencies were measured; they mean little without it."""
+    versions = {}
+    for dist in (
+        "tensorflow",
+        "tensorflow-cpu",
+        "keras",
+        "ai-edge-litert",
+        "tflite-runtime",
+        "numpy",
+    ):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": _cpu_model(),
+        "cpus_usable": (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        ),
+        "python": platform.python_version(),
+        "packages": versions,
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+class _OtherLoad:
+    """CPU cores that *other* processes kept busy while the block ran (Linux; else None).
+
+    Latencies on a shared machine mean little without it: busy time from
+    /proc/stat minus this process's own CPU time, over the wall time.
+    """
+
+    cores: float | None = None
+
+    def __enter__(self) -> _OtherLoad:
+        self._start = (_busy_seconds(), _own_cpu_seconds(), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, own, wall = _busy_seconds(), _own_cpu_seconds(), time.perf_counter()
+        busy0, own0, wall0 = self._start
+        if busy is not None and busy0 is not None and wall > wall0:
+            self.cores = max(0.0, round(((busy - busy0) - (own - own0)) / (wall - wall0), 2))
+
+
+def _busy_seconds() -> float | None:
+    """Non-idle CPU time of the whole machine, from /proc/stat's "cpu" line (proc(5))."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    # guest time (fields 9-10) is already counted in user and nice
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime

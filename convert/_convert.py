@@ -1,0 +1,238 @@
+"""`convert_model`: a training output -> one bundle folder per TFLite variant.
+
+Layout written (the bundle format is inference/_bundle.py's):
+
+    OUT_DIR/float32/model.tflite   OUT_DIR/float32/manifest.json
+    OUT_DIR/int8/model.tflite      OUT_DIR/int8/manifest.json   ...
+
+Atomicity: everything is built in a hidden sibling folder (`.OUT_DIR.partial-*`,
+same filesystem, so the rename is atomic on POSIX) and renamed to OUT_DIR only
+once every variant converted. A failure or Ctrl-C deletes the sibling; a kill -9
+leaves it behind, hidden and never at the path a runtime loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from convert._errors import ConvertError
+from convert._export import (
+    CALIBRATED_VARIANTS,
+    VARIANTS,
+    builtin_operators,
+    converter_versions,
+    tflite_bytes,
+)
+from convert._source import (
+    TrainOutput,
+    list_images,
+    load_keras_model,
+    read_train_output,
+    sample_images,
+    source_sha256,
+)
+from inference import MANIFEST_FILENAME, MODEL_FILENAME, InferenceError, Manifest, preprocess_file
+
+log = logging.getLogger("convert")
+
+# Enough images for stable activation ranges; the TF guide suggests "around
+# 100-500" (post_training_integer_quant tutorial). 200 at 150 px calibrates in
+# about a minute on 2 cores.
+DEFAULT_CALIBRATION_SIZE = 200
+
+
+@dataclass(frozen=True)
+class ConvertConfig:
+    """What to convert and where; `python -m convert` flags override these."""
+
+    train_dir: Path
+    out_dir: Path
+    variants: tuple[str, ...] = ("float32",)
+    calibration_dir: Path | None = None  # None: the train split of metrics.json's data_dir
+    calibration_size: int = DEFAULT_CALIBRATION_SIZE
+    seed: int = 1  # picks the calibration sample
+    force: bool = False  # replace an existing out_dir
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train_dir", Path(self.train_dir))
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.calibration_dir is not None:
+            object.__setattr__(self, "calibration_dir", Path(self.calibration_dir))
+        check_variants(self.variants)
+        if not isinstance(self.calibration_size, int) or self.calibration_size < 1:
+            raise ValueError(
+                "`calibration_size` must be an int >= 1. "
+                f"Received: calibration_size={self.calibration_size!r}"
+            )
+
+
+def check_variants(variants: object) -> tuple[str, ...]:
+    if (
+        not isinstance(variants, tuple)
+        or not variants
+        or not all(isinstance(v, str) and v in VARIANTS for v in variants)
+        or len(set(variants)) != len(variants)
+    ):
+        raise ValueError(
+            f"`variants` must be a non-empty tuple of distinct names from {list(VARIANTS)}. "
+            f"Received: variants={variants!r}"
+        )
+    return variants
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    out_dir: Path
+    bundles: dict[str, Path] = field(default_factory=dict)  # variant -> bundle folder
+    seconds: dict[str, float] = field(default_factory=dict)  # variant -> conversion time
+    calibration_images: int = 0
+
+
+def convert_model(config: ConvertConfig) -> ConvertResult:
+    """Convert `config.train_dir`'s model to every variant; publish all or nothing."""
+    train = read_train_output(config.train_dir)
+    out_dir = config.out_dir
+    _check_out_dir(out_dir, train=train, force=config.force)
+    calibration: list[Path] = []
+    if CALIBRATED_VARIANTS & set(config.variants):
+        calibration = _calibration_paths(config, train)
+
+    model = load_keras_model(train)
+    source_hash = source_sha256(train)
+    calibration_arrays = _preprocess_all(calibration, image_size=train.image_size)
+
+    def representative_dataset() -> Iterator[list[np.ndarray]]:
+        for x in calibration_arrays:
+            yield [x[np.newaxis]]
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    seconds: dict[str, float] = {}
+    try:
+        for variant in config.variants:
+            start = time.perf_counter()
+            content = tflite_bytes(
+                model,
+                variant=variant,
+                representative_dataset=(
+                    representative_dataset if variant in CALIBRATED_VARIANTS else None
+                ),
+            )
+            _write_bundle(
+                staging / variant, content, train=train, variant=variant, source_hash=source_hash
+            )
+            seconds[variant] = time.perf_counter() - start
+            log.info(
+                "converted %s: %.1f MB in %.1f s", variant, len(content) / 1e6, seconds[variant]
+            )
+        _publish(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return ConvertResult(
+        out_dir=out_dir,
+        bundles={v: out_dir / v for v in config.variants},
+        seconds=seconds,
+        calibration_images=len(calibration_arrays),
+    )
+
+
+def _check_out_dir(out_dir: Path, *, train: TrainOutput, force: bool) -> None:
+    if not (out_dir.exists() or out_dir.is_symlink()):
+        return
+    if not force:
+        raise ConvertError(
+            f"Output folder {str(out_dir)!r} already exists; "
+            "pass --force (force=True) to replace it."
+        )
+    if not out_dir.is_dir() or out_dir.is_symlink():
+        raise ConvertError(
+            f"Output path {str(out_dir)!r} exists and is not a folder; not replacing it."
+        )
+    source = train.directory.resolve()
+    if source == out_dir.resolve() or out_dir.resolve() in source.parents:
+        raise ConvertError(
+            f"Output folder {str(out_dir)!r} contains the training output "
+            f"{str(train.directory)!r}; replacing it would delete the source model."
+        )
+
+
+def _calibration_paths(config: ConvertConfig, train: TrainOutput) -> list[Path]:
+    directory = config.calibration_dir or train.split("train")
+    if directory is None:
+        raise ConvertError(
+            "Variant 'int8' needs calibration images: pass --calibration-dir "
+            "(calibration_dir=) a folder of training images; metrics.json records no data_dir "
+            "with a train split."
+        )
+    paths = list_images(directory)
+    if not paths:
+        raise ConvertError(
+            f"Variant 'int8' needs calibration images; none found in {str(directory)!r}."
+        )
+    chosen = sample_images(paths, size=config.calibration_size, seed=config.seed)
+    log.info("calibrating int8 with %d of %d images from %s", len(chosen), len(paths), directory)
+    return chosen
+
+
+def _preprocess_all(paths: list[Path], *, image_size: int) -> list[np.ndarray]:
+    """Preprocess as at serving time (inference.preprocess_file), failing on a bad file."""
+    arrays = []
+    for path in paths:
+        try:
+            arrays.append(preprocess_file(path, image_size=image_size))
+        except (InferenceError, OSError) as exc:
+            raise ConvertError(f"Cannot read calibration image {str(path)!r}: {exc}") from None
+    return arrays
+
+
+def _write_bundle(
+    directory: Path, content: bytes, *, train: TrainOutput, variant: str, source_hash: str
+) -> None:
+    manifest = Manifest(
+        labels=train.labels,
+        image_size=train.image_size,
+        variant=variant,
+        model_sha256=hashlib.sha256(content).hexdigest(),
+        source_model_sha256=source_hash,
+        converter=converter_versions(),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        operators=builtin_operators(content),
+    )
+    directory.mkdir()
+    _write_synced(directory / MODEL_FILENAME, content)
+    text = json.dumps(manifest.to_json(), indent=2) + "\n"
+    _write_synced(directory / MANIFEST_FILENAME, text.encode("utf-8"))
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    # fsync before the publishing rename, so a crash cannot expose a renamed
+    # folder whose files were never flushed.
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move the finished staging folder to `out_dir`, replacing an old one (force)."""
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(out_dir, old)
+        os.rename(staging, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, out_dir)

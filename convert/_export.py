@@ -1,0 +1,111 @@
+"""Keras model -> TFLite flatbuffer, one function per concern: convert, list operators.
+
+The four variants follow TensorFlow's post-training quantization guide
+(https://ai.google.dev/edge/litert/models/post_training_quantization):
+
+| variant | converter settings                                         | weights | compute |
+|---------|------------------------------------------------------------|---------|---------|
+| float32 | none                                                       | float32 | float32 |
+| float16 | Optimize.DEFAULT + supported_types=[float16]               | float16 | float32 |
+| dynamic | Optimize.DEFAULT                                           | int8    | mixed   |
+| int8    | Optimize.DEFAULT + representative_dataset + BUILTINS_INT8  | int8    | int8    |
+
+Input and output stay float32 in every variant (inference_input_type and
+inference_output_type keep their float32 default), so a caller feeds the same
+preprocessed image and reads the same logits whichever variant it loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from convert._errors import ConvertError
+
+VARIANTS = ("float32", "float16", "dynamic", "int8")
+# Variants whose conversion needs calibration images.
+CALIBRATED_VARIANTS = frozenset({"int8"})
+CONVERTER_API = "tf.lite.TFLiteConverter.from_keras_model"
+
+RepresentativeDataset = Callable[[], Iterable[list[np.ndarray]]]
+
+
+def tflite_bytes(
+    model: Any, *, variant: str, representative_dataset: RepresentativeDataset | None = None
+) -> bytes:
+    """Convert a loaded Keras model to one TFLite variant; return the flatbuffer."""
+    import tensorflow as tf  # deferred: TensorFlow takes seconds to import
+
+    if variant not in VARIANTS:
+        raise ValueError(
+            f"`variant` must be one of {list(VARIANTS)}. Received: variant={variant!r}"
+        )
+    if variant in CALIBRATED_VARIANTS and representative_dataset is None:
+        raise ValueError(f"Variant {variant!r} needs a `representative_dataset`.")
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if variant != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if variant == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if variant == "int8":
+        converter.representative_dataset = representative_dataset
+        # Fail the conversion rather than silently keep a float op in an "int8" model.
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    try:
+        # Keras 3's export (used by from_keras_model) prints every captured
+        # variable to stdout; keep stdout for the command's own output.
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            # int8 with float I/O: the converter warns that the (float) inputs
+            # carry no quantization statistics, which is the intent.
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            content = converter.convert()
+    except Exception as exc:  # tf.lite's ConverterError, or ValueError from the tracer
+        raise ConvertError(f"TFLite conversion to {variant!r} failed: {exc}") from None
+    return bytes(content)
+
+
+def builtin_operators(model_content: bytes) -> tuple[dict[str, Any], ...]:
+    """The operators a TFLite model uses, with versions, read from its flatbuffer.
+
+    A runtime refuses a model when its kernel registry lacks an (operator,
+    version) pair, e.g. tflite-runtime 2.14 and FULLY_CONNECTED version 12, so
+    the versions matter as much as the names. They live only in the
+    flatbuffer's `operator_codes` table (the interpreter's op details omit them).
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    if not schema.Model.ModelBufferHasIdentifier(model_content, 0):
+        raise ValueError("Not a TFLite flatbuffer (file identifier 'TFL3' missing).")
+    names = {
+        code: name
+        for name, code in vars(schema.BuiltinOperator).items()
+        if not name.startswith("_")
+    }
+    model = schema.Model.GetRootAs(model_content, 0)
+    operators: list[dict[str, Any]] = []
+    for i in range(model.OperatorCodesLength()):
+        op = model.OperatorCodes(i)
+        # Codes > 127 live in `builtin_code`, older ones in `deprecated_builtin_code`;
+        # the true code is the larger (tensorflow/lite/schema/schema_utils.cc, GetBuiltinCode).
+        code = max(op.BuiltinCode(), op.DeprecatedBuiltinCode())
+        entry: dict[str, Any] = {
+            "name": names.get(code, f"BUILTIN_{code}"),
+            "version": op.Version(),
+        }
+        if entry["name"] == "CUSTOM":
+            custom = op.CustomCode()
+            entry["custom_code"] = custom.decode() if isinstance(custom, bytes) else str(custom)
+        operators.append(entry)
+    return tuple(sorted(operators, key=lambda e: (e["name"], e["version"])))
+
+
+def converter_versions() -> dict[str, str]:
+    import keras
+    import tensorflow as tf
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__, "api": CONVERTER_API}

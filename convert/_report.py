@@ -1,0 +1,191 @@
+"""A `CheckReport` as report.json (for programs) and report.md (a table for people)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from convert._check import CheckReport, Latency, VariantResult
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+
+def report_to_json(report: CheckReport) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "passed": report.passed,
+        "created_at": report.created_at,
+        "train_dir": str(report.train_dir),
+        "out_dir": str(report.out_dir),
+        "source_model_sha256": report.source_model_sha256,
+        "images_dir": str(report.images_dir),
+        "n_images": report.n_images,
+        "n_labeled": report.n_labeled,
+        "keras_accuracy_pct": report.keras_accuracy_pct,
+        "thresholds": {k: dataclasses.asdict(v) for k, v in report.thresholds.items()},
+        "environment": report.environment,
+        "variants": [],
+    }
+    for r in report.results:
+        item = dataclasses.asdict(r)
+        item["bundle"] = str(r.bundle)
+        item["passed"] = r.passed
+        data["variants"].append(item)
+    return data
+
+
+def report_to_markdown(report: CheckReport) -> str:
+    threads = [lat.threads for lat in report.results[0].latency] if report.results else []
+    header = [
+        "variant",
+        "runtime",
+        "size (MB)",
+        "load (ms)",
+        "accuracy",
+        "Δ acc (pts)",
+        "agreement",
+        "max \\|Δ logit\\|",
+        *[f"{t} thread{'s' if t > 1 else ''} p50 / p95 (ms)" for t in threads],
+        "loads with",
+        "result",
+    ]
+    rows = []
+    for r in report.results:
+        rows.append(
+            [
+                r.variant,
+                r.runtime,
+                f"{r.size_bytes / 1e6:.1f}",
+                f"{r.load_ms:.0f}",
+                _pct(r.accuracy_pct),
+                "—" if r.accuracy_delta_pts is None else f"{r.accuracy_delta_pts:+.2f}",
+                _pct(r.agreement_pct),
+                f"{r.max_abs_logit_diff:.1e}",
+                *[_latency(lat) for lat in r.latency],
+                ", ".join(x.runtime for x in r.loads_with if x.status == "ok") or "none",
+                "pass" if r.passed else "**FAIL**: " + "; ".join(r.failures),
+            ]
+        )
+        if r.reference_latency:
+            rows.append(
+                [
+                    r.variant,
+                    r.reference_latency[0].runtime,
+                    f"{r.size_bytes / 1e6:.1f}",
+                    *["—"] * 5,
+                    *[_latency(lat) for lat in r.reference_latency],
+                    "",
+                    "latency only",
+                ]
+            )
+    lines = [
+        "# Conversion check",
+        "",
+        f"Keras model `{report.train_dir / 'model.keras'}` "
+        f"(sha256 `{report.source_model_sha256[:12]}…`), "
+        f"{report.n_images} images from `{report.images_dir}` ({report.n_labeled} labeled); "
+        f"Keras accuracy {_pct(report.keras_accuracy_pct)}.",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+        *["| " + " | ".join(row) + " |" for row in rows],
+        "",
+        *_comparisons(report),
+        *_refusals(report.results),
+        "Thresholds: "
+        + "; ".join(
+            f"{name} agreement >= {t.min_agreement_pct:g}%"
+            + (
+                f", max \\|Δ logit\\| <= {t.max_abs_logit_diff:g}"
+                if t.max_abs_logit_diff is not None
+                else ""
+            )
+            + (
+                f", accuracy drop <= {t.max_accuracy_drop_pts:g} pts"
+                if t.max_accuracy_drop_pts is not None
+                else ""
+            )
+            for name, t in report.thresholds.items()
+        )
+        + ".",
+        "",
+        f"Measured {report.created_at} on {_machine(report.environment)}.",
+        "",
+        f"**Result: {'PASS' if report.passed else 'FAIL'}**",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}%"
+
+
+def _latency(lat: Latency) -> str:
+    return f"{lat.median_ms:.1f} / {lat.p95_ms:.1f}"
+
+
+def _comparisons(report: CheckReport) -> list[str]:
+    """The figures the issue sets targets for: int8 speed-up, runtime vs tf.lite."""
+    by_variant = {r.variant: r for r in report.results}
+    lines = []
+    base = by_variant.get("float32")
+    if base is not None:
+        for other in ("float16", "dynamic", "int8"):
+            if other in by_variant:
+                ratios = ", ".join(
+                    f"{b.median_ms / o.median_ms:.2f}x at {b.threads}T"
+                    for b, o in zip(base.latency, by_variant[other].latency, strict=True)
+                )
+                lines.append(f"- {other} speed-up over float32 (median): {ratios}")
+        if base.reference_latency:
+            ratios = ", ".join(
+                f"{100 * (b.median_ms / r.median_ms - 1):+.1f}% at {b.threads}T"
+                for b, r in zip(base.latency, base.reference_latency, strict=True)
+            )
+            lines.append(
+                f"- float32 under {base.runtime} vs {base.reference_latency[0].runtime} "
+                f"(median latency): {ratios}"
+            )
+    return [*lines, ""] if lines else []
+
+
+def _refusals(results: tuple[VariantResult, ...]) -> list[str]:
+    lines = []
+    for r in results:
+        for load in r.loads_with:
+            if load.status != "ok":
+                detail = load.error.splitlines()[0] if load.error else ""
+                version = f" {load.version}" if load.version else ""
+                lines.append(
+                    f"- {r.variant} / {load.runtime}{version}: {load.status}"
+                    + (f" — `{detail}`" if detail else "")
+                )
+    return ["Runtimes that cannot load a bundle:", "", *lines, ""] if lines else []
+
+
+def _machine(env: dict[str, Any]) -> str:
+    other = env.get("other_cpu_load_during_timing")
+    busy = "" if other is None else f"; other processes kept {other:.2f} CPUs busy during timing"
+    return f"{env.get('processor', '?')}, {env.get('cpus_usable', '?')} usable CPUs{busy}"
+
+
+def write_report(report: CheckReport, out_dir: Path) -> None:
+    """Write report.json and report.md, each atomically (temp file + os.replace)."""
+    _write_atomic(out_dir / REPORT_JSON, json.dumps(report_to_json(report), indent=2) + "\n")
+    _write_atomic(out_dir / REPORT_MD, report_to_markdown(report))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,621 @@
+"""Fetch an image URL that a stranger sent, safely: `fetch_url(url, config=...)`.
+
+The URL, and every redirect it leads to, is chosen by whoever calls the
+function, so the fetcher must never become a way into the network it runs in
+(the Lambda runtime API and extensions listen on 127.0.0.1 and 169.254.x.x, the
+instance metadata service on 169.254.169.254, a VPC on private ranges). It only
+uses the standard library (http.client, socket, ssl, ipaddress), so the serve
+install stays small. Each hop:
+
+1. Parse. Schemes http and https only; no `user:password@`; the host is a DNS
+   name or an IP literal. A host whose last label is a number is read the way
+   inet_aton reads it (`127.1`, `2130706433`, `0x7f000001`, `0177.0.0.1` all
+   mean 127.0.0.1), so every spelling of an address is checked as that address.
+2. Resolve once (`socket.getaddrinfo`, under the deadline too) and check every
+   address: each must be a public unicast address. IPv4 inside IPv6 (`::ffff:a.b.c.d`, NAT64
+   `64:ff9b::/96`, 6to4 `2002::/16`) is unwrapped and checked as IPv4.
+   Loopback is allowed only with `allow_loopback=True` (local tests, demos).
+3. Connect to exactly the checked address: the name is never resolved again,
+   so DNS rebinding cannot swap in another one. TLS is verified against the
+   host name, which is also the SNI and the Host header. Proxy env vars are
+   not read (http.client has no proxy support unless asked).
+4. Read under one deadline for the whole fetch (every socket read waits at
+   most the time left; a slow drip cannot stretch it) and a byte cap counted on
+   the stream (a Content-Length over the cap fails early; a lying one does not
+   help). `Accept-Encoding: identity`; a compressed answer is refused.
+5. A redirect (301, 302, 303, 307, 308) goes back to step 1, at most
+   `max_redirects` times.
+
+Errors are the runtime's typed errors: a malformed URL is `InvalidRequestError`,
+a refused one `URLNotAllowedError`, network and upstream failures `FetchError`,
+the deadline `FetchTimeoutError`, the cap `PayloadTooLargeError`. Their
+messages name the host as given and never a resolved address; the details
+(address, OS error) are chained as `__cause__` for the log.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.client
+import ipaddress
+import math
+import os
+import re
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from inference._errors import (
+    FetchError,
+    FetchTimeoutError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    UnsupportedFormatError,
+    URLNotAllowedError,
+)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Some image hosts answer 403 to library-default agents (Python-urllib/3.x).
+USER_AGENT = "clothing-classifier/0.1 (AWS Lambda image classifier; fetches one image per request)"
+MAX_URL_LENGTH = 4096
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# Ranges refused on top of `not ip.is_global`, so the answer does not depend on
+# the Python version's ipaddress tables (they changed in 3.11.x and 3.12.x).
+_BLOCKED_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "0.0.0.0/8",  # "this network"; connecting to 0.0.0.0 reaches this host
+        "10.0.0.0/8",
+        "100.64.0.0/10",  # carrier-grade NAT
+        "127.0.0.0/8",
+        "169.254.0.0/16",  # link-local: instance metadata, Lambda runtime API
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",  # 6to4 relay anycast
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, and 255.255.255.255
+        "::/8",  # unspecified, loopback, IPv4-compatible, IPv4-mapped (unwrapped first)
+        "64:ff9b:1::/48",  # local-use NAT64
+        "100::/64",  # discard
+        "2001::/23",  # IETF protocol assignments, Teredo
+        "2001:db8::/32",  # documentation
+        "fc00::/7",  # unique local
+        "fe80::/10",  # link-local
+        "fec0::/10",  # site-local
+        "ff00::/8",  # multicast
+    )
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_LOOPBACK_V6 = ipaddress.IPv6Address("::1")
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """Limits of `fetch_url`; `from_env` reads the FETCH_* env vars named in README.
+
+    allowed_hosts: if not empty, the only hosts a URL or redirect may name:
+        exact names (`example.com`) or `*.example.com` for its subdomains.
+        The address checks still apply to allowed hosts.
+    allow_loopback: let 127.0.0.0/8 and ::1 through (local tests and demos
+        only; off by default). Every other non-public range stays refused.
+    """
+
+    timeout_s: float = 5.0
+    connect_timeout_s: float = 2.0
+    max_bytes: int = 10 * 1024 * 1024
+    max_redirects: int = 3
+    allowed_hosts: tuple[str, ...] = ()
+    allow_loopback: bool = False
+    user_agent: str = USER_AGENT
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "connect_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not value > 0 or math.isinf(value):
+                raise ValueError(
+                    f"`{name}` must be a finite number > 0. Received: {name}={value!r}"
+                )
+        if not isinstance(self.max_bytes, int) or self.max_bytes < 1:
+            raise ValueError(
+                f"`max_bytes` must be an int >= 1. Received: max_bytes={self.max_bytes!r}"
+            )
+        if not isinstance(self.max_redirects, int) or self.max_redirects < 0:
+            raise ValueError(
+                "`max_redirects` must be an int >= 0. "
+                f"Received: max_redirects={self.max_redirects!r}"
+            )
+        for pattern in self.allowed_hosts:
+            if not re.fullmatch(r"(\*\.)?[a-z0-9_.-]+", pattern) or pattern != pattern.strip("."):
+                raise ValueError(
+                    "`allowed_hosts` entries must be lower-case host names or `*.domain`. "
+                    f"Received: {pattern!r}"
+                )
+        if not self.user_agent or any(c in self.user_agent for c in "\r\n"):
+            raise ValueError(
+                f"`user_agent` must be one non-empty line. Received: {self.user_agent!r}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> FetchConfig:
+        """FETCH_TIMEOUT_S, FETCH_CONNECT_TIMEOUT_S, FETCH_MAX_BYTES, FETCH_MAX_REDIRECTS,
+        FETCH_ALLOWED_HOSTS (comma-separated), FETCH_ALLOW_LOOPBACK (1/true/yes),
+        FETCH_USER_AGENT. Unset or empty means the default."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for key, name, kind in (
+            ("timeout_s", "FETCH_TIMEOUT_S", float),
+            ("connect_timeout_s", "FETCH_CONNECT_TIMEOUT_S", float),
+            ("max_bytes", "FETCH_MAX_BYTES", int),
+            ("max_redirects", "FETCH_MAX_REDIRECTS", int),
+        ):
+            raw = env.get(name, "").strip()
+            if raw:
+                try:
+                    values[key] = kind(raw)
+                except ValueError:
+                    raise ValueError(
+                        f"Env var {name} must be {'an integer' if kind is int else 'a number'}. "
+                        f"Received: {name}={raw!r}"
+                    ) from None
+        hosts = env.get("FETCH_ALLOWED_HOSTS", "")
+        values["allowed_hosts"] = tuple(
+            h.strip().lower().rstrip(".") for h in hosts.split(",") if h.strip()
+        )
+        loopback = env.get("FETCH_ALLOW_LOOPBACK", "").strip().lower()
+        if loopback not in ("", "0", "false", "no", "1", "true", "yes"):
+            raise ValueError(
+                "Env var FETCH_ALLOW_LOOPBACK must be one of 1/true/yes/0/false/no. "
+                f"Received: FETCH_ALLOW_LOOPBACK={loopback!r}"
+            )
+        values["allow_loopback"] = loopback in ("1", "true", "yes")
+        if env.get("FETCH_USER_AGENT", "").strip():
+            values["user_agent"] = env["FETCH_USER_AGENT"].strip()
+        return cls(**values)
+
+
+# ---------------------------------------------------------------------------
+# Step 1: parse the URL.
+
+
+@dataclass(frozen=True)
+class Target:
+    """A checked URL: where to connect and what to ask for."""
+
+    scheme: str
+    host: str  # lower-case DNS name (IDNA), or the address's canonical text
+    port: int
+    path: str  # request target: path + query, percent-encoded ASCII
+    address: IPAddress | None  # set when the host was an IP literal
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == _DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
+
+
+def parse_url(url: object, *, config: FetchConfig) -> Target:
+    """Check a URL's shape (not its addresses); raise a typed error if refused."""
+    if not isinstance(url, str):
+        raise InvalidRequestError(
+            f"`url` must be a string. Received: url of type {type(url).__name__}"
+        )
+    if not url.strip():
+        raise InvalidRequestError("`url` is empty.")
+    match = _SCHEME.match(url)
+    scheme = match.group(1).lower() if match else ""
+    if scheme not in _DEFAULT_PORTS:
+        received = f"{scheme}:" if scheme else "no scheme"
+        raise URLNotAllowedError(f"`url` scheme must be http or https. Received: {received}")
+    if len(url) > MAX_URL_LENGTH:
+        raise InvalidRequestError(
+            f"`url` must be at most {MAX_URL_LENGTH} characters. Received: {len(url)} characters"
+        )
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url) or "\\" in url:
+        raise InvalidRequestError(
+            "`url` must not contain spaces, control characters or backslashes."
+        )
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidRequestError(f"`url` is not a valid URL: {exc}.") from None
+    if "@" in parts.netloc:
+        raise URLNotAllowedError("`url` must not contain a user name or password (`user@host`).")
+    if not parts.hostname:
+        raise InvalidRequestError("`url` has no host.")
+    if port == 0:
+        raise InvalidRequestError("`url` port must be 1-65535. Received: 0")
+    host, address = _parse_host(parts.hostname, bracketed=parts.netloc.startswith("["))
+    if config.allowed_hosts and not _host_allowed(host, config.allowed_hosts):
+        raise URLNotAllowedError(
+            f"Host {host!r} is not in the allowed hosts (FETCH_ALLOWED_HOSTS)."
+        )
+    path = urllib.parse.quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    if parts.query:
+        path += "?" + urllib.parse.quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
+    return Target(scheme, host, port or _DEFAULT_PORTS[scheme], path, address)
+
+
+def _parse_host(host: str, *, bracketed: bool) -> tuple[str, IPAddress | None]:
+    """-> (canonical host, address if the host is an IP literal)."""
+    if bracketed:
+        try:
+            v6 = ipaddress.IPv6Address(host)
+        except ValueError:
+            raise InvalidRequestError(f"`url` host [{host}] is not a valid IPv6 address.") from None
+        if v6.scope_id:
+            raise URLNotAllowedError("`url` host must not carry an IPv6 zone (`%...`).")
+        return v6.compressed, v6
+    try:  # IDNA first: it maps full-width digits and dots to ASCII ones
+        ascii_host = host.encode("idna").decode("ascii").lower() if not host.isascii() else host
+    except UnicodeError:
+        raise InvalidRequestError(f"`url` host {host!r} is not a valid host name.") from None
+    ascii_host = ascii_host[:-1] if ascii_host.endswith(".") else ascii_host
+    v4 = parse_ipv4_host(ascii_host)
+    if v4 is not None:
+        return str(v4), v4
+    labels = ascii_host.split(".")
+    if len(ascii_host) > 253 or not all(
+        re.fullmatch(r"[a-z0-9_-]{1,63}", label) for label in labels
+    ):
+        raise InvalidRequestError(f"`url` host {host!r} is not a valid host name.")
+    return ascii_host, None
+
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]*|[0-9]+")
+
+
+def parse_ipv4_host(host: str) -> ipaddress.IPv4Address | None:
+    """Read a host the way inet_aton (and the WHATWG URL standard) does.
+
+    A host whose last dot-separated label is a number (decimal, 0x hex, or 0
+    octal) is an IPv4 address in 1-4 parts, the last part filling the remaining
+    bytes: `127.1`, `2130706433`, `0x7f.0.0.1` and `0177.0.0.01` are all
+    127.0.0.1. Returns None for a DNS name; raises if the number is invalid.
+    """
+    parts = host.split(".")
+    if not _NUMBER.fullmatch(parts[-1]):
+        return None
+    if len(parts) > 4:
+        raise InvalidRequestError(f"`url` host {host!r} is not a valid IPv4 address.")
+    numbers = []
+    for part in parts:
+        if part.lower().startswith("0x"):
+            digits, base = part[2:], 16
+        elif len(part) > 1 and part.startswith("0"):
+            digits, base = part[1:], 8
+        else:
+            digits, base = part, 10
+        try:
+            numbers.append(int(digits, base) if digits else 0)
+        except ValueError:
+            raise InvalidRequestError(f"`url` host {host!r} is not a valid IPv4 address.") from None
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
+        raise InvalidRequestError(f"`url` host {host!r} is not a valid IPv4 address.")
+    value = last
+    for i, n in enumerate(head):
+        value += n << (8 * (3 - i))
+    return ipaddress.IPv4Address(value)
+
+
+def _host_allowed(host: str, patterns: tuple[str, ...]) -> bool:
+    for pattern in patterns:
+        if pattern.startswith("*."):
+            if host.endswith(pattern[1:]):
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------
+# Step 2: check addresses.
+
+
+def refusal_reason(address: IPAddress, *, allow_loopback: bool = False) -> str | None:
+    """Why an address may not be connected to, or None if it is public."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id:
+            return "has an IPv6 zone"
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            reason = refusal_reason(embedded, allow_loopback=allow_loopback)
+            return None if reason is None else f"embeds IPv4 {embedded} that {reason}"
+        if allow_loopback and address == _LOOPBACK_V6:
+            return None
+    elif allow_loopback and address.is_loopback:
+        return None
+    for network in _BLOCKED_NETWORKS:
+        if address.version == network.version and address in network:
+            return f"is in {network}"
+    if address.is_multicast or address.is_reserved or not address.is_global:
+        return "is not a public unicast address"
+    return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.sixtofour
+
+
+def _resolve(
+    target: Target, *, config: FetchConfig, deadline: float
+) -> list[tuple[int, IPAddress]]:
+    """-> [(address family, address)], all checked; one lookup per hop."""
+    if target.address is not None:
+        candidates: list[IPAddress] = [target.address]
+    else:
+        infos = _getaddrinfo(target, deadline=deadline)
+        candidates = []
+        for family, _, _, _, sockaddr in infos:
+            if family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            address = ipaddress.ip_address(str(sockaddr[0]))
+            if address not in candidates:
+                candidates.append(address)
+        if not candidates:
+            raise FetchError(f"Could not resolve host {target.host!r}.")
+        # IPv4 first: Lambda functions outside a dual-stack VPC have no IPv6 route.
+        candidates.sort(key=lambda a: a.version)
+    for address in candidates:
+        reason = refusal_reason(address, allow_loopback=config.allow_loopback)
+        if reason is not None:
+            what = (
+                "The URL names an address that"
+                if target.address is not None
+                else f"Host {target.host!r} resolves to an address that"
+            )
+            raise URLNotAllowedError(
+                f"{what} is not public (loopback, private, link-local or reserved); "
+                "only public internet hosts can be fetched."
+            ) from FetchDetail(f"{target.host} -> {address} {reason}")
+    return [(socket.AF_INET if a.version == 4 else socket.AF_INET6, a) for a in candidates]
+
+
+def _getaddrinfo(target: Target, *, deadline: float) -> list[Any]:
+    """`socket.getaddrinfo` under the deadline. The system resolver has no
+    timeout argument, so it runs in a daemon thread that is left behind if the
+    deadline passes first (a slow DNS server must not stretch the fetch)."""
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def lookup() -> None:
+        try:
+            outcome.append(
+                socket.getaddrinfo(
+                    target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+                )
+            )
+        except Exception as exc:  # gaierror, UnicodeError, ...: reported below
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=lookup, name="fetch-dns", daemon=True).start()
+    if not done.wait(_time_left(deadline)):
+        raise TimeoutError(f"DNS lookup of {target.host} timed out")
+    if isinstance(outcome[0], Exception):
+        raise FetchError(f"Could not resolve host {target.host!r}.") from outcome[0]
+    return list(outcome[0])
+
+
+class FetchDetail(Exception):
+    """A detail for the log (chained as `__cause__`), never for the response."""
+
+
+# ---------------------------------------------------------------------------
+# Steps 3 and 4: connect to the checked address; read under the deadline.
+
+
+def _time_left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("fetch deadline passed")
+    return left
+
+
+class _DeadlineSocket(socket.socket):
+    """A socket whose every read waits at most until `deadline` (monotonic)."""
+
+    deadline: float = math.inf
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self.settimeout(_time_left(self.deadline))
+        return super().recv_into(buffer, nbytes, flags)
+
+
+class _DeadlineSSLSocket(ssl.SSLSocket):
+    deadline: float = math.inf
+
+    def recv_into(self, buffer: Any, nbytes: int | None = None, flags: int = 0) -> int:
+        self.settimeout(_time_left(self.deadline))
+        return super().recv_into(buffer, nbytes, flags)
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()  # verifies certificates and host names
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.sslsocket_class = _DeadlineSSLSocket
+    return context
+
+
+def _connect(
+    target: Target, addresses: list[tuple[int, IPAddress]], *, config: FetchConfig, deadline: float
+) -> socket.socket:
+    errors: list[str] = []
+    for family, address in addresses:
+        try:
+            sock = _DeadlineSocket(family, socket.SOCK_STREAM)
+        except OSError as exc:  # e.g. no IPv6 in this sandbox
+            errors.append(f"{address}: {exc}")
+            continue
+        try:
+            sock.deadline = deadline
+            sock.settimeout(min(config.connect_timeout_s, _time_left(deadline)))
+            sock.connect((str(address), target.port))
+        except TimeoutError as exc:
+            sock.close()
+            errors.append(f"{address}: timed out")
+            if time.monotonic() >= deadline:
+                raise FetchTimeoutError(f"Timed out connecting to {target.host!r}.") from exc
+            continue
+        except OSError as exc:
+            sock.close()
+            errors.append(f"{address}: {exc}")
+            continue
+        if target.scheme == "http":
+            return sock
+        tls: ssl.SSLSocket | None = None
+        try:
+            sock.settimeout(_time_left(deadline))
+            tls = _tls_context().wrap_socket(
+                sock, server_hostname=target.host, do_handshake_on_connect=False
+            )
+            assert isinstance(tls, _DeadlineSSLSocket)
+            tls.deadline = deadline
+            tls.do_handshake()
+            return tls
+        except TimeoutError as exc:
+            (tls or sock).close()
+            raise FetchTimeoutError(
+                f"Timed out in the TLS handshake with {target.host!r}."
+            ) from exc
+        except OSError as exc:  # ssl.SSLError and ssl.CertificateError are OSErrors
+            (tls or sock).close()
+            raise FetchError(f"TLS with {target.host!r} failed (certificate or protocol).") from exc
+    timed_out = all(e.endswith("timed out") for e in errors)
+    error = FetchTimeoutError if timed_out else FetchError
+    raise error(f"Could not connect to {target.host!r}.") from FetchDetail("; ".join(errors))
+
+
+def _request(
+    target: Target, sock: socket.socket, *, config: FetchConfig
+) -> http.client.HTTPResponse:
+    conn = http.client.HTTPConnection(target.host, target.port)
+    conn.sock = sock  # already connected to the checked address; never reconnects
+    conn.putrequest("GET", target.path, skip_host=True, skip_accept_encoding=True)
+    conn.putheader("Host", target.host_header)
+    conn.putheader("User-Agent", config.user_agent)
+    conn.putheader("Accept", "image/*, */*;q=0.5")
+    conn.putheader("Accept-Encoding", "identity")
+    conn.putheader("Connection", "close")
+    conn.endheaders()
+    return conn.getresponse()
+
+
+def _read_body(target: Target, response: http.client.HTTPResponse, *, max_bytes: int) -> bytes:
+    encoding = (response.getheader("Content-Encoding") or "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedFormatError(
+            f"The image from {target.host!r} came with Content-Encoding {encoding!r}; "
+            "only uncompressed (identity) answers are accepted."
+        )
+    declared = _content_length(response)
+    if declared is not None and declared > max_bytes:
+        raise PayloadTooLargeError(
+            f"The image from {target.host!r} is {declared} bytes, over the limit of {max_bytes}."
+        )
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := response.read1(_CHUNK):
+        total += len(chunk)
+        if total > max_bytes:
+            raise PayloadTooLargeError(
+                f"The image from {target.host!r} is over the limit of {max_bytes} bytes."
+            )
+        chunks.append(chunk)
+    if declared is not None and total < declared:
+        raise FetchError(
+            f"The connection to {target.host!r} closed after {total} of {declared} bytes."
+        )
+    return b"".join(chunks)
+
+
+def _content_length(response: http.client.HTTPResponse) -> int | None:
+    raw = response.getheader("Content-Length")
+    if raw is None or response.getheader("Transfer-Encoding"):
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _get(target: Target, *, config: FetchConfig, deadline: float) -> tuple[int, str | None, bytes]:
+    """One hop: -> (status, Location header, body); the body only for 200."""
+    addresses = _resolve(target, config=config, deadline=deadline)
+    sock = _connect(target, addresses, config=config, deadline=deadline)
+    try:
+        response = _request(target, sock, config=config)
+        try:
+            if response.status in REDIRECT_STATUSES:
+                return response.status, response.getheader("Location"), b""
+            if response.status != 200:
+                raise FetchError(f"{target.host!r} answered HTTP {response.status}.")
+            return 200, None, _read_body(target, response, max_bytes=config.max_bytes)
+        finally:
+            response.close()
+    finally:
+        sock.close()
+
+
+def fetch_url(
+    url: str, *, config: FetchConfig | None = None, deadline: float | None = None
+) -> bytes:
+    """GET `url` (following up to `config.max_redirects` redirects); -> the body.
+
+    deadline: a `time.monotonic()` value; the fetch ends by the earlier of it
+        and `config.timeout_s` from now.
+    """
+    config = FetchConfig() if config is None else config
+    end = time.monotonic() + config.timeout_s
+    end = end if deadline is None else min(end, deadline)
+    current = url
+    for hop in range(config.max_redirects + 1):
+        try:
+            target = parse_url(current, config=config)
+        except InvalidRequestError as exc:
+            if hop == 0:
+                raise
+            raise FetchError("The image host redirected to an invalid URL.") from exc
+        try:
+            _time_left(end)
+            status, location, body = _get(target, config=config, deadline=end)
+        except TimeoutError as exc:
+            raise FetchTimeoutError(
+                f"Fetching the image from {target.host!r} took longer than the deadline "
+                f"({config.timeout_s:g} s at most)."
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise FetchError(f"Fetching the image from {target.host!r} failed.") from exc
+        if status == 200:
+            return body
+        if not location:
+            raise FetchError(f"{target.host!r} answered a redirect ({status}) without a Location.")
+        if hop == config.max_redirects:
+            break
+        try:
+            current = urllib.parse.urljoin(current, location.strip())
+        except ValueError as exc:  # e.g. "http://[::1"
+            raise FetchError("The image host redirected to an invalid URL.") from exc
+    raise FetchError(f"Too many redirects (more than {config.max_redirects}).")

@@ -1,0 +1,430 @@
+"""AWS Lambda entry point: `lambda_function.lambda_handler` (README: "Serving on AWS Lambda").
+
+Events
+    Direct invoke: {"url": "https://..."} or {"image": "<base64>"}, optional
+    "top_k" (1 to the number of classes, default 3).
+    HTTP (API Gateway REST and HTTP APIs, Lambda function URLs): the same JSON
+    object as the request body, or the image itself as a binary body.
+
+Answers
+    {"label": "pants",
+     "scores": {"dress": 0.01, "hat": 0.0, ...},    # probabilities of all classes
+     "logits": {"dress": -1.2, "hat": -3.4, ...},   # the model's raw outputs
+     "top": [{"label": "pants", "probability": 0.93, "logit": 4.1}, ...],
+     "model": {"variant": "int8", "sha256": "..."}}
+    HTTP events get {"statusCode": 200, "headers": {...}, "body": "<that, as JSON>"}.
+
+Errors
+    Bad input never raises: the answer is {"error": {"code": ..., "message": ...}}
+    (HTTP events: with the code's status, see inference/_errors.py). Only bugs
+    raise, so Lambda's Errors metric counts bugs; a broken model bundle is one.
+    Answers carry no stack traces, addresses or paths: the details go to the log.
+
+Logs
+    One JSON line per invocation on stdout (CloudWatch), with the request id,
+    the outcome and the time spent in each step (fetch, decode, preprocess,
+    inference).
+
+State
+    The classifier and the settings are loaded on the first invocation and kept
+    for the life of the process (`_state`, cached): Lambda sends a process one
+    event at a time, and a warm process answers without reloading. Settings
+    come from env vars: MODEL_DIR (default: `model/` beside this file, the
+    bundle the Dockerfile copies in), INFERENCE_THREADS, MAX_IMAGE_PIXELS
+    (inference.InferenceConfig) and FETCH_* (inference.FetchConfig).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import functools
+import json
+import os
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inference import (
+    BundleError,
+    Classifier,
+    FetchConfig,
+    InferenceConfig,
+    InferenceError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    decode_image,
+    fetch_url,
+)
+
+# Time kept back from the function's remaining time for decoding, inference
+# and answering, so that a slow URL fails with FETCH_TIMEOUT, not a Lambda timeout.
+RESPONSE_MARGIN_S = 1.0
+DEFAULT_TOP_K = 3
+# Room for the JSON around a base64 image in a request body.
+BODY_OVERHEAD_BYTES = 64 * 1024
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Request:
+    """A parsed event: where the image comes from and how many classes to list."""
+
+    source: str  # "url" | "image" (base64 in JSON) | "body" (binary HTTP body)
+    url: str | None = None
+    image_b64: str | None = None  # decoded (and size-checked) in the fetch step
+    image: bytes | None = None
+    top_k: int = DEFAULT_TOP_K
+
+
+@dataclass
+class Outcome:
+    """What `handle` did: the answer, plus what goes to the log only."""
+
+    http: bool
+    status: int
+    payload: dict[str, Any]
+    request: Request | None = None
+    error: InferenceError | None = None
+    n_bytes: int | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def response(self) -> dict[str, Any]:
+        """The handler's return value: the payload, or an HTTP response around it."""
+        if not self.http:
+            return self.payload
+        return {
+            "statusCode": self.status,
+            "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
+            "body": json.dumps(self.payload, allow_nan=False),
+            "isBase64Encoded": False,
+        }
+
+    def log_record(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "level": "INFO" if self.error is None else "WARNING",
+            "message": "classified" if self.error is None else "rejected",
+            "event_type": "http" if self.http else "direct",
+            "status": self.status,
+        }
+        if self.request is not None:
+            record["source"] = self.request.source
+            if self.request.url is not None:
+                record["url_host"] = _url_host(self.request.url)
+        if self.n_bytes is not None:
+            record["bytes"] = self.n_bytes
+        if self.error is None:
+            record["label"] = self.payload["label"]
+        else:
+            record["code"] = self.error.code
+            record["detail"] = str(self.error)
+            cause = self.error.__cause__
+            if cause is not None:
+                record["cause"] = f"{type(cause).__name__}: {cause}"
+        record["timings_ms"] = {k: round(v, 3) for k, v in self.timings_ms.items()}
+        return record
+
+
+# ---------------------------------------------------------------------------
+# Events -> Request
+
+
+def is_http_event(event: Any) -> bool:
+    """API Gateway REST (v1), HTTP API (v1, v2) and function URL events."""
+    return (
+        isinstance(event, dict)
+        and isinstance(event.get("requestContext"), dict)
+        and any(key in event for key in ("httpMethod", "routeKey", "rawPath"))
+    )
+
+
+def parse_event(event: Any, *, max_bytes: int, n_labels: int) -> Request:
+    """Validate an event (direct or HTTP); raise a typed error if it is bad.
+
+    A base64 `image` is checked and decoded later, by `decode_base64`, in the
+    step timed as "fetch" (getting the image's bytes).
+    """
+    if is_http_event(event):
+        return _parse_http(event, max_bytes=max_bytes, n_labels=n_labels)
+    if not isinstance(event, dict):
+        raise InvalidRequestError(
+            'The event must be a JSON object like {"url": "https://..."} or {"image": "<base64>"}. '
+            f"Received: {_json_type(event)}"
+        )
+    return _parse_fields(event, n_labels=n_labels)
+
+
+def _parse_fields(fields: dict[str, Any], *, n_labels: int) -> Request:
+    url, image = fields.get("url"), fields.get("image")
+    if (url is None) == (image is None):
+        received = "both" if url is not None else "neither"
+        raise InvalidRequestError(
+            f"Send exactly one of `url` (an image URL) or `image` (base64). Received: {received}"
+        )
+    top_k = _parse_top_k(fields.get("top_k"), n_labels=n_labels)
+    if url is not None:
+        if not isinstance(url, str):
+            raise InvalidRequestError(f"`url` must be a string. Received: {_json_type(url)}")
+        return Request(source="url", url=url, top_k=top_k)
+    if not isinstance(image, str):
+        raise InvalidRequestError(f"`image` must be a base64 string. Received: {_json_type(image)}")
+    return Request(source="image", image_b64=image, top_k=top_k)
+
+
+def _parse_top_k(value: Any, *, n_labels: int) -> int:
+    if value is None:
+        return min(DEFAULT_TOP_K, n_labels)
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 6:
+        value = int(value)  # from a query string
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= n_labels:
+        raise InvalidRequestError(
+            f"`top_k` must be an integer from 1 to {n_labels}. Received: top_k={_short(value)}"
+        )
+    return value
+
+
+def _parse_http(event: dict[str, Any], *, max_bytes: int, n_labels: int) -> Request:
+    body = event.get("body")
+    if body is None or body == "":
+        raise InvalidRequestError(
+            'The request body is empty. Send JSON {"url": "https://..."} or {"image": "<base64>"}, '
+            "or the image itself."
+        )
+    if not isinstance(body, str):
+        raise InvalidRequestError(
+            f"The request body must be a string. Received: {_json_type(body)}"
+        )
+    body_cap = _base64_length(max_bytes) + BODY_OVERHEAD_BYTES
+    if event.get("isBase64Encoded") is True:
+        raw = decode_base64(body, max_bytes=body_cap, name="body")
+    else:
+        if len(body) > body_cap:
+            raise PayloadTooLargeError(
+                f"The request body is {len(body)} characters, over the limit of {body_cap}."
+            )
+        raw = body.encode("utf-8", errors="surrogatepass")
+    content_type = _header(event, "content-type").lower()
+    if "json" in content_type or raw.lstrip()[:1] == b"{":
+        return _parse_fields(_json_object(raw), n_labels=n_labels)
+    if event.get("isBase64Encoded") is not True:
+        raise InvalidRequestError(
+            "The request body must be a JSON object or an image sent as binary. "
+            f"Received: a text body of type {content_type or 'unknown'!r}"
+        )
+    if len(raw) > max_bytes:
+        raise PayloadTooLargeError(f"The image is {len(raw)} bytes, over the limit of {max_bytes}.")
+    query = event.get("queryStringParameters") or {}
+    top_k = query.get("top_k") if isinstance(query, dict) else None
+    return Request(source="body", image=raw, top_k=_parse_top_k(top_k, n_labels=n_labels))
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        raise InvalidRequestError("The request body is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise InvalidRequestError(
+            f"The request body must be a JSON object. Received: {_json_type(value)}"
+        )
+    return value
+
+
+def _header(event: dict[str, Any], name: str) -> str:
+    headers = event.get("headers")
+    if not isinstance(headers, dict):
+        return ""
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == name and isinstance(value, str):
+            return value
+    return ""
+
+
+def _base64_length(n_bytes: int) -> int:
+    return 4 * -(-n_bytes // 3)
+
+
+def decode_base64(text: Any, *, max_bytes: int, name: str = "image") -> bytes:
+    """Decode standard or URL-safe base64 (line breaks and a `data:...;base64,`
+    prefix allowed), refusing it from its length alone if it is over `max_bytes`."""
+    if not isinstance(text, str):
+        raise InvalidRequestError(f"`{name}` must be a base64 string. Received: {_json_type(text)}")
+    # A cheap bound first, before copying anything: line breaks at most double it.
+    if len(text) > 2 * _base64_length(max_bytes) + 1024:
+        raise PayloadTooLargeError(f"`{name}` is over the limit of {max_bytes} bytes.")
+    if text.startswith("data:") and ";base64," in text[:200]:
+        text = text.split(";base64,", 1)[1]
+    compact = "".join(text.split())
+    if not compact:
+        raise InvalidRequestError(f"`{name}` is empty.")
+    padding = len(compact) - len(compact.rstrip("="))
+    if len(compact) * 3 // 4 - padding > max_bytes:
+        raise PayloadTooLargeError(f"`{name}` decodes to over the limit of {max_bytes} bytes.")
+    if len(compact) % 4:
+        compact += "=" * (-len(compact) % 4)
+    try:
+        return base64.b64decode(compact.translate(_URLSAFE), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidRequestError(f"`{name}` is not valid base64.") from None
+
+
+_URLSAFE = str.maketrans("-_", "+/")
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number" if isinstance(value, int | float) else "other")
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print (sys.set_int_max_str_digits)
+        return f"<{_json_type(value)}>"
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _url_host(url: str) -> str:
+    try:
+        return (urllib.parse.urlsplit(url).hostname or "")[:255]
+    except ValueError:
+        return ""
+
+
+# ---------------------------------------------------------------------------
+# Request -> Outcome
+
+
+def handle(
+    event: Any,
+    *,
+    classifier: Classifier,
+    fetch_config: FetchConfig,
+    deadline: float | None = None,
+) -> Outcome:
+    """Answer one event; bad input gives an error outcome, bugs raise.
+
+    deadline: a `time.monotonic()` value the URL fetch must end by.
+    """
+    http = is_http_event(event)
+    timings: dict[str, float] = {}
+    request: Request | None = None
+    n_bytes: int | None = None
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = (now - clock) * 1000
+        clock = now
+
+    try:
+        request = parse_event(
+            event, max_bytes=fetch_config.max_bytes, n_labels=len(classifier.manifest.labels)
+        )
+        lap("parse")
+        if request.url is not None:
+            data = fetch_url(request.url, config=fetch_config, deadline=deadline)
+        elif request.image_b64 is not None:
+            data = decode_base64(request.image_b64, max_bytes=fetch_config.max_bytes)
+        else:
+            assert request.image is not None
+            data = request.image
+        n_bytes = len(data)
+        lap("fetch")
+        img = decode_image(data, max_pixels=classifier.max_pixels)
+        lap("decode")
+        x = classifier.preprocess(img)
+        lap("preprocess")
+        prediction = classifier.predict_array(x, top_k=request.top_k)
+        lap("inference")
+    except BundleError:
+        raise  # the deployment is broken: a bug, not bad input
+    except InferenceError as exc:
+        return Outcome(
+            http=http,
+            status=exc.http_status,
+            payload={"error": {"code": exc.code, "message": str(exc)}},
+            request=request,
+            error=exc,
+            n_bytes=n_bytes,
+            timings_ms=timings,
+        )
+    payload = prediction.to_dict()
+    payload["model"] = {
+        "variant": classifier.manifest.variant,
+        "sha256": classifier.manifest.model_sha256,
+    }
+    return Outcome(
+        http=http, status=200, payload=payload, request=request, n_bytes=n_bytes, timings_ms=timings
+    )
+
+
+# ---------------------------------------------------------------------------
+# The Lambda handler
+
+
+@dataclass(frozen=True)
+class State:
+    classifier: Classifier
+    fetch_config: FetchConfig
+
+
+@functools.cache
+def _state() -> State:
+    """Load the model and settings once per process (a failure is retried next time)."""
+    start = time.perf_counter()
+    overrides = {} if os.environ.get("MODEL_DIR") else {"model_dir": HERE / "model"}
+    config = InferenceConfig.from_env(**overrides)
+    state = State(Classifier.from_config(config), FetchConfig.from_env())
+    manifest = state.classifier.manifest
+    log(
+        {
+            "level": "INFO",
+            "message": "model_loaded",
+            "variant": manifest.variant,
+            "sha256": manifest.model_sha256,
+            "runtime": f"{state.classifier.runtime.name} {state.classifier.runtime.version}",
+            "load_ms": round((time.perf_counter() - start) * 1000, 3),
+        }
+    )
+    return state
+
+
+def fetch_deadline(context: Any) -> float | None:
+    """The monotonic time a fetch must end by: the function's remaining time less a margin."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if remaining is None:
+        return None
+    remaining_s = float(remaining()) / 1000
+    return time.monotonic() + remaining_s - RESPONSE_MARGIN_S
+
+
+def log(record: dict[str, Any]) -> None:
+    """Write one structured JSON line to stdout (CloudWatch Logs in Lambda)."""
+    stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
+    line = json.dumps({"timestamp": stamp, **record}, default=str)
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    """The function: see the module docstring for events and answers."""
+    start = time.perf_counter()
+    state = _state()
+    outcome = handle(
+        event,
+        classifier=state.classifier,
+        fetch_config=state.fetch_config,
+        deadline=fetch_deadline(context),
+    )
+    response = outcome.response()
+    record = outcome.log_record()
+    record["aws_request_id"] = getattr(context, "aws_request_id", None)
+    record["timings_ms"]["total"] = round((time.perf_counter() - start) * 1000, 3)
+    log(record)
+    return response
