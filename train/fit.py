@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +37,14 @@ class KeepBest(keras.callbacks.Callback):  # type: ignore[misc]
         self.verbose = verbose
         self.best_weights: list[np.ndarray] | None = None
         self.best_accuracy = -math.inf
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = {k: float(v) for k, v in (logs or {}).items()}
+        logs["seconds"] = time.perf_counter() - self.epoch_started
         self.history_.epochs.append(logs)
         improved = logs["val_accuracy"] > self.best_accuracy
         if improved:
@@ -48,8 +54,8 @@ class KeepBest(keras.callbacks.Callback):  # type: ignore[misc]
         if self.verbose:
             print(
                 f"epoch {epoch + 1:3d}  loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}  "
-                f"val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}"
-                + ("  *" if improved else ""),
+                f"val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}  "
+                f"{logs['seconds']:.1f}s" + ("  *" if improved else ""),
                 file=sys.stderr,
             )
 
