@@ -1,1 +1,4 @@
-"""Benchmarks and measuring tools (`python -m bench.serve`, ...); not part of the runtime."""
+"""Benchmarks and measuring tools, not part of the runtime.
+
+`python -m bench` (the side-by-side report), `python -m bench.serve` (Lambda figures), ...
+"""

@@ -105,8 +105,8 @@ def _layer_cost(layer: Any, kind: str) -> tuple[int, int, bool]:
     out_shape = _shape(layer.output)
     positions = math.prod(out_shape[:-1])  # spatial (or leading) positions, one image
     if kind in _CONV or kind in _DEPTHWISE:
-        kernel = layer.depthwise_kernel if kind in _DEPTHWISE else layer.kernel
-        return positions * math.prod(kernel.shape), 0, True
+        # Keras 3 names both kernels `kernel`; DepthwiseConv's is (kh, kw, C_in, multiplier).
+        return positions * math.prod(layer.kernel.shape), 0, True
     if kind in _SEPARABLE:
         depthwise = positions * math.prod(layer.depthwise_kernel.shape)
         pointwise = positions * math.prod(layer.pointwise_kernel.shape)

@@ -8,7 +8,12 @@ parent (bench/_latency.py) talks over stdin/stdout, one JSON line each way:
 
     <- {"ready": true, "intra_op": 1, "inter_op": 1, "tensorflow": "2.21.0"}
     -> run 5
-    <- {"call": [ms, ...], "predict": [ms, ...]}      model(x) and model.predict(x)
+    <- {"call": [ms, ...], "predict": [ms, ...], "graph": [ms, ...]}
+
+call: `model(x, training=False)`, which Keras 3 runs eagerly, op by op;
+predict: `model.predict(x, verbose=0)`, a compiled step behind a per-call data
+pipeline; graph: `tf.function(model)`, the compiled graph called directly
+(what a TensorFlow server that exports a graph runs: the fairest baseline).
     -> quit
 """
 
@@ -59,9 +64,15 @@ def main(argv: list[str] | None = None) -> int:
     def predict() -> None:
         np.asarray(model.predict(x, verbose=0))
 
-    for _ in range(args.warmup):
-        call()
-        predict()
+    graph_fn = tf.function(lambda batch: model(batch, training=False))
+
+    def graph() -> None:
+        np.asarray(graph_fn(x))
+
+    methods = {"call": call, "predict": predict, "graph": graph}
+    for _ in range(args.warmup):  # the first graph() call traces
+        for fn in methods.values():
+            fn()
     _send(
         {
             "ready": True,
@@ -76,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         if not command or command[0] == "quit":
             break
         runs = int(command[1])
-        # Alternate the two, so that a load spike hits both alike.
-        timed: dict[str, list[float]] = {"call": [], "predict": []}
+        # Alternate the methods, so that a load spike hits them alike.
+        timed: dict[str, list[float]] = {name: [] for name in methods}
         for _ in range(runs):
-            timed["call"].append(_time_ms(call))
-            timed["predict"].append(_time_ms(predict))
+            for name, fn in methods.items():
+                timed[name].append(_time_ms(fn))
         _send(timed)
     return 0
 

@@ -1,10 +1,12 @@
 """Inference latency, batch 1, side by side: Keras vs every TFLite variant and runtime.
 
     result = measure_latency(train_dir=..., bundles_dir=..., variants=VARIANTS,
-                             image=Path("x.jpg"), image_size=150, threads=(1, 2), effort=FULL)
+                             image=Path("x.jpg"), image_size=150, threads=(1, 2),
+                             effort=FULL, log=print)
 
 Configurations:
-- Keras, `model(x, training=False)` and `model.predict(x, verbose=0)`, one
+- Keras, `model(x, training=False)` (eager), `model.predict(x, verbose=0)` and
+  `tf.function(model)` (the compiled graph, what a TensorFlow server runs), one
   worker process per thread count (bench/_keras_worker.py: TensorFlow's
   thread pools are sized once per process);
 - TFLite, each variant under each installed runtime that loads it
@@ -17,6 +19,10 @@ job that starts mid-run slows all of them alike, so the ratios hold even when
 the absolute times drift. Each one times the same preprocessed image to logits
 (numpy in, numpy out): preprocessing is the same code for both and left out.
 Throughput = 1000 / median ms (one image per call).
+
+The float32 GEMM peak of each thread count (bench/_flops.py, one worker per
+thread count) takes its turn in the same rounds, so the "fraction of peak" of
+the compute floor compares figures measured under the same load.
 """
 
 from __future__ import annotations
@@ -38,11 +44,14 @@ from bench._worker import Worker
 from inference import Classifier, InferenceError, preprocess_file
 from inference._runtime import DEFAULT_ORDER
 
+# bench._keras_worker's answer keys -> the names in the report.
+KERAS_METHODS = {"call": "model(x)", "predict": "predict", "graph": "tf.function"}
+
 
 @dataclass(frozen=True)
 class LatencyRow:
     engine: str  # "keras" | "tflite"
-    method: str  # "model(x)" | "predict" | "invoke"
+    method: str  # "model(x)" | "predict" | "tf.function" | "invoke"
     variant: str  # "keras" or a TFLite variant
     runtime: str  # "name version"
     threads: int
@@ -134,7 +143,8 @@ def measure_latency(
             worker.wait_ready()
         keras_runtime = f"tensorflow {info[threads[0]]['tensorflow']}"
         log(
-            f"latency: {len(interpreters)} TFLite and {2 * len(threads)} Keras configurations "
+            f"latency: {len(interpreters)} TFLite and {len(KERAS_METHODS) * len(threads)} Keras "
+            "configurations "
             f"and the GEMM peak, {effort.latency_rounds} rounds x {effort.latency_runs} runs"
         )
         units: list[Callable[[], None]] = []
@@ -185,7 +195,7 @@ def _keras_unit(
 ) -> Callable[[], None]:
     def unit() -> None:
         timed = worker.request(f"run {runs}")
-        for method, name in (("call", "model(x)"), ("predict", "predict")):
+        for method, name in KERAS_METHODS.items():
             key = ("keras", name, "keras", runtime, threads)
             samples.setdefault(key, []).extend(timed[method])
 

@@ -84,8 +84,8 @@ def latency_row(
 ) -> dict[str, Any] | None:
     """The latency row of a variant ("keras" or a TFLite one) at a thread count.
 
-    TFLite: the first runtime measured (inference's default order, ai-edge-litert
-    first). Keras: `method` ("model(x)" or "predict"), else the faster of the two.
+    TFLite: the first runtime in inference's default order (ai-edge-litert first).
+    Keras: `method` ("model(x)", "predict", "tf.function"), else the fastest.
     """
     rows: list[dict[str, Any]] = [
         r
@@ -459,8 +459,10 @@ def _training(result: dict[str, Any]) -> list[str]:
             *_table(["", "seconds", "detail"], rows),
             "",
             f"Speed-up per epoch: **{t['speedup']:.0f}x**; the extraction is repaid after "
-            f"{t['break_even_epochs']:.1f} epochs (the seed recipe trained 10+ epochs per "
-            "setting). Load average (1 min) after each phase: "
+            f"{t['break_even_epochs']:.1f} epochs (`python -m train` runs 20 by default). "
+            "The seed epoch and the extraction are one run each, minutes apart, not "
+            "interleaved: of all the figures here they move most between runs on a shared "
+            "machine (the break-even point above all). Load average (1 min) after each phase: "
             + ", ".join(f"{k} {v[0]:.1f}" for k, v in t["load_average"].items())
             + ".",
             "",
@@ -632,8 +634,11 @@ def _changes(result: dict[str, Any], previous: dict[str, Any] | None) -> list[st
 def _method(result: dict[str, Any]) -> list[str]:
     return [
         "- Every figure above comes from the same run; ratios compare measurements "
-        "interleaved in time (latency rounds rotate over the configurations, cold starts "
-        "alternate, 1/2-thread GEMM processes alternate).",
+        "interleaved in time (latency rounds rotate over every configuration and the GEMM "
+        "peak workers; cold starts alternate).",
+        "- The Keras baseline is its fastest call: `model(x)` runs eagerly op by op and "
+        "`predict` sets up a data pipeline per call, so `tf.function(model)` (the compiled "
+        "graph, as a TensorFlow server would run it) is the fair comparison.",
         "- Keras latency runs in one subprocess per thread count (TF_NUM_INTRAOP_THREADS and "
         "`tf.config.threading` intra-op = threads, inter-op = 1, set before TensorFlow "
         "starts); TFLite runs through `inference.Classifier(num_threads=...)`.",

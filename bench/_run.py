@@ -1,8 +1,8 @@
 """`run_bench`: every measurement of `python -m bench`, in order, into one result.
 
-    machine -> GEMM peak -> multiply-adds -> training comparison -> model (train,
-    convert, check; or reuse) -> latency -> cold start -> install size -> Lambda
-    -> bench/results/<date>[-quick].json + .md
+    machine -> training comparison -> model (train, convert, check; or reuse)
+    -> multiply-adds -> latency (+ GEMM peak) -> serve venv -> cold start
+    -> install size -> Lambda -> bench/results/<date>[-quick].json + .md
 
 The training comparison and the model are needed by what follows, so their
 failure stops the run; any later measurement that fails is recorded under
