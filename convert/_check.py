@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from convert._errors import ConvertError
-from convert._export import VARIANTS
+from convert._export import VARIANTS, check_variants
 from convert._source import (
     TrainOutput,
     list_images,
@@ -107,16 +107,7 @@ class CheckConfig:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
         if self.images_dir is not None:
             object.__setattr__(self, "images_dir", Path(self.images_dir))
-        if self.variants is not None and (
-            not isinstance(self.variants, tuple)
-            or not self.variants
-            or not all(isinstance(v, str) and v in VARIANTS for v in self.variants)
-            or len(set(self.variants)) != len(self.variants)
-        ):
-            raise ValueError(
-                f"`variants` must be None or a non-empty tuple of distinct names from "
-                f"{list(VARIANTS)}. Received: variants={self.variants!r}"
-            )
+        check_variants(self.variants, optional=True)
         if self.max_images is not None and (
             not isinstance(self.max_images, int) or self.max_images < 1
         ):

@@ -35,6 +35,22 @@ CONVERTER_API = "tf.lite.TFLiteConverter.from_keras_model"
 RepresentativeDataset = Callable[[], Iterable[list[np.ndarray]]]
 
 
+def check_variants(variants: object, *, optional: bool = False) -> None:
+    """Raise unless `variants` is a non-empty tuple of distinct names (or None, if optional)."""
+    if optional and variants is None:
+        return
+    if (
+        not isinstance(variants, tuple)
+        or not variants
+        or not all(isinstance(v, str) and v in VARIANTS for v in variants)
+        or len(set(variants)) != len(variants)
+    ):
+        raise ValueError(
+            f"`variants` must be {'None or ' if optional else ''}a non-empty tuple of distinct "
+            f"names from {list(VARIANTS)}. Received: variants={variants!r}"
+        )
+
+
 def tflite_bytes(
     model: Any, *, variant: str, representative_dataset: RepresentativeDataset | None = None
 ) -> bytes:

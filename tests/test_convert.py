@@ -7,6 +7,7 @@ bad-input and atomicity tests stop before (or fake) the slow conversion.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime
@@ -457,3 +458,14 @@ def test_tiny_bundle_fixture_comes_from_convert_model(tiny_bundle: Path) -> None
     assert manifest.variant == "float32" and manifest.image_size == TINY_SIZE
     assert manifest.converter["api"] == "tf.lite.TFLiteConverter.from_keras_model"
     assert manifest.operators and manifest.source_model_sha256
+
+
+def test_outputs_honour_the_umask(tiny_run: dict[str, Path]) -> None:
+    # tempfile's 0700/0600 modes would make a bundle COPY'd into an image unreadable
+    # to a non-root runtime user.
+    umask = os.umask(0)
+    os.umask(umask)
+    out = tiny_run["out"]
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (out / "int8").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (out / "int8" / "model.tflite").stat().st_mode & 0o777 == 0o666 & ~umask
