@@ -154,6 +154,7 @@ def test_train_writes_outputs_and_keeps_best_epoch(tmp_path: Path, tiny_dataset:
     out = config.output_dir
     for name in ("model.keras", "metrics.json", "learning_curves.png", "confusion_matrix.png"):
         assert (out / name).stat().st_size > 0, name
+    assert out.stat().st_mode & 0o005 == 0o005  # readable by others (e.g. a container user)
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["labels"] == ["hat", "pants", "shoes"]
     assert saved["image_size"] == TINY_SIZE

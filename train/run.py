@@ -273,6 +273,9 @@ def write_outputs(trained: Trained, metrics: dict[str, Any], config: TrainConfig
     out = config.output_dir
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the published folder should not be private
     try:
         trained.model.save(tmp / "model.keras")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
