@@ -319,3 +319,18 @@ def test_sweep_needs_exactly_one_parameter(tmp_path: Path, tiny_dataset: Path, c
     )
     assert code == 2
     assert "Sweep exactly one of" in capsys.readouterr().err
+
+
+def test_same_seed_same_model_whether_features_were_prepared_or_not(
+    tmp_path: Path, tiny_dataset: Path
+) -> None:
+    from train import load_dataset
+    from train.run import prepare_features
+
+    first = train_model(tiny_config(tmp_path, tiny_dataset, epochs=2))
+    config = tiny_config(tmp_path, tiny_dataset, epochs=2, output_dir=tmp_path / "again")
+    keras.utils.set_random_seed(config.seed)  # a random ("none") base: the same one as above
+    base = build_base(image_size=TINY_SIZE, base_weights="none")
+    features = prepare_features(load_dataset(tiny_dataset), base, config)
+    second = train_model(config, features=features)
+    assert [e["loss"] for e in second["history"]] == [e["loss"] for e in first["history"]]

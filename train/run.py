@@ -126,6 +126,9 @@ def train_head(features: CachedFeatures, config: TrainConfig) -> Trained:
     t0 = time.perf_counter()
     labels = features.dataset.labels
     x, y = features.vectors, features.targets
+    # Seed here, not only at the start: whether the base was built in this call
+    # (CLI) or before it (sweep, bench) must not change the head's initial weights.
+    keras.utils.set_random_seed(config.seed)
     head = build_head(n_classes=len(labels), size_inner=config.size_inner, droprate=config.droprate)
     history = fit(
         head,
