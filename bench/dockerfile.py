@@ -8,7 +8,7 @@ out the files it copies in a folder shaped like the image's /var/task:
     spec = parse_dockerfile("Dockerfile")
     spec.pip_packages          # ("ai-edge-litert==2.3.0", ...)
     spec.copies                # (("inference/", "${LAMBDA_TASK_ROOT}/inference/"), ...)
-    layout_task_root(spec, repo=".", dest=task, args={"BUNDLE": "runs/bundles/int8"})
+    layout_task_root(spec, repo=".", dest=task, args={"BUNDLE": "runs/bundles/dynamic"})
     python = make_venv(spec, venv_dir)
 
 It understands the instructions this project's Dockerfile uses (FROM, ARG,
