@@ -38,7 +38,13 @@ export CLOTHING_DATA_DIR XCEPTION_WEIGHTS="${XCEPTION_WEIGHTS:-imagenet}"
 export TF_CPP_MIN_LOG_LEVEL=2
 
 python -m train --output "$RUNS/model" --force
-python -m convert "$RUNS/model" --out "$RUNS/bundles" --variants float32 dynamic --force ||
-  echo "warning: a variant missed its threshold (exit $?): see $RUNS/bundles/report.md" >&2
+# Exit code 1 means a variant missed its accuracy threshold: say so, still classify.
+rc=0
+python -m convert "$RUNS/model" --out "$RUNS/bundles" --variants float32 dynamic --force || rc=$?
+if [ "$rc" -eq 1 ]; then
+  echo "warning: a variant missed its threshold, see $RUNS/bundles/report.md" >&2
+elif [ "$rc" -ne 0 ]; then
+  exit "$rc"
+fi
 sample=$(find "$CLOTHING_DATA_DIR/test/t-shirt" -name '*.jpg' | sort | head -n 1)
 python -m inference predict "$sample" --model "$RUNS/bundles/dynamic"
