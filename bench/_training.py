@@ -19,6 +19,7 @@ full splits; the result says so (`extrapolated`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import tempfile
@@ -33,7 +34,7 @@ import numpy as np
 from bench._machine import load_average
 from train.config import TrainConfig
 from train.data import Dataset, load_dataset
-from train.features import CacheKey, FeatureCache, extract_features, load_preprocessed
+from train.features import load_preprocessed
 from train.fit import one_hot
 from train.model import (
     FEATURES,
@@ -42,9 +43,8 @@ from train.model import (
     build_head,
     compile_model,
     feature_extractor,
-    weights_fingerprint,
 )
-from train.run import CachedFeatures
+from train.run import CachedFeatures, prepare_features
 
 SPLITS = ("train", "validation", "test")
 
@@ -153,49 +153,26 @@ def measure_training(
 def _extract(
     dataset: Dataset, base: keras.Model, config: TrainConfig, *, verbose: bool
 ) -> tuple[CachedFeatures, float, float, float]:
-    """What train.run.prepare_features does, into a fresh cache, timed cold then warm.
+    """train.run.prepare_features into a fresh cache, timed cold then warm.
 
     -> (features, cold seconds, of which tracing seconds, warm seconds).
     """
     with tempfile.TemporaryDirectory(prefix="bench-feature-cache-") as tmp:
+        run = dataclasses.replace(config, cache_dir=Path(tmp), verbose=verbose)
         start = time.perf_counter()
-        cache = FeatureCache(Path(tmp), CacheKey(weights_fingerprint(base), config.image_size))
         extractor = feature_extractor(base)
         size = config.image_size
         trace_start = time.perf_counter()
         extractor.predict_on_batch(np.zeros((config.batch_size, size, size, 3), np.float32))
         trace_s = time.perf_counter() - trace_start
-        vectors, targets = _extract_splits(dataset, extractor, cache, config, verbose=verbose)
+        features = prepare_features(dataset, base, run, extractor=extractor)
         cold_s = time.perf_counter() - start
 
         start = time.perf_counter()
-        warm = FeatureCache(Path(tmp), cache.key)
-        _extract_splits(dataset, extractor, warm, config, verbose=False)
+        quiet = dataclasses.replace(run, verbose=False)
+        prepare_features(dataset, base, quiet, extractor=extractor)
         warm_s = time.perf_counter() - start
-    features = CachedFeatures(dataset, base, vectors, targets, (), {"features_seconds": cold_s})
     return features, cold_s, trace_s, warm_s
-
-
-def _extract_splits(
-    dataset: Dataset,
-    extractor: keras.Model,
-    cache: FeatureCache,
-    config: TrainConfig,
-    *,
-    verbose: bool,
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    vectors, targets = {}, {}
-    for name, split in dataset.splits.items():
-        found = extract_features(
-            split.paths,
-            extractor=extractor,
-            cache=cache,
-            batch_size=config.batch_size,
-            desc=f"bench: {name} features {config.image_size}px",
-            progress=verbose,
-        )
-        vectors[name], targets[name] = found.vectors, split.targets[found.keep]
-    return vectors, targets
 
 
 class _EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]

@@ -59,7 +59,10 @@ def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) 
     """
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
-    if features is None:
+    if features is not None:
+        check_output_dir(config.output_dir, force=config.force)
+        dataset, trained = features.dataset, train_head(features, config)
+    else:
         dataset = load_dataset(
             config.data_dir, max_per_class=config.max_per_class, seed=config.seed
         )
@@ -67,16 +70,9 @@ def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) 
         base = build_base(image_size=config.image_size, base_weights=config.base_weights)
         if config.from_images:
             trained = _from_images(dataset, base, config)
-            metrics = build_metrics(trained, dataset, config, seconds=time.perf_counter() - started)
-            write_outputs(trained, metrics, config)
-            return metrics
-        features = prepare_features(dataset, base, config)
-    else:
-        check_output_dir(config.output_dir, force=config.force)
-    trained = train_head(features, config)
-    metrics = build_metrics(
-        trained, features.dataset, config, seconds=time.perf_counter() - started
-    )
+        else:
+            trained = train_head(prepare_features(dataset, base, config), config)
+    metrics = build_metrics(trained, dataset, config, seconds=time.perf_counter() - started)
     write_outputs(trained, metrics, config)
     return metrics
 
@@ -91,11 +87,20 @@ class CachedFeatures:
     timings: dict[str, float | int]
 
 
-def prepare_features(dataset: Dataset, base: keras.Model, config: TrainConfig) -> CachedFeatures:
-    """Pooled base features of every split, from the cache or computed into it."""
+def prepare_features(
+    dataset: Dataset,
+    base: keras.Model,
+    config: TrainConfig,
+    *,
+    extractor: keras.Model | None = None,
+) -> CachedFeatures:
+    """Pooled base features of every split, from the cache or computed into it.
+
+    `extractor` (from `feature_extractor(base)`) lets a caller reuse one already traced.
+    """
     t0 = time.perf_counter()
     cache = FeatureCache(config.cache_dir, CacheKey(weights_fingerprint(base), config.image_size))
-    extractor = feature_extractor(base)
+    extractor = feature_extractor(base) if extractor is None else extractor
     vectors: dict[str, np.ndarray] = {}
     targets: dict[str, np.ndarray] = {}
     skipped: list[Skipped] = []
