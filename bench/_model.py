@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from bench._config import BenchConfig
-from convert import REPORT_JSON, VARIANTS, CheckConfig, ConvertConfig, check_bundles, convert_model
+from convert import (
+    REPORT_JSON,
+    VARIANTS,
+    CheckConfig,
+    ConvertConfig,
+    check_bundles,
+    convert_model,
+    log_to_stderr,
+)
 from train import TrainConfig, train_model
 from train.run import CachedFeatures
 
@@ -139,7 +145,7 @@ def prepare_model(
     metrics = train_model(train_config, features=features())
     seconds["train"] = time.perf_counter() - start
 
-    _log_convert_to_stderr()
+    log_to_stderr()
     start = time.perf_counter()
     log(f"converting to {', '.join(VARIANTS)}")
     convert_model(
@@ -178,13 +184,3 @@ def prepare_model(
         metrics=metrics,
         seconds=seconds,
     )
-
-
-def _log_convert_to_stderr() -> None:
-    logger = logging.getLogger("convert")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[convert] %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-        logger.propagate = False

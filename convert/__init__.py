@@ -27,6 +27,7 @@ from convert._convert import (
 )
 from convert._errors import ConvertError
 from convert._export import VARIANTS, builtin_operators
+from convert._logging import log_to_stderr
 from convert._report import REPORT_JSON, REPORT_MD, report_to_json, report_to_markdown
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "builtin_operators",
     "check_bundles",
     "convert_model",
+    "log_to_stderr",
     "report_to_json",
     "report_to_markdown",
 ]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ from convert._check import DEFAULT_THRESHOLDS, CheckConfig, Threshold, check_bun
 from convert._convert import DEFAULT_CALIBRATION_SIZE, ConvertConfig, convert_model
 from convert._errors import ConvertError
 from convert._export import VARIANTS
+from convert._logging import log_to_stderr
 from convert._report import REPORT_MD, report_to_markdown
 from inference._runtime import RUNTIMES
 
@@ -177,20 +177,9 @@ def _check_config(args: argparse.Namespace, variants: tuple[str, ...] | None) ->
     )
 
 
-def _log_to_stderr() -> None:
-    # Only this package's logger: TensorFlow's Python loggers stay quiet.
-    logger = logging.getLogger("convert")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("[convert] %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    _log_to_stderr()
+    log_to_stderr()
     convert_parser, check_parser = _parsers()
     is_check = bool(argv) and argv[0] == "check"
     parser = check_parser if is_check else convert_parser
