@@ -5,6 +5,7 @@ Events
     "top_k" (1 to the number of classes, default 3).
     HTTP (API Gateway REST and HTTP APIs, Lambda function URLs): the same JSON
     object as the request body, or the image itself as a binary body.
+    Function URLs also get the listing page on GET / (inference/_routes.py).
 
 Answers
     {"label": "pants",
@@ -57,8 +58,10 @@ from inference import (
     InferenceError,
     InvalidRequestError,
     PayloadTooLargeError,
+    RouteConfig,
     decode_image,
     fetch_url,
+    route,
 )
 
 # Time kept back from the function's remaining time for decoding, inference
@@ -413,7 +416,32 @@ def log(record: dict[str, Any]) -> None:
 
 
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
-    """The function: see the module docstring for events and answers."""
+    """The function: see the module docstring for events and answers.
+
+    HTTP events go through the router (inference/_routes.py: the listing page
+    on GET /, the API on POST /, 404/405, security and CORS headers), which
+    calls `answer` for the API; direct invocations get `answer` itself.
+    """
+    if is_http_event(event):
+        return route(event, api=lambda http_event: answer(http_event, context), config=_routes())
+    return answer(event, context)
+
+
+@functools.cache
+def _routes() -> RouteConfig:
+    """Router settings (CORS_ALLOWED_ORIGINS), read once per process."""
+    return RouteConfig.from_env()
+
+
+def warm_up() -> None:
+    """Load the model and settings now rather than on the first request (local server);
+    a bad bundle or setting raises here."""
+    _state()
+    _routes()
+
+
+def answer(event: Any, context: Any) -> dict[str, Any]:
+    """Classify one event (direct or HTTP) and log it: the API behind the router."""
     start = time.perf_counter()
     state = _state()
     outcome = handle(

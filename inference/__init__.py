@@ -29,7 +29,10 @@ from inference._errors import (
     URLNotAllowedError,
 )
 from inference._fetch import FetchConfig, fetch_url
+from inference._page import render_page
+from inference._routes import RouteConfig, route
 from inference._runtime import RuntimeInfo, make_interpreter
+from inference._serve import LocalServer, make_server
 from inference.preprocess import (
     MIN_IMAGE_SIZE,
     PREPROCESSING,
@@ -59,9 +62,11 @@ __all__ = [
     "InferenceConfig",
     "InferenceError",
     "InvalidRequestError",
+    "LocalServer",
     "Manifest",
     "PayloadTooLargeError",
     "Prediction",
+    "RouteConfig",
     "RuntimeInfo",
     "RuntimeUnavailableError",
     "URLNotAllowedError",
@@ -71,9 +76,12 @@ __all__ = [
     "fetch_url",
     "load_image",
     "make_interpreter",
+    "make_server",
     "preprocess_file",
     "preprocess_image",
     "read_bundle",
+    "render_page",
+    "route",
     "sha256_file",
     "softmax",
     "to_rgb",

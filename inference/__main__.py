@@ -4,6 +4,7 @@ Usage:
     python -m inference predict shirt.jpg hat.png --model bundles/int8 --top-k 3
     python -m inference predict shirt.jpg --model bundles/int8 --json
     python -m inference bench --model bundles/int8 --threads 1 2 4 --runs 50
+    python -m inference serve --model bundles/int8 --port 8080   # the listing page + API
 
 Env vars: MODEL_DIR (default of --model), INFERENCE_RUNTIME (ai-edge-litert,
 tflite-runtime or tensorflow), INFERENCE_THREADS, MAX_IMAGE_PIXELS.
@@ -22,6 +23,7 @@ from typing import Any
 from inference._bench import bench_model, format_bench
 from inference._classifier import Classifier, InferenceConfig
 from inference._errors import InferenceError
+from inference._serve import run as serve_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--image", type=Path, default=None, help="image to time (default: generated)"
     )
+    serve = sub.add_parser("serve", help="the listing page and the API over HTTP (local)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
+    serve.add_argument("--port", type=int, default=8080, help="0: a free port")
+    serve.add_argument("--model", type=Path, default=None, help="bundle folder (env MODEL_DIR)")
     for p in (predict, bench):
         p.add_argument("--model", type=Path, default=None, help="bundle folder (env MODEL_DIR)")
         p.add_argument(
@@ -53,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        model = None if args.model is None else str(args.model)
+        return serve_run(model_dir=model, host=args.host, port=args.port)
     try:
         if args.command == "bench":
             config = InferenceConfig.from_env(

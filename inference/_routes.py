@@ -1,0 +1,202 @@
+"""HTTP routing in front of the classification API: the page, the API, 404/405,
+security headers and CORS. An HTTP event in, an HTTP response out, so Lambda
+(lambda_function.py) and the local server (inference/_serve.py) run the same code.
+
+Usage:
+    from inference._routes import RouteConfig, route
+    response = route(event, api=lambda e: lambda_handler_api(e), config=RouteConfig.from_env())
+
+Routes (function URL, API Gateway `$default` or `{proxy+}` routes, local server):
+    GET|HEAD /   the listing page (text/html)
+    POST /       the API: JSON answer; a multipart form post without
+                 `Accept: application/json` gets the HTML result page (no-JS form)
+    OPTIONS /    CORS preflight
+    other paths  404 NOT_FOUND; other methods 405 METHOD_NOT_ALLOWED (with Allow)
+API Gateway routes configured to one method and path (`POST /predict`) were
+routed by API Gateway already: they go to the API as they always did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from inference._page import page_csp, render_page
+
+Event = dict[str, Any]
+Response = dict[str, Any]
+Api = Callable[[Event], Response]
+
+ALLOWED_METHODS = ("GET", "HEAD", "POST", "OPTIONS")
+CORS_ENV = "CORS_ALLOWED_ORIGINS"
+# scheme://host[:port], nothing after it (RFC 6454 serialized origin).
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+# Preflight answers cached by the browser for 10 minutes (Chromium caps at 2 h).
+CORS_MAX_AGE_S = 600
+# Every response: no MIME sniffing, no framing, no referrer leak. JSON answers
+# also get a CSP that loads nothing, in case one is opened as a document.
+BASE_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+JSON_CSP = "default-src 'none'; frame-ancestors 'none'"
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    """Router settings; `from_env` reads CORS_ALLOWED_ORIGINS.
+
+    cors_origins: origins allowed to call the JSON API from their pages
+        (exact match, e.g. "https://shop.example.com"); empty: CORS off.
+    """
+
+    cors_origins: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for origin in self.cors_origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"`cors_origins` entries must be origins like https://shop.example.com "
+                    f"(scheme, host, optional port, no path). Received: {origin!r}"
+                )
+
+    @classmethod
+    def from_env(cls) -> RouteConfig:
+        raw = os.environ.get(CORS_ENV, "")
+        origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+        try:
+            return cls(cors_origins=origins)
+        except ValueError as exc:
+            raise ValueError(f"Env var {CORS_ENV}: {exc}. Received: {CORS_ENV}={raw!r}") from None
+
+
+def route(event: Event, *, api: Api, config: RouteConfig) -> Response:
+    """Answer one HTTP event (API Gateway v1/v2 or function URL shape).
+
+    api: the classification API, HTTP event -> HTTP response with a JSON body.
+    Returns {"statusCode", "headers", "body", "isBase64Encoded"}.
+    """
+    method = _method(event)
+    if _routed_by_gateway(event):
+        response = api(event)
+    elif _path(event) != "/":
+        response = error_response(404, "NOT_FOUND", f"No page at {_path(event)[:100]!r}.")
+    elif method in ("GET", "HEAD"):
+        response = _page_response(render_page(), status=200, head=method == "HEAD")
+    elif method == "POST":
+        response = api(event)
+        if _wants_html(event):
+            response = _html_result(response)
+    elif method == "OPTIONS":
+        response = {"statusCode": 204, "headers": {"Allow": ", ".join(ALLOWED_METHODS)}, "body": ""}
+    else:
+        message = f"Use GET for the page or POST for the API. Received: {method[:20]}"
+        response = error_response(405, "METHOD_NOT_ALLOWED", message)
+        response["headers"]["Allow"] = ", ".join(ALLOWED_METHODS)
+    return _with_headers(response, event, config=config, preflight=method == "OPTIONS")
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    """The API's stable error shape as an HTTP response."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
+        "body": json.dumps({"error": {"code": code, "message": message}}),
+        "isBase64Encoded": False,
+    }
+
+
+def _page_response(page: str, *, status: int, head: bool = False) -> Response:
+    """The page as an HTML response; results and errors are never cached."""
+    return {
+        "statusCode": status,
+        "headers": {
+            "Content-Type": "text/html; charset=utf-8",
+            "Content-Security-Policy": page_csp(),
+            "Cache-Control": "no-store",
+        },
+        "body": "" if head else page,
+        "isBase64Encoded": False,
+    }
+
+
+def _html_result(api_response: Response) -> Response:
+    """The no-JS form's answer: the API's JSON answer rendered into the page."""
+    status = int(api_response.get("statusCode", 200))
+    try:
+        answer = json.loads(api_response.get("body") or "")
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        page = render_page(error_code="UNAVAILABLE")
+    elif isinstance(answer.get("error"), dict):
+        page = render_page(error_code=str(answer["error"].get("code", "")))
+    else:
+        page = render_page(answer=answer)
+    return _page_response(page, status=status)
+
+
+def _with_headers(
+    response: Response, event: Event, *, config: RouteConfig, preflight: bool
+) -> Response:
+    headers = dict(response.get("headers") or {})
+    for name, value in BASE_HEADERS.items():
+        headers.setdefault(name, value)
+    if "Content-Security-Policy" not in headers:
+        headers["Content-Security-Policy"] = JSON_CSP
+    origin = header(event, "origin")
+    if config.cors_origins:
+        headers["Vary"] = "Origin"
+        if origin in config.cors_origins:
+            headers["Access-Control-Allow-Origin"] = origin
+            if preflight:
+                headers["Access-Control-Allow-Methods"] = "POST"
+                headers["Access-Control-Allow-Headers"] = "Content-Type, Accept"
+                headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+    return {**response, "headers": headers}
+
+
+def header(event: Event, name: str) -> str:
+    """A request header, case-insensitively ("" when absent)."""
+    headers = event.get("headers")
+    if not isinstance(headers, dict):
+        return ""
+    for key, value in headers.items():
+        if isinstance(key, str) and key.lower() == name and isinstance(value, str):
+            return value
+    return ""
+
+
+def _method(event: Event) -> str:
+    http = (event.get("requestContext") or {}).get("http")
+    if isinstance(http, dict) and isinstance(http.get("method"), str):
+        return str(http["method"]).upper()
+    return str(event.get("httpMethod") or "").upper()
+
+
+def _path(event: Event) -> str:
+    path = event.get("rawPath") if "rawPath" in event else event.get("path")
+    return path if isinstance(path, str) and path else "/"
+
+
+def _routed_by_gateway(event: Event) -> bool:
+    """True for API Gateway routes set to one method and path (not `$default`, not a proxy)."""
+    route_key = event.get("routeKey")
+    if isinstance(route_key, str):
+        return route_key != "$default" and "{proxy+}" not in route_key
+    resource = event.get("resource")
+    if isinstance(resource, str):
+        return resource != "/" and "{proxy+}" not in resource
+    return False
+
+
+def _wants_html(event: Event) -> bool:
+    """A browser's multipart form post that does not ask for JSON (the no-JS path)."""
+    content_type = header(event, "content-type").lower()
+    accept = header(event, "accept").lower()
+    return content_type.startswith("multipart/form-data") and "json" not in accept
