@@ -15,12 +15,20 @@ The manifest is everything the runtime needs besides the model. Its fields
     converter             {"tensorflow": "2.21.0", ...}
     created_at            ISO 8601 UTC time
     operators             [{"name": "CONV_2D", "version": 3}, ...]
+    temperature           T > 0: scores are softmax(logits / T), fitted on the
+                          validation split (Guo et al. 2017); absent in bundles
+                          made before calibration, which then load with T = 1
+    unsure_threshold      in [0, 1] or null: answer "unsure" when the top
+                          calibrated score is below it; null: always answer
+    unsure_goal           the validation accuracy of answered images the
+                          threshold was chosen for (e.g. 0.97), or null
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,7 +54,15 @@ class Manifest:
     converter: dict[str, str] = field(default_factory=dict)
     created_at: str = ""
     operators: tuple[dict[str, Any], ...] = ()
+    temperature: float | None = None  # None: a bundle made before calibration (T = 1)
+    unsure_threshold: float | None = None
+    unsure_goal: float | None = None
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def calibrated(self) -> bool:
+        """False for bundles made before temperature scaling: scores use T = 1."""
+        return self.temperature is not None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -93,7 +109,32 @@ class Manifest:
             converter=dict(data.get("converter", {})),
             created_at=str(data.get("created_at", "")),
             operators=tuple(data.get("operators", ())),
+            temperature=_optional_number(data, "temperature", source, low=0.0, open_low=True),
+            unsure_threshold=_optional_number(data, "unsure_threshold", source, low=0.0, high=1.0),
+            unsure_goal=_optional_number(data, "unsure_goal", source, low=0.0, high=1.0),
         )
+
+
+def _optional_number(
+    data: dict[str, Any],
+    key: str,
+    source: str,
+    *,
+    low: float,
+    high: float = math.inf,
+    open_low: bool = False,
+) -> float | None:
+    """A finite number in [low, high] ((low, high] when open_low), or None when absent/null."""
+    value = data.get(key)
+    if value is None:
+        return None
+    rule = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < low or value > high or (open_low and value == low):
+        raise BundleError(
+            f"{source}: `{key}` must be a number in {rule} or null. Received: {key}={value!r}"
+        )
+    return float(value)
 
 
 def _expect(data: dict[str, Any], key: str, kind: type, source: str) -> Any:

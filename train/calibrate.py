@@ -1,0 +1,559 @@
+"""Calibrated scores and the "unsure" answer: temperature scaling, ECE, thresholds, OOD.
+
+Usage (what `python -m train` does after the head is trained):
+
+    from train.calibrate import SplitLogits, evaluate_calibration
+    result = evaluate_calibration(
+        validation=SplitLogits(val_logits, val_targets),
+        test=SplitLogits(test_logits, test_targets),
+        not_sure=not_sure_logits,           # (n, k) logits of out-of-class photos, or None
+        goal=0.97,
+    )
+    result.temperature, result.threshold    # go to metrics.json and every bundle manifest
+    result.to_json()                        # the figures metrics.json keeps
+
+Everything here is plain numpy on logits (float arrays of shape (n, k)) and
+integer class targets (shape (n,)). Sources:
+
+- Temperature scaling: Guo, Pleiss, Sun, Weinberger, "On Calibration of Modern
+  Neural Networks", ICML 2017, section 4.2: one scalar T > 0 divides the
+  logits; T minimises the negative log-likelihood on the validation split.
+- ECE with M = 15 equal-width bins: the same paper, eq. (3) and section 5.
+- Selective classification (coverage, risk-coverage curve): Geifman and
+  El-Yaniv, "Selective Classification for Deep Neural Networks", NeurIPS 2017.
+- Energy score: Liu, Wang, Owens, Li, "Energy-based Out-of-distribution
+  Detection", NeurIPS 2020: -E(x) = T * logsumexp(f(x) / T).
+- Mahalanobis score: Lee, Lee, Lee, Shin, "A Simple Unified Framework for
+  Detecting Out-of-Distribution Samples and Adversarial Attacks", NeurIPS 2018
+  (class means, one shared covariance, on the pooled features).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from inference import InferenceError
+from train.features import load_preprocessed
+
+_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
+
+# Guo et al. 2017 report ECE with M = 15 bins; the issue asks for the same.
+ECE_BINS = 15
+# The issue's default goal: the answered share is >= 97% correct.
+DEFAULT_GOAL = 0.97
+# Search range of T. Guo et al. find T between about 1 and 3 for modern
+# networks; [0.05, 20] leaves room both ways, and an optimum at a bound is reported.
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+# Confidence scores computed from logits alone, so the runtime can apply them.
+DEPLOYABLE_SCORES = ("max_softmax", "energy")
+
+
+# ---------------------------------------------------------------------------
+# Probabilities, likelihood, temperature
+
+
+def softmax(logits: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax(logits / T): (n, k) float -> (n, k) float64, rows sum to 1."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)  # exp never overflows
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)  # type: ignore[no-any-return]
+
+
+def _logsumexp(z: np.ndarray) -> np.ndarray:
+    m = z.max(axis=1, keepdims=True)
+    return (m + np.log(np.exp(z - m).sum(axis=1, keepdims=True)))[:, 0]  # type: ignore[no-any-return]
+
+
+def negative_log_likelihood(
+    logits: np.ndarray, targets: np.ndarray, *, temperature: float = 1.0
+) -> float:
+    """Mean -log p(target) under softmax(logits / T), in nats.
+
+    logits (n, k) float, targets (n,) int in [0, k). Raises ValueError on bad shapes.
+    """
+    z, y = _check(logits, targets)
+    z = z / temperature
+    return float(np.mean(_logsumexp(z) - z[np.arange(len(y)), y]))
+
+
+def fit_temperature(
+    logits: np.ndarray,
+    targets: np.ndarray,
+    *,
+    bounds: tuple[float, float] = TEMPERATURE_BOUNDS,
+    tolerance: float = 1e-6,
+) -> float:
+    """The T > 0 that minimises the NLL of softmax(logits / T) (Guo et al. 2017, 4.2).
+
+    A golden-section search on log T. It finds the global minimum: with
+    b = 1/T the NLL is mean(logsumexp(b z) - b z_y), a log-sum-exp of linear
+    functions of b minus a linear one, hence convex in b, so it is unimodal in
+    log T = -log b too. logits (n, k), targets (n,). Returns T in `bounds`.
+    """
+    z, y = _check(logits, targets)
+    lo_t, hi_t = bounds
+    if not 0 < lo_t < hi_t:
+        raise ValueError(f"`bounds` must be 0 < low < high. Received: bounds={bounds!r}")
+
+    def loss(log_t: float) -> float:
+        return negative_log_likelihood(z, y, temperature=math.exp(log_t))
+
+    inv_phi = (math.sqrt(5) - 1) / 2  # golden-section ratio
+    a, b = math.log(lo_t), math.log(hi_t)
+    c, d = b - inv_phi * (b - a), a + inv_phi * (b - a)
+    fc, fd = loss(c), loss(d)
+    while b - a > tolerance:
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - inv_phi * (b - a)
+            fc = loss(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + inv_phi * (b - a)
+            fd = loss(d)
+    return math.exp((a + b) / 2)
+
+
+# ---------------------------------------------------------------------------
+# Calibration error
+
+
+@dataclass(frozen=True)
+class ReliabilityBins:
+    """Equal-width confidence bins (Guo et al. 2017, section 2): bin m holds
+    confidences in ((m-1)/M, m/M]; empty bins have count 0 and NaN means."""
+
+    edges: np.ndarray  # (M + 1,) from 0 to 1
+    counts: np.ndarray  # (M,) int
+    confidence: np.ndarray  # (M,) mean max-probability per bin
+    accuracy: np.ndarray  # (M,) share of correct top-1 per bin
+
+    @property
+    def ece(self) -> float:
+        """sum_m |B_m| / n * |acc(B_m) - conf(B_m)| (Guo et al. 2017, eq. 3)."""
+        n = int(self.counts.sum())
+        used = self.counts > 0
+        gaps = np.abs(self.accuracy[used] - self.confidence[used])
+        return float(np.sum(self.counts[used] / max(n, 1) * gaps))
+
+
+def reliability_bins(
+    probabilities: np.ndarray, targets: np.ndarray, *, n_bins: int = ECE_BINS
+) -> ReliabilityBins:
+    """Bin the top-1 confidence of (n, k) probabilities against (n,) int targets."""
+    p, y = _check(probabilities, targets)
+    if not isinstance(n_bins, int) or n_bins < 1:
+        raise ValueError(f"`n_bins` must be an int >= 1. Received: n_bins={n_bins!r}")
+    confidence = p.max(axis=1)
+    correct = p.argmax(axis=1) == y
+    # ceil(c * M) - 1 puts c in ((m-1)/M, m/M]; c = 0 (impossible for a softmax) joins bin 1.
+    index = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    counts = np.bincount(index, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.bincount(index, weights=confidence, minlength=n_bins) / counts
+        mean_acc = np.bincount(index, weights=correct.astype(float), minlength=n_bins) / counts
+    return ReliabilityBins(np.linspace(0.0, 1.0, n_bins + 1), counts, mean_conf, mean_acc)
+
+
+def expected_calibration_error(
+    probabilities: np.ndarray, targets: np.ndarray, *, n_bins: int = ECE_BINS
+) -> float:
+    """ECE of (n, k) probabilities against (n,) int targets, `n_bins` equal-width bins."""
+    return reliability_bins(probabilities, targets, n_bins=n_bins).ece
+
+
+# ---------------------------------------------------------------------------
+# Confidence scores, selective answers, out-of-class detection
+
+
+def confidence_score(logits: np.ndarray, *, kind: str, temperature: float = 1.0) -> np.ndarray:
+    """(n, k) logits -> (n,) confidence, higher = answer.
+
+    kind "max_softmax": max_i softmax(logits / T)_i, a calibrated probability in (0, 1].
+    kind "energy": T * logsumexp(logits / T) at T = 1, the negative free energy
+    (Liu et al. 2020); unbounded, in logit units.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim != 2:
+        raise ValueError(f"`logits` must be 2-D (n, k). Received: shape {z.shape}")
+    if kind == "max_softmax":
+        return softmax(z, temperature=temperature).max(axis=1)  # type: ignore[no-any-return]
+    if kind == "energy":
+        return _logsumexp(z)  # Liu et al. use T = 1 for scoring
+    raise ValueError(f"`kind` must be one of {DEPLOYABLE_SCORES}. Received: kind={kind!r}")
+
+
+def mahalanobis_score(
+    train_features: np.ndarray,
+    train_targets: np.ndarray,
+    features: np.ndarray,
+    *,
+    shrinkage: float = 1e-3,
+) -> np.ndarray:
+    """-min_c (x - mu_c)^T S^-1 (x - mu_c) (Lee et al. 2018), higher = more in-class.
+
+    train_features (n, d) pooled base features, train_targets (n,) int;
+    features (m, d) -> (m,) float64. S is the shared within-class covariance
+    plus `shrinkage` x its mean diagonal (d = 2048 against ~3000 images makes
+    the plain estimate ill-conditioned). Needs the features: not deployable
+    with a logits-only bundle; reported for comparison.
+    """
+    x = np.asarray(train_features, dtype=np.float64)
+    y = np.asarray(train_targets)
+    classes = np.unique(y)
+    means = np.stack([x[y == c].mean(axis=0) for c in classes])
+    centered = x - means[np.searchsorted(classes, y)]
+    cov = centered.T @ centered / len(x)
+    cov += shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))
+    precision = np.linalg.inv(cov)
+    f = np.asarray(features, dtype=np.float64)
+    dist = np.stack([np.einsum("ij,jk,ik->i", f - mu, precision, f - mu) for mu in means], axis=1)
+    return -dist.min(axis=1)  # type: ignore[no-any-return]
+
+
+def risk_coverage(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Risk-coverage curve (Geifman and El-Yaniv 2017): answer the k most confident.
+
+    confidence (n,) float, correct (n,) bool -> (coverage, risk), each (n,):
+    coverage k/n and the error rate of those k, for k = 1..n. Ties in
+    confidence are answered together, so each tied group shows its final point.
+    """
+    c, ok = _check_selective(confidence, correct)
+    order = np.argsort(-c, kind="stable")
+    errors = np.cumsum(~ok[order])
+    k = np.arange(1, len(c) + 1)
+    # Within a run of equal confidences, every k takes the value at the run's end.
+    sorted_c = c[order]
+    last = np.r_[sorted_c[1:] != sorted_c[:-1], True]
+    end = np.flatnonzero(last)
+    run_end = end[np.searchsorted(end, np.arange(len(c)))]
+    return k[run_end] / len(c), errors[run_end] / k[run_end]
+
+
+@dataclass(frozen=True)
+class Selective:
+    """Answer when confidence >= threshold: how much is answered, and how well."""
+
+    threshold: float
+    n: int
+    coverage: float  # answered / n
+    accuracy: float | None  # correct / answered; None when nothing is answered
+
+    @property
+    def unsure_rate(self) -> float:
+        return 1.0 - self.coverage
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "coverage": self.coverage,
+            "unsure_rate": self.unsure_rate,
+            "answered_accuracy": self.accuracy,
+        }
+
+
+def selective(confidence: np.ndarray, correct: np.ndarray, *, threshold: float) -> Selective:
+    """Coverage and answered accuracy at `threshold` (answer when confidence >= it)."""
+    c, ok = _check_selective(confidence, correct)
+    answered = c >= threshold
+    n_answered = int(answered.sum())
+    accuracy = float(ok[answered].mean()) if n_answered else None
+    return Selective(threshold, len(c), n_answered / max(len(c), 1), accuracy)
+
+
+def choose_threshold(
+    confidence: np.ndarray, correct: np.ndarray, *, goal: float = DEFAULT_GOAL
+) -> tuple[float, bool]:
+    """The lowest threshold whose answered share meets `goal` accuracy, chosen
+    conservatively for a small split; returns (threshold, goal_met).
+
+    confidence (n,), correct (n,) bool, from the validation split. Walking down
+    from the most confident image, the threshold stops at the *first* point
+    where the answered accuracy falls below `goal`, not the last point that
+    meets it: on ~340 images the curve wiggles by a few tenths of a point per
+    image, and a later recovery above the goal is as likely luck as signal.
+    The first ceil(1 / (1 - goal)) answers (34 for 97%) are exempt, because
+    one error among fewer already breaks the goal. Ties answer together. When
+    no threshold meets the goal, returns (max confidence, False): answer only
+    the most confident image or images.
+    """
+    c, ok = _check_selective(confidence, correct)
+    if not 0.0 < goal < 1.0:
+        raise ValueError(f"`goal` must be in (0, 1). Received: goal={goal!r}")
+    coverage, risk = risk_coverage(c, ok)
+    order = np.argsort(-c, kind="stable")
+    sorted_c = c[order]
+    min_answered = math.ceil(1.0 / (1.0 - goal) - 1e-9)
+    k = np.rint(coverage * len(c)).astype(int)
+    meets = 1.0 - risk >= goal - 1e-12
+    eligible = k >= min(min_answered, len(c))
+    chosen = None
+    for i in range(len(c)):
+        if not eligible[i]:
+            continue
+        if not meets[i]:
+            break
+        chosen = i
+    if chosen is None:
+        return float(sorted_c[0]), False
+    return float(sorted_c[chosen]), True
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties counting 1/2.
+
+    The Mann-Whitney U statistic over n_pos * n_neg (Hanley and McNeil 1982).
+    Here positives are in-class photos and negatives out-of-class ones, so
+    1.0 separates them perfectly and 0.5 is chance. (n_pos,), (n_neg,) floats.
+    """
+    pos = np.asarray(positive, dtype=np.float64).ravel()
+    neg = np.asarray(negative, dtype=np.float64).ravel()
+    if len(pos) == 0 or len(neg) == 0:
+        raise ValueError(
+            f"`positive` and `negative` must be non-empty. Received: {len(pos)} and {len(neg)}"
+        )
+    ranks = _average_ranks(np.concatenate([pos, neg]))
+    u = ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(pos) * len(neg)))
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their mean rank."""
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    starts = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
+    group = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    size = np.diff(np.r_[first, len(x)])
+    mean_rank = first + (size + 1) / 2  # ranks first+1 .. first+size
+    ranks = np.empty(len(x))
+    ranks[order] = mean_rank[group]
+    return ranks
+
+
+# ---------------------------------------------------------------------------
+# One run's evaluation
+
+
+@dataclass(frozen=True)
+class SplitLogits:
+    logits: np.ndarray  # (n, k)
+    targets: np.ndarray  # (n,) int
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """What a run learns on validation and measures on test (to_json for metrics.json)."""
+
+    temperature: float
+    threshold: float
+    goal: float
+    goal_met_on_validation: bool
+    score: str
+    calibration: dict[str, Any]
+    unsure: dict[str, Any]
+    # For the plots (not in metrics.json): reliability bins and risk-coverage curves.
+    bins: dict[str, ReliabilityBins] = field(default_factory=dict)
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    shown: str = "validation"  # the split the plots show: test when there is one
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature,
+            "unsure_threshold": self.threshold,
+            "unsure_goal": self.goal,
+            "unsure_score": self.score,
+            "calibration": self.calibration,
+            "unsure": self.unsure,
+        }
+
+
+def evaluate_calibration(
+    *,
+    validation: SplitLogits,
+    test: SplitLogits | None = None,
+    not_sure: np.ndarray | None = None,
+    goal: float = DEFAULT_GOAL,
+    mahalanobis: Mapping[str, np.ndarray] | None = None,
+) -> CalibrationResult:
+    """Fit T and the threshold on validation; measure both on test and not-sure photos.
+
+    not_sure: (m, k) logits of out-of-class photos, only measured (and used to
+    compare score kinds next to validation), never fitted on. mahalanobis:
+    optional precomputed Mahalanobis scores per split ("validation", "test",
+    "not_sure"), reported as an alternative score, not deployed.
+    """
+    t = fit_temperature(validation.logits, validation.targets)
+    splits = {"validation": validation} | ({"test": test} if test is not None else {})
+    calibration: dict[str, Any] = {
+        "method": "temperature scaling, NLL on validation (Guo et al. 2017)",
+        "ece_bins": ECE_BINS,
+    }
+    bins: dict[str, ReliabilityBins] = {}
+    for name, s in splits.items():
+        before, after = softmax(s.logits), softmax(s.logits, temperature=t)
+        bins[f"{name}_before"] = reliability_bins(before, s.targets)
+        bins[f"{name}_after"] = reliability_bins(after, s.targets)
+        calibration[name] = {
+            "n": len(s.targets),
+            "nll_before": negative_log_likelihood(s.logits, s.targets),
+            "nll_after": negative_log_likelihood(s.logits, s.targets, temperature=t),
+            "ece_before": bins[f"{name}_before"].ece,
+            "ece_after": bins[f"{name}_after"].ece,
+        }
+    score = "max_softmax"  # the runtime's score: a probability, so thresholds read 0..1
+    val_conf = confidence_score(validation.logits, kind=score, temperature=t)
+    val_ok = validation.logits.argmax(axis=1) == validation.targets
+    threshold, met = choose_threshold(val_conf, val_ok, goal=goal)
+    unsure: dict[str, Any] = {"score": score, "threshold": threshold, "goal": goal}
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    not_sure_conf = None
+    if not_sure is not None and len(not_sure):
+        not_sure_conf = confidence_score(not_sure, kind=score, temperature=t)
+    for name, s in splits.items():
+        conf = confidence_score(s.logits, kind=score, temperature=t)
+        ok = s.logits.argmax(axis=1) == s.targets
+        unsure[name] = selective(conf, ok, threshold=threshold).to_json()
+        curves[name] = risk_coverage(conf, ok)
+    if not_sure_conf is not None:
+        rate = float(np.mean(not_sure_conf < threshold))
+        reference = unsure["test" if test is not None else "validation"]["unsure_rate"]
+        unsure["not_sure"] = {
+            "n": len(not_sure_conf),
+            "unsure_rate": rate,
+            "ratio_to_test_unsure_rate": rate / reference if reference else None,
+        }
+        unsure["auroc"] = _auroc_table(splits, not_sure, t, mahalanobis)
+    return CalibrationResult(
+        temperature=t,
+        threshold=threshold,
+        goal=goal,
+        goal_met_on_validation=met,
+        score=score,
+        calibration=calibration,
+        unsure={**unsure, "goal_met_on_validation": met},
+        bins=bins,
+        curves=curves,
+        shown="test" if test is not None else "validation",
+    )
+
+
+def _auroc_table(
+    splits: Mapping[str, SplitLogits],
+    not_sure: np.ndarray,
+    temperature: float,
+    mahalanobis: Mapping[str, np.ndarray] | None,
+) -> dict[str, dict[str, float]]:
+    """AUROC of in-class photos (each split) against the not-sure photos, per score kind.
+
+    Validation's column is the one to choose a score kind on; test's is reported.
+    """
+    table: dict[str, dict[str, float]] = {}
+    for kind, t in (("max_softmax_uncalibrated", 1.0), ("max_softmax", temperature)):
+        out = confidence_score(not_sure, kind="max_softmax", temperature=t)
+        table[kind] = {
+            name: auroc(confidence_score(s.logits, kind="max_softmax", temperature=t), out)
+            for name, s in splits.items()
+        }
+    out = confidence_score(not_sure, kind="energy")
+    table["energy"] = {
+        name: auroc(confidence_score(s.logits, kind="energy"), out) for name, s in splits.items()
+    }
+    if mahalanobis is not None and "not_sure" in mahalanobis:
+        table["mahalanobis"] = {
+            name: auroc(mahalanobis[name], mahalanobis["not_sure"])
+            for name in splits
+            if name in mahalanobis
+        }
+    return table
+
+
+def _check(values: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    z = np.asarray(values, dtype=np.float64)
+    y = np.asarray(targets)
+    if z.ndim != 2 or y.ndim != 1 or len(z) != len(y) or len(y) == 0:
+        raise ValueError(
+            "`logits`/`probabilities` must be (n, k) and `targets` (n,), n >= 1. "
+            f"Received: shapes {z.shape} and {y.shape}"
+        )
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= z.shape[1]:
+        raise ValueError(
+            f"`targets` must be ints in [0, {z.shape[1]}). Received: dtype {y.dtype}, "
+            f"range [{y.min()}, {y.max()}]"
+        )
+    return z, y
+
+
+def _check_selective(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    c = np.asarray(confidence, dtype=np.float64)
+    ok = np.asarray(correct, dtype=bool)
+    if c.ndim != 1 or ok.shape != c.shape or len(c) == 0:
+        raise ValueError(
+            "`confidence` and `correct` must be 1-D, non-empty and the same length. "
+            f"Received: shapes {c.shape} and {ok.shape}"
+        )
+    return c, ok
+
+
+# ---------------------------------------------------------------------------
+# Glue for `python -m train`: the out-of-class photos through the trained model
+
+
+def default_unsure_dir(data_dir: Path) -> Path | None:
+    """Env CLOTHING_UNSURE_DIR, else `clothing-dataset-extra/not-sure` beside the
+    dataset when it exists (the shared data's layout), else None."""
+    env = os.environ.get("CLOTHING_UNSURE_DIR")
+    if env is not None:
+        return Path(env) if env else None
+    beside = Path(data_dir).parent / "clothing-dataset-extra" / "not-sure"
+    return beside if beside.is_dir() else None
+
+
+def out_of_class_outputs(
+    model: keras.Model, directory: Path, *, image_size: int, batch_size: int = 32
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Logits (m, k) and pooled features (m, 2048, or None) of the images in
+    `directory` through the trained image -> logits model; unreadable files are
+    skipped and counted (third value). Raises ValueError when there are none."""
+    paths = sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(
+            f"`unsure_dir` must hold images (jpg, png, webp, gif, bmp). "
+            f"Received: unsure_dir={str(directory)!r} (none found)"
+        )
+    try:  # one pass for both when the model has the product's "pooled" layer
+        outputs = [model.get_layer("pooled").output, model.outputs[0]]
+        probe = keras.Model(model.inputs, outputs)
+    except ValueError:
+        probe = None
+    logits, pooled, skipped = [], [], 0
+    for start in range(0, len(paths), batch_size):
+        batch = []
+        for path in paths[start : start + batch_size]:
+            try:
+                batch.append(load_preprocessed(path, image_size=image_size))
+            except (InferenceError, OSError):
+                skipped += 1
+        if not batch:
+            continue
+        x = np.stack(batch)
+        if probe is not None:
+            f, z = probe.predict_on_batch(x)
+            pooled.append(np.asarray(f))
+        else:
+            z = model.predict_on_batch(x)
+        logits.append(np.asarray(z))
+    if not logits:
+        raise ValueError(
+            f"`unsure_dir` has no readable images. Received: unsure_dir={str(directory)!r}"
+        )
+    return np.concatenate(logits), (np.concatenate(pooled) if pooled else None), skipped
