@@ -1,5 +1,6 @@
 """Numbers and pictures of a run: accuracy, per-class precision/recall,
-confusion matrix, learning curves, sweep comparison."""
+confusion matrix, learning curves, sweep comparison, reliability diagram,
+risk-coverage curve."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from train.calibrate import ReliabilityBins
 from train.fit import History
 
 
@@ -100,6 +102,83 @@ def plot_sweep(curves: Mapping[str, Sequence[float]], path: Path, *, param: str)
     ax.set_title(f"Sweep over {param}")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_reliability_diagram(
+    before: ReliabilityBins, after: ReliabilityBins, path: Path, *, title: str
+) -> None:
+    """Reliability diagram (Guo et al. 2017, fig. 1): per-bin accuracy against
+    confidence, before and after temperature scaling; the diagonal is calibrated."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.8), sharey=True)
+    for ax, bins, name in ((axes[0], before, "before"), (axes[1], after, "after")):
+        width = float(bins.edges[1] - bins.edges[0])
+        used = bins.counts > 0
+        centers = bins.edges[:-1] + width / 2
+        ax.bar(centers[used], bins.accuracy[used], width=width, edgecolor="black", label="accuracy")
+        ax.bar(
+            centers[used],
+            (bins.confidence - bins.accuracy)[used],
+            bottom=bins.accuracy[used],
+            width=width,
+            color="tab:red",
+            alpha=0.3,
+            edgecolor="tab:red",
+            label="gap to confidence",
+        )
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
+        for x, n in zip(centers[used], bins.counts[used], strict=True):
+            ax.text(x, 0.02, str(int(n)), ha="center", fontsize=7, rotation=90)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (max probability)")
+        ax.set_title(f"{name} temperature scaling: ECE {bins.ece:.3f}")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", fontsize=8)
+    axes[0].set_ylabel("accuracy (bar labels: images per bin)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_risk_coverage(
+    curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: Path,
+    *,
+    goal: float,
+    points: Mapping[str, tuple[float, float]],
+    title: str,
+) -> None:
+    """Answered accuracy against coverage (Geifman and El-Yaniv 2017), one line
+    per split, the goal as a line and each split's chosen threshold as a dot.
+
+    curves: name -> (coverage, risk) from `train.calibrate.risk_coverage`;
+    points: name -> (coverage, answered accuracy) at the threshold.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    for name, (coverage, risk) in curves.items():
+        (line,) = ax.plot(coverage, 1 - risk, label=name)
+        if name in points:
+            cov, acc = points[name]
+            ax.plot([cov], [acc], "o", color=line.get_color())
+            ax.annotate(
+                f"{cov:.0%} answered, {acc:.1%} right",
+                (cov, acc),
+                fontsize=8,
+                xytext=(5, -12),
+                textcoords="offset points",
+            )
+    ax.axhline(goal, color="grey", linestyle=":", label=f"goal {goal:.0%}")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(max(0.0, min(0.5, goal - 0.3)), 1.005)
+    ax.set_xlabel("coverage (share answered, most confident first)")
+    ax.set_ylabel("accuracy of the answered share")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
