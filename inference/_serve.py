@@ -236,6 +236,9 @@ def run(*, model_dir: str | None, host: str, port: int) -> int:
 
     from inference._errors import InferenceError
 
+    if not 0 <= port <= 65535:
+        print(f"error: `port` must be from 0 to 65535. Received: port={port}", file=sys.stderr)
+        return 2
     if model_dir is not None:
         os.environ["MODEL_DIR"] = model_dir  # read by the handler, as on Lambda
     try:
@@ -251,7 +254,8 @@ def run(*, model_dir: str | None, host: str, port: int) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"Serving the listing page and the API on {server.url} (Ctrl-C stops)", flush=True)
+    # stdout carries the handler's JSON log lines (as CloudWatch would); people read stderr.
+    print(f"Serving the listing page and the API on {server.url} (Ctrl-C stops)", file=sys.stderr)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
