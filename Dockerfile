@@ -5,7 +5,10 @@
 # Base: AWS's Python 3.12 Lambda image (Amazon Linux 2023, awslambdaric and the
 # Runtime Interface Emulator included), pinned to a dated release. ai-edge-litert
 # needs glibc >= 2.27, which the python:3.8-3.11 images (Amazon Linux 2) lack.
-FROM public.ecr.aws/lambda/python:3.12.2026.06.02.15-x86_64
+# The tag is multi-architecture: `--platform linux/arm64` (or `sam build` with
+# Architecture=arm64, template.yaml) builds the arm64 image; ai-edge-litert and
+# numpy ship aarch64 wheels.
+FROM public.ecr.aws/lambda/python:3.12.2026.06.02.15
 
 # The serve dependencies and nothing else (no TensorFlow): pyproject.toml's
 # `serve` extra without awslambdaric (the base image has it), with every
