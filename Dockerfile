@@ -22,6 +22,7 @@ RUN pip install --no-cache-dir \
         numpy==2.4.6 \
         pillow==13.0.0 \
         protobuf==7.36.2 \
+        python-multipart==0.0.34 \
         tqdm==4.70.1 \
         typing-extensions==4.16.0
 

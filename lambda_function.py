@@ -4,7 +4,10 @@ Events
     Direct invoke: {"url": "https://..."} or {"image": "<base64>"}, optional
     "top_k" (1 to the number of classes, default 3).
     HTTP (API Gateway REST and HTTP APIs, Lambda function URLs): the same JSON
-    object as the request body, or the image itself as a binary body.
+    object as the request body, the image itself as a binary body, or a
+    multipart/form-data body (an HTML form, `curl -F file=@pants.jpg`): the
+    first file part is the image, text fields `url`, `top_k`... as in JSON
+    (`top_k` also from the query string); see inference.parse_form_data.
     Function URLs also get the listing page on GET / (inference/_routes.py).
 
 Answers
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime
 import functools
 import json
@@ -54,6 +58,7 @@ from inference import (
     BundleError,
     Classifier,
     FetchConfig,
+    FormData,
     InferenceConfig,
     InferenceError,
     InvalidRequestError,
@@ -61,6 +66,8 @@ from inference import (
     RouteConfig,
     decode_image,
     fetch_url,
+    is_form_data,
+    parse_form_data,
     route,
 )
 
@@ -77,7 +84,7 @@ HERE = Path(__file__).resolve().parent
 class Request:
     """A parsed event: where the image comes from and how many classes to list."""
 
-    source: str  # "url" | "image" (base64 in JSON) | "body" (binary HTTP body)
+    source: str  # "url" | "image" (base64 in JSON) | "body" (binary HTTP body) | "form" (multipart)
     url: str | None = None
     image_b64: str | None = None  # decoded (and size-checked) in the fetch step
     image: bytes | None = None
@@ -211,6 +218,9 @@ def _parse_http(event: dict[str, Any], *, max_bytes: int, n_labels: int) -> Requ
             )
         raw = body.encode("utf-8", errors="surrogatepass")
     content_type = _header(event, "content-type").lower()
+    if is_form_data(content_type):
+        form = parse_form_data(raw, _header(event, "content-type"), max_file_bytes=max_bytes)
+        return _parse_form(form, event, n_labels=n_labels)
     if "json" in content_type or raw.lstrip()[:1] == b"{":
         return _parse_fields(_json_object(raw), n_labels=n_labels)
     if event.get("isBase64Encoded") is not True:
@@ -223,6 +233,29 @@ def _parse_http(event: dict[str, Any], *, max_bytes: int, n_labels: int) -> Requ
     query = event.get("queryStringParameters") or {}
     top_k = query.get("top_k") if isinstance(query, dict) else None
     return Request(source="body", image=raw, top_k=_parse_top_k(top_k, n_labels=n_labels))
+
+
+def _parse_form(form: FormData, event: dict[str, Any], *, n_labels: int) -> Request:
+    """A multipart form (HTML form, `curl -F`): its text fields are read like a JSON
+    body's fields (`url`, `top_k`...; `top_k` also from the query string), and
+    the first file part is the image."""
+    fields: dict[str, Any] = {k: v for k, v in form.fields.items() if v.strip() and k != "image"}
+    query = event.get("queryStringParameters")
+    if "top_k" not in fields and isinstance(query, dict) and query.get("top_k") is not None:
+        fields["top_k"] = query["top_k"]
+    if form.image is None:
+        if "url" not in fields:
+            raise InvalidRequestError(
+                "The form has no image file and no `url` field. Attach a photo "
+                '(<input type="file">, `curl -F file=@photo.jpg`) or give its address in `url`.'
+            )
+        return _parse_fields(fields, n_labels=n_labels)
+    if "url" in fields:
+        raise InvalidRequestError(
+            "Send either an image file or a `url` in the form, not both. Received: both"
+        )
+    request = _parse_fields({**fields, "image": ""}, n_labels=n_labels)  # checks the fields
+    return dataclasses.replace(request, source="form", image_b64=None, image=form.image)
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from inference._errors import (
     URLNotAllowedError,
 )
 from inference._fetch import FetchConfig, fetch_url
+from inference._form import FormData, is_form_data, parse_form_data
 from inference._page import render_page
 from inference._routes import RouteConfig, route
 from inference._runtime import RuntimeInfo, make_interpreter
@@ -58,6 +59,7 @@ __all__ = [
     "FetchConfig",
     "FetchError",
     "FetchTimeoutError",
+    "FormData",
     "ImageTooLargeError",
     "InferenceConfig",
     "InferenceError",
@@ -74,9 +76,11 @@ __all__ = [
     "check_image_size",
     "decode_image",
     "fetch_url",
+    "is_form_data",
     "load_image",
     "make_interpreter",
     "make_server",
+    "parse_form_data",
     "preprocess_file",
     "preprocess_image",
     "read_bundle",

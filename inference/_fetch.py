@@ -205,6 +205,11 @@ class Target:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port == _DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
 
+    @property
+    def url(self) -> str:
+        """The normalized URL (what redirects are resolved against)."""
+        return f"{self.scheme}://{self.host_header}{self.path}"
+
 
 def parse_url(url: object, *, config: FetchConfig) -> Target:
     """Check a URL's shape (not its addresses); raise a typed error if refused."""
@@ -212,7 +217,11 @@ def parse_url(url: object, *, config: FetchConfig) -> Target:
         raise InvalidRequestError(
             f"`url` must be a string. Received: url of type {type(url).__name__}"
         )
-    if not url.strip():
+    # Browsers and `requests` trim the whitespace around a pasted address
+    # (WHATWG URL standard, basic URL parser: "remove any leading and trailing
+    # C0 control or space"); what is inside is checked below.
+    url = url.strip()
+    if not url:
         raise InvalidRequestError("`url` is empty.")
     match = _SCHEME.match(url)
     scheme = match.group(1).lower() if match else ""
@@ -223,10 +232,8 @@ def parse_url(url: object, *, config: FetchConfig) -> Target:
         raise InvalidRequestError(
             f"`url` must be at most {MAX_URL_LENGTH} characters. Received: {len(url)} characters"
         )
-    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in url) or "\\" in url:
-        raise InvalidRequestError(
-            "`url` must not contain spaces, control characters or backslashes."
-        )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url) or "\\" in url:
+        raise InvalidRequestError("`url` must not contain control characters or backslashes.")
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
@@ -243,10 +250,20 @@ def parse_url(url: object, *, config: FetchConfig) -> Target:
         raise URLNotAllowedError(
             f"Host {host!r} is not in the allowed hosts (FETCH_ALLOWED_HOSTS)."
         )
-    path = urllib.parse.quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")
+    # Percent-encode what a URL may not hold (spaces, quotes, <>, non-ASCII as
+    # UTF-8), keep valid %XX escapes, encode a stray "%" as %25: what a browser
+    # sends for a typed address and `requests.utils.requote_uri` does.
+    path = urllib.parse.quote(_stray_percent(parts.path or "/"), safe="/%:@!$&'()*+,;=-._~")
     if parts.query:
-        path += "?" + urllib.parse.quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
+        path += "?" + urllib.parse.quote(_stray_percent(parts.query), safe="/?%:@!$&'()*+,;=-._~")
     return Target(scheme, host, port or _DEFAULT_PORTS[scheme], path, address)
+
+
+_STRAY_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _stray_percent(text: str) -> str:
+    return _STRAY_PERCENT.sub("%25", text)
 
 
 def _parse_host(host: str, *, bracketed: bool) -> tuple[str, IPAddress | None]:
@@ -615,7 +632,17 @@ def fetch_url(
         if hop == config.max_redirects:
             break
         try:
-            current = urllib.parse.urljoin(current, location.strip())
+            current = urllib.parse.urljoin(target.url, _header_text(location).strip())
         except ValueError as exc:  # e.g. "http://[::1"
             raise FetchError("The image host redirected to an invalid URL.") from exc
     raise FetchError(f"Too many redirects (more than {config.max_redirects}).")
+
+
+def _header_text(value: str) -> str:
+    """A header as the server meant it: http.client decodes header bytes as
+    Latin-1, servers send UTF-8 (`requests.sessions.get_redirect_target` re-decodes
+    a Location the same way); bytes that are not UTF-8 stay as they were."""
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value

@@ -275,6 +275,12 @@ def _make_handler(server: ImageServer) -> type[BaseHTTPRequestHandler]:
             elif path == "/slow":  # nothing for 3 s
                 time.sleep(3)
                 self.send(200, JPEG)
+            elif path in ("/img/photo%20of%20pants.jpg", "/img/hosen-%C3%A4.jpg"):
+                self.send(200, JPEG)  # names a browser percent-encodes
+            elif path == "/redirect-space":  # a Location as some servers send it: unencoded
+                self.send(302, Location="/img/photo of pants.jpg")
+            elif path == "/redirect-utf8":  # a Location holding raw UTF-8 bytes
+                self.send(302, Location="/img/hosen-ä.jpg".encode().decode("latin-1"))
             elif path == "/echo-headers":
                 self.send(
                     200,

@@ -565,3 +565,69 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# ---------------------------------------------------------------------------
+# URLs as people paste them (issue 11): trimmed and percent-encoded the way a
+# browser or `requests` does, for the request URL and every redirect target.
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "path"),
+    [
+        (" https://host.test/img/photo of pants.jpg\n", "host.test", "/img/photo%20of%20pants.jpg"),
+        ("\thttps://host.test/x.jpg \r\n", "host.test", "/x.jpg"),
+        ("https://host.test/hosen ä.jpg?q=a b", "host.test", "/hosen%20%C3%A4.jpg?q=a%20b"),
+        ('https://host.test/a"b<c>{d}|^`.jpg', "host.test", "/a%22b%3Cc%3E%7Bd%7D%7C%5E%60.jpg"),
+        ("https://host.test/100%/a%2Fb%zz.jpg", "host.test", "/100%25/a%2Fb%25zz.jpg"),
+        ("https://host.test/x.jpg#frag ment", "host.test", "/x.jpg"),  # never sent
+        ("HTTPS://Host.Test:443/x.jpg", "host.test", "/x.jpg"),
+    ],
+)
+def test_pasted_urls_are_normalized(url: str, host: str, path: str) -> None:
+    target = _fetch.parse_url(url, config=STRICT)
+    assert (target.host, target.path) == (host, path)
+    assert target.url == f"https://{host}{path}"
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        (" https://host.test/a\nb.jpg", "INVALID_REQUEST"),  # inside: still refused
+        ("https://host.test/a\tb.jpg", "INVALID_REQUEST"),
+        ("https://host.test/a\x00b.jpg", "INVALID_REQUEST"),
+        ("https://host.test/a\\b.jpg", "INVALID_REQUEST"),
+        (" http://host .test/x.jpg", "INVALID_REQUEST"),
+        ("  file:///etc/passwd ", "URL_NOT_ALLOWED"),
+        (" \n ", "INVALID_REQUEST"),
+    ],
+)
+def test_pasted_urls_still_refused(net: NetGuard, url: str, code: str) -> None:
+    assert error_code(url, STRICT) == code
+    assert net.connections == []
+
+
+def test_trimming_does_not_open_refused_addresses(net: NetGuard) -> None:
+    assert error_code("  http://127.0.0.1/x.jpg\n", STRICT) == "URL_NOT_ALLOWED"
+    assert error_code(" http://169.254.169.254/latest/meta-data/ ", STRICT) == "URL_NOT_ALLOWED"
+    assert net.connections == []
+
+
+def test_fetches_a_pasted_url(net: NetGuard, server: ImageServer) -> None:
+    url = " " + server.url("/img/photo of pants.jpg") + "\n"
+    assert fetch_url(url, config=LOOPBACK) == JPEG
+    assert server.requests[-1]["path"] == "/img/photo%20of%20pants.jpg"
+
+
+@pytest.mark.parametrize(
+    ("path", "sent"),
+    [
+        ("/redirect-space", "/img/photo%20of%20pants.jpg"),
+        ("/redirect-utf8", "/img/hosen-%C3%A4.jpg"),
+    ],
+)
+def test_redirect_targets_are_normalized(
+    net: NetGuard, server: ImageServer, path: str, sent: str
+) -> None:
+    assert fetch_url(server.url(path), config=LOOPBACK) == JPEG
+    assert server.requests[-1]["path"] == sent
