@@ -79,7 +79,7 @@ NAMES: dict[str, str] = {
 TEXT: dict[str, str] = {
     "busy": "Looking at your photo\u2026",
     "title": "Suggested categories",
-    "legend": "Category",
+    "legend": "Pick the category for your listing",
     "more": "Another category",
     "unsure": "We're not sure what this is. Please pick the category yourself.",
     "pick": "Please pick a category.",

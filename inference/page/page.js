@@ -20,6 +20,7 @@
   const previewImg = $("preview-img");
   const result = $("result");
   let previewUrl = null;
+  previewImg.addEventListener("error", () => (preview.hidden = true)); // HEIC: no preview
   let generation = 0; // answers to an older photo are dropped
 
   document.documentElement.classList.add("js");

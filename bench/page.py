@@ -1,0 +1,297 @@
+"""The listing page in headless Chromium: what the browser's downscaling does to
+accuracy, and the README screenshots.
+
+Usage:
+    python -m bench.page accuracy --model runs/page-bundles/float32      # test split
+    python -m bench.page accuracy --model DIR --upscale 1 4 --limit 50   # + phone-size photos
+    python -m bench.page screenshots --model DIR --out docs/
+
+accuracy   each image of the split goes through the page as a seller's would:
+           the file input, the page's canvas downscale (longest side 1000 px,
+           JPEG 0.9), the upload, the answer; the suggestion shown (the checked
+           radio) is compared with the class folder, and with the direct path
+           (the original file classified by inference.Classifier). --upscale 4
+           first enlarges each image 4x (Pillow bicubic, JPEG 95) to stand in
+           for a phone photo, so the page really downscales it. Writes
+           page_accuracy.json, .md and .png to --out.
+screenshots  the idle, result, unsure-free result at 360 px and error states
+           as PNG (docs/page_*.png in README).
+
+Needs Chromium and chromium-driver (Debian packages) and selenium; exit 2 when
+they, the bundle or the data are missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from bench._browser import (
+    BrowserMissingError,
+    chromium,
+    console_errors,
+    page_server,
+    set_viewport,
+    upload,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared/data/clothing-dataset-small"
+# The page keeps the downscaled upload within this of the direct path (issue 12).
+MAX_DROP_POINTS = 1.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.page",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    acc = sub.add_parser("accuracy", help="page path (Chromium downscale) vs direct path")
+    acc.add_argument(
+        "--data-dir", type=Path, default=None, help="dataset root (env CLOTHING_DATA_DIR)"
+    )
+    acc.add_argument("--split", default="test")
+    acc.add_argument("--upscale", type=int, nargs="+", default=[1], help="enlarge images first")
+    acc.add_argument("--limit", type=int, default=None, help="first N images per class")
+    acc.add_argument("--out", type=Path, default=REPO / "runs" / "page-bench")
+    shots = sub.add_parser("screenshots", help="PNG screenshots of the page's states")
+    shots.add_argument("--out", type=Path, default=REPO / "docs")
+    shots.add_argument("--image", type=Path, default=None, help="photo for the result state")
+    for p in (acc, shots):
+        p.add_argument("--model", type=Path, required=True, help="bundle folder")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "accuracy":
+            return _accuracy(args)
+        return _screenshots(args)
+    except (BrowserMissingError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+# ---------------------------------------------------------------------------
+# accuracy
+
+
+def _images(data_dir: Path, split: str, limit: int | None) -> list[tuple[Path, str]]:
+    root = data_dir / split
+    if not root.is_dir():
+        raise FileNotFoundError(f"No {split}/ split in {data_dir}")
+    items: list[tuple[Path, str]] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(folder.glob("*.jpg"))
+        items += [(f, folder.name) for f in files[:limit]]
+    return items
+
+
+def _enlarge(src: Path, dest: Path, factor: int) -> Path:
+    if factor == 1:
+        return src
+    with Image.open(src) as img:
+        big = img.convert("RGB").resize(
+            (img.width * factor, img.height * factor), Image.Resampling.BICUBIC
+        )
+    big.save(dest, format="JPEG", quality=95)
+    return dest
+
+
+def _accuracy(args: argparse.Namespace) -> int:
+    import os
+
+    from tqdm import tqdm
+
+    from inference import Classifier
+
+    data_dir = args.data_dir or Path(os.environ.get("CLOTHING_DATA_DIR", DEFAULT_DATA))
+    items = _images(data_dir, args.split, args.limit)
+    classifier = Classifier.load(args.model)
+    rows: list[dict[str, Any]] = []
+    with (
+        page_server(args.model) as server,
+        chromium() as driver,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        for factor in args.upscale:
+            desc = f"{args.split} split, {factor}x, through the page"
+            for i, (path, truth) in enumerate(tqdm(items, desc=desc, unit="img")):
+                photo = _enlarge(path, Path(tmp) / f"{i}.jpg", factor)
+                direct = classifier.predict_file(photo).label
+                shown = upload(driver, server.url, photo)
+                content_type, sent = server.last_upload()
+                with Image.open(io.BytesIO(sent)) as img:
+                    sent_size = img.size
+                rows.append(
+                    {
+                        "image": str(path.relative_to(data_dir)),
+                        "upscale": factor,
+                        "truth": truth,
+                        "direct": direct,
+                        "page": shown.suggestions[0] if shown.suggestions else None,
+                        "page_state": shown.state,
+                        "uploaded_type": content_type,
+                        "uploaded_bytes": len(sent),
+                        "uploaded_size": list(sent_size),
+                        "file_bytes": photo.stat().st_size,
+                    }
+                )
+        errors = console_errors(driver)
+    summary = _summarize(rows, console_errors=errors)
+    _write(args.out, rows, summary, model=args.model)
+    print(_markdown(summary, model=args.model))
+    return 0 if all(s["passed"] for s in summary) else 1
+
+
+def _summarize(rows: list[dict[str, Any]], *, console_errors: list[str]) -> list[dict[str, Any]]:
+    out = []
+    for factor in sorted({r["upscale"] for r in rows}):
+        group = [r for r in rows if r["upscale"] == factor]
+        n = len(group)
+        direct = 100 * sum(r["direct"] == r["truth"] for r in group) / n
+        page = 100 * sum(r["page"] == r["truth"] for r in group) / n
+        out.append(
+            {
+                "upscale": factor,
+                "n_images": n,
+                "direct_accuracy_pct": round(direct, 2),
+                "page_accuracy_pct": round(page, 2),
+                "change_points": round(page - direct, 2),
+                "agreement_pct": round(100 * sum(r["page"] == r["direct"] for r in group) / n, 2),
+                "median_file_kb": round(_median([r["file_bytes"] for r in group]) / 1024, 1),
+                "median_upload_kb": round(_median([r["uploaded_bytes"] for r in group]) / 1024, 1),
+                "max_upload_side_px": max(max(r["uploaded_size"]) for r in group),
+                "errors": sum(r["page_state"] == "error" for r in group),
+                "console_errors": len(console_errors),
+                "passed": abs(page - direct) <= MAX_DROP_POINTS,
+            }
+        )
+    return out
+
+
+def _median(values: list[int]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return float(ordered[mid]) if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def _markdown(summary: list[dict[str, Any]], *, model: Path) -> str:
+    lines = [
+        f"Page path (Chromium canvas downscale) vs direct path, bundle {model}",
+        "",
+        "| photos | images | direct acc | page acc | change (pts) | agreement "
+        "| median file | median upload | largest side sent | within 1 pt |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        name = "as in the dataset" if s["upscale"] == 1 else f"enlarged {s['upscale']}x"
+        lines.append(
+            f"| {name} | {s['n_images']} | {s['direct_accuracy_pct']:.2f}% "
+            f"| {s['page_accuracy_pct']:.2f}% | {s['change_points']:+.2f} "
+            f"| {s['agreement_pct']:.2f}% | {s['median_file_kb']:.0f} KB "
+            f"| {s['median_upload_kb']:.0f} KB | {s['max_upload_side_px']} px "
+            f"| {'yes' if s['passed'] else 'NO'} |"
+        )
+    return "\n".join(lines)
+
+
+def _write(
+    out: Path, rows: list[dict[str, Any]], summary: list[dict[str, Any]], *, model: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    doc = {"created": stamp, "model": str(model), "summary": summary, "images": rows}
+    (out / "page_accuracy.json").write_text(json.dumps(doc, indent=2))
+    (out / "page_accuracy.md").write_text(_markdown(summary, model=model) + "\n")
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    names = [f"{s['upscale']}x" for s in summary]
+    xs = range(len(summary))
+    ax.bar([x - 0.2 for x in xs], [s["direct_accuracy_pct"] for s in summary], 0.4, label="direct")
+    ax.bar([x + 0.2 for x in xs], [s["page_accuracy_pct"] for s in summary], 0.4, label="page")
+    ax.set_xticks(list(xs), names)
+    ax.set_xlabel("photo size (x dataset image)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(loc="lower right")
+    ax.set_title("Browser downscale vs direct")
+    fig.tight_layout()
+    fig.savefig(out / "page_accuracy.png", dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------
+# screenshots
+
+
+def _full_page_png(driver: Any, path: Path) -> None:
+    """A screenshot of the whole document, not only the viewport."""
+    import base64
+
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}
+    )
+    path.write_bytes(base64.b64decode(shot["data"]))
+
+
+def _screenshots(args: argparse.Namespace) -> int:
+    from selenium.webdriver.common.by import By
+
+    image = args.image or DEFAULT_DATA / "test/pants/4aabd82c-82e1-4181-a84d-d0c6e550d26d.jpg"
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    with (
+        page_server(args.model) as server,
+        chromium() as driver,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        for width, height, mobile, suffix in (
+            (360, 740, True, "360"),
+            (1024, 768, False, "desktop"),
+        ):
+            set_viewport(driver, width=width, height=height, mobile=mobile)
+            driver.get(server.url)
+            _full_page_png(driver, out / f"page_idle_{suffix}.png")
+            shown = upload(driver, server.url, image)
+            if shown.state == "error":
+                raise ValueError(f"the page answered an error for {image}: {shown.message}")
+            driver.find_element(By.CSS_SELECTOR, "#result summary").click()  # all categories
+            _full_page_png(driver, out / f"page_result_{suffix}.png")
+            heic = Path(tmp) / "photo.heic"
+            heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+            upload(driver, server.url, heic)
+            _full_page_png(driver, out / f"page_error_{suffix}.png")
+            written += [f"page_{s}_{suffix}.png" for s in ("idle", "result", "error")]
+        errors = [e for e in console_errors(driver) if not _is_status_line(e)]
+    print("wrote " + ", ".join(str(out / name) for name in written))
+    if errors:
+        print("console errors: " + "; ".join(errors), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _is_status_line(message: str) -> bool:
+    """Chromium logs every 4xx fetch as a console error; the error state expects one."""
+    return "the server responded with a status of 4" in message
+
+
+if __name__ == "__main__":
+    sys.exit(main())
