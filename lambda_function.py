@@ -2,7 +2,9 @@
 
 Events
     Direct invoke: {"url": "https://..."} or {"image": "<base64>"}, optional
-    "top_k" (1 to the number of classes, default 3).
+    "top_k" (1 to the number of classes, default 3), optional "unsure_threshold"
+    (0 to 1: answer "unsure" below this top score; default: the bundle's, or
+    env UNSURE_THRESHOLD; 0: always answer).
     HTTP (API Gateway REST and HTTP APIs, Lambda function URLs): the same JSON
     object as the request body, the image itself as a binary body, or a
     multipart/form-data body (an HTML form, `curl -F file=@pants.jpg`): the
@@ -11,11 +13,13 @@ Events
     Function URLs also get the listing page on GET / (inference/_routes.py).
 
 Answers
-    {"label": "pants",
-     "scores": {"dress": 0.01, "hat": 0.0, ...},    # probabilities of all classes
+    {"label": "pants",                              # null when "unsure" is true
+     "unsure": false,                               # top score < unsure_threshold
+     "confidence": 0.93, "unsure_threshold": 0.83,  # the top score and the threshold used
+     "scores": {"dress": 0.01, "hat": 0.0, ...},    # calibrated probabilities, all classes
      "logits": {"dress": -1.2, "hat": -3.4, ...},   # the model's raw outputs
-     "top": [{"label": "pants", "probability": 0.93, "logit": 4.1}, ...],
-     "model": {"variant": "int8", "sha256": "..."}}
+     "top": [{"label": "pants", "score": 0.93, "logit": 4.1}, ...],  # kept when unsure
+     "model": {"variant": "int8", "sha256": "...", "temperature": 1.9}}
     HTTP events get {"statusCode": 200, "headers": {...}, "body": "<that, as JSON>"}.
 
 Errors
@@ -47,6 +51,7 @@ import datetime
 import functools
 import json
 import os
+import re
 import sys
 import time
 import urllib.parse
@@ -64,6 +69,7 @@ from inference import (
     InvalidRequestError,
     PayloadTooLargeError,
     RouteConfig,
+    check_unsure_threshold,
     decode_image,
     fetch_url,
     is_form_data,
@@ -89,6 +95,7 @@ class Request:
     image_b64: str | None = None  # decoded (and size-checked) in the fetch step
     image: bytes | None = None
     top_k: int = DEFAULT_TOP_K
+    unsure_threshold: float | None = None  # None: the classifier's (bundle, env)
 
 
 @dataclass
@@ -129,6 +136,7 @@ class Outcome:
             record["bytes"] = self.n_bytes
         if self.error is None:
             record["label"] = self.payload["label"]
+            record["unsure"] = self.payload["unsure"]
         else:
             record["code"] = self.error.code
             record["detail"] = str(self.error)
@@ -176,13 +184,33 @@ def _parse_fields(fields: dict[str, Any], *, n_labels: int) -> Request:
             f"Send exactly one of `url` (an image URL) or `image` (base64). Received: {received}"
         )
     top_k = _parse_top_k(fields.get("top_k"), n_labels=n_labels)
+    threshold = _parse_unsure_threshold(fields.get("unsure_threshold"))
     if url is not None:
         if not isinstance(url, str):
             raise InvalidRequestError(f"`url` must be a string. Received: {_json_type(url)}")
-        return Request(source="url", url=url, top_k=top_k)
+        return Request(source="url", url=url, top_k=top_k, unsure_threshold=threshold)
     if not isinstance(image, str):
         raise InvalidRequestError(f"`image` must be a base64 string. Received: {_json_type(image)}")
-    return Request(source="image", image_b64=image, top_k=top_k)
+    return Request(source="image", image_b64=image, top_k=top_k, unsure_threshold=threshold)
+
+
+# A plain decimal such as "0.9" or ".85", as query strings and form fields send it.
+_DECIMAL = re.compile(r"[0-9]{1,3}(\.[0-9]{0,12})?|\.[0-9]{1,12}")
+
+
+def _parse_unsure_threshold(value: Any) -> float | None:
+    """A number from 0 to 1 (a string too: query strings, form fields); None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, str) and _DECIMAL.fullmatch(value):
+        value = float(value)
+    try:
+        return check_unsure_threshold(value)
+    except ValueError:
+        raise InvalidRequestError(
+            "`unsure_threshold` must be a number from 0 to 1. "
+            f"Received: unsure_threshold={_short(value)}"
+        ) from None
 
 
 def _parse_top_k(value: Any, *, n_labels: int) -> int:
@@ -231,8 +259,13 @@ def _parse_http(event: dict[str, Any], *, max_bytes: int, n_labels: int) -> Requ
     if len(raw) > max_bytes:
         raise PayloadTooLargeError(f"The image is {len(raw)} bytes, over the limit of {max_bytes}.")
     query = event.get("queryStringParameters") or {}
-    top_k = query.get("top_k") if isinstance(query, dict) else None
-    return Request(source="body", image=raw, top_k=_parse_top_k(top_k, n_labels=n_labels))
+    query = query if isinstance(query, dict) else {}
+    return Request(
+        source="body",
+        image=raw,
+        top_k=_parse_top_k(query.get("top_k"), n_labels=n_labels),
+        unsure_threshold=_parse_unsure_threshold(query.get("unsure_threshold")),
+    )
 
 
 def _parse_form(form: FormData, event: dict[str, Any], *, n_labels: int) -> Request:
@@ -376,7 +409,9 @@ def handle(
         lap("decode")
         x = classifier.preprocess(img)
         lap("preprocess")
-        prediction = classifier.predict_array(x, top_k=request.top_k)
+        prediction = classifier.predict_array(
+            x, top_k=request.top_k, unsure_threshold=request.unsure_threshold
+        )
         lap("inference")
     except BundleError:
         raise  # the deployment is broken: a bug, not bad input
@@ -394,6 +429,7 @@ def handle(
     payload["model"] = {
         "variant": classifier.manifest.variant,
         "sha256": classifier.manifest.model_sha256,
+        "temperature": classifier.temperature,
     }
     return Outcome(
         http=http, status=200, payload=payload, request=request, n_bytes=n_bytes, timings_ms=timings

@@ -379,6 +379,9 @@ def _accuracy(result: dict[str, Any]) -> list[str]:
             "—",
             "—",
             "—",
+            _pct(accuracy.get("keras_unsure_pct")),
+            _pct(accuracy.get("keras_answered_accuracy_pct")),
+            "—",
             "—",
             "—",
         ]
@@ -392,6 +395,9 @@ def _accuracy(result: dict[str, Any]) -> list[str]:
                 _pts(v["accuracy_delta_pts"]),
                 _pct(v["agreement_pct"]),
                 f"{v['max_abs_logit_diff']:.1e}",
+                _pct(v.get("unsure_pct")),
+                _pct(v.get("answered_accuracy_pct")),
+                "—" if v.get("decision_changes") is None else str(v["decision_changes"]),
                 ", ".join(v["loads_with"]) or "none",
                 "pass" if v["passed"] else "FAIL: " + "; ".join(v["failures"]),
             ]
@@ -403,15 +409,33 @@ def _accuracy(result: dict[str, Any]) -> list[str]:
         "Δ vs Keras (pts)",
         "top-1 agreement",
         "max \\|Δ logit\\|",
+        "unsure",
+        "answered acc",
+        "decision changes vs Keras",
         "loads with",
         "convert check",
     ]
     return [
         f"{accuracy['n_images']} images of `{accuracy['images_dir']}`, from the conversion "
-        "check (`check_bundles`, convert/report.json).",
+        "check (`check_bundles`, convert/report.json). " + _calibration_note(accuracy),
         "",
         *_table(header, rows),
     ]
+
+
+def _calibration_note(accuracy: dict[str, Any]) -> str:
+    """How the scores behind "unsure" and "answered acc" were computed."""
+    t, threshold = accuracy.get("temperature"), accuracy.get("unsure_threshold")
+    if t is None:
+        return "Scores: uncalibrated softmax (a model trained before calibration)."
+    note = f"Scores: softmax(logits / {t:.3f}) (temperature fitted on validation)"
+    if threshold is None:
+        return note + "; no unsure threshold."
+    return (
+        f"{note}; unsure below a top score of {threshold:.3f}; answered acc: accuracy of "
+        "the images not unsure; decision changes: images answered by one of Keras and the "
+        "variant, unsure by the other."
+    )
 
 
 def _training(result: dict[str, Any]) -> list[str]:

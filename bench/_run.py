@@ -245,6 +245,11 @@ def _accuracy_json(model: BenchModel) -> dict[str, Any]:
         "images_dir": report["images_dir"],
         "n_images": report["n_images"],
         "keras_accuracy_pct": report["keras_accuracy_pct"],
+        # calibrated answers (absent in reports from before calibration)
+        "temperature": report.get("temperature"),
+        "unsure_threshold": report.get("unsure_threshold"),
+        "keras_unsure_pct": report.get("keras_unsure_pct"),
+        "keras_answered_accuracy_pct": report.get("keras_answered_accuracy_pct"),
         "passed": report["passed"],
         "variants": [
             {
@@ -255,6 +260,9 @@ def _accuracy_json(model: BenchModel) -> dict[str, Any]:
                 "accuracy_delta_pts": v["accuracy_delta_pts"],
                 "agreement_pct": v["agreement_pct"],
                 "max_abs_logit_diff": v["max_abs_logit_diff"],
+                "unsure_pct": v.get("unsure_pct"),
+                "answered_accuracy_pct": v.get("answered_accuracy_pct"),
+                "decision_changes": v.get("decision_changes"),
                 "loads_with": [x["runtime"] for x in v["loads_with"] if x["status"] == "ok"],
                 "passed": v["passed"],
                 "failures": v["failures"],

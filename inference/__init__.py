@@ -13,7 +13,13 @@ from inference._bundle import (
     read_bundle,
     sha256_file,
 )
-from inference._classifier import Classifier, InferenceConfig, Prediction, softmax
+from inference._classifier import (
+    Classifier,
+    InferenceConfig,
+    Prediction,
+    check_unsure_threshold,
+    softmax,
+)
 from inference._decode import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, decode_image, load_image, to_rgb
 from inference._errors import (
     BundleError,
@@ -74,6 +80,7 @@ __all__ = [
     "URLNotAllowedError",
     "UnsupportedFormatError",
     "check_image_size",
+    "check_unsure_threshold",
     "decode_image",
     "fetch_url",
     "is_form_data",

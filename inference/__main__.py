@@ -3,11 +3,15 @@
 Usage:
     python -m inference predict shirt.jpg hat.png --model bundles/int8 --top-k 3
     python -m inference predict shirt.jpg --model bundles/int8 --json
+    python -m inference predict shirt.jpg --unsure-threshold 0.9   # answer only when >= 90%
     python -m inference bench --model bundles/int8 --threads 1 2 4 --runs 50
     python -m inference serve --model bundles/int8 --port 8080   # the listing page + API
 
 Env vars: MODEL_DIR (default of --model), INFERENCE_RUNTIME (ai-edge-litert,
-tflite-runtime or tensorflow), INFERENCE_THREADS, MAX_IMAGE_PIXELS.
+tflite-runtime or tensorflow), INFERENCE_THREADS, MAX_IMAGE_PIXELS,
+UNSURE_THRESHOLD (default of --unsure-threshold; unset: the bundle's).
+Scores are calibrated probabilities; below the unsure threshold an image is
+printed as "unsure" with its suggestions (JSON: "label": null, "unsure": true).
 Exit codes: 0 all images classified, 1 some image failed, 2 bad model/usage.
 """
 
@@ -37,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("images", nargs="+", type=Path)
     predict.add_argument("--top-k", type=int, default=3)
     predict.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    predict.add_argument(
+        "--unsure-threshold",
+        type=float,
+        default=None,
+        help="answer 'unsure' below this top score, 0..1; 0: always answer "
+        "(env UNSURE_THRESHOLD; default: the bundle's)",
+    )
     bench = sub.add_parser("bench", help="load time, latency, peak memory")
     bench.add_argument("--runs", type=int, default=50)
     bench.add_argument(
@@ -75,6 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runtime=args.runtime,
             num_threads=args.threads,
             max_pixels=args.max_pixels,
+            unsure_threshold=args.unsure_threshold,
         )
         if args.top_k < 1:
             raise ValueError(f"`top_k` must be >= 1. Received: top_k={args.top_k}")
@@ -102,6 +114,8 @@ def _predict(classifier: Classifier, images: list[Path], *, top_k: int, as_json:
                     "model": {
                         "variant": classifier.manifest.variant,
                         "sha256": classifier.manifest.model_sha256,
+                        "temperature": classifier.temperature,
+                        "calibrated": classifier.manifest.calibrated,
                     },
                     "runtime": runtime,
                     "results": results,
@@ -121,11 +135,16 @@ def _predict(classifier: Classifier, images: list[Path], *, top_k: int, as_json:
 def _format_result(result: dict[str, Any]) -> str:
     if "error" in result:
         return f"{result['image']}\n  error {result['error']['code']}: {result['error']['message']}"
-    lines = [f"{result['image']}"]
-    for item in result["top"]:
-        lines.append(
-            f"  {item['label']:<12} {item['probability']:7.2%}   logit {item['logit']:8.3f}"
+    if result["unsure"]:
+        head = (
+            f"{result['image']}: unsure (top score {result['confidence']:.1%} < threshold "
+            f"{result['unsure_threshold']:.1%}); suggestions:"
         )
+    else:
+        head = f"{result['image']}: {result['label']} ({result['confidence']:.1%})"
+    lines = [head]
+    for item in result["top"]:
+        lines.append(f"  {item['label']:<12} {item['score']:7.2%}   logit {item['logit']:8.3f}")
     return "\n".join(lines)
 
 

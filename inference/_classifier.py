@@ -1,7 +1,18 @@
-"""`Classifier`: a loaded bundle plus interpreter; image in, class scores out."""
+"""`Classifier`: a loaded bundle plus interpreter; image in, class scores out.
+
+Scores are calibrated probabilities: softmax(logits / T) with the bundle's
+temperature T (fitted on the validation split by `python -m train`; Guo et al.
+2017). When the top score is below the unsure threshold, the answer is
+"unsure": `label` None, `scores` and `top` kept as suggestions. The threshold
+comes from, last one winning: the manifest, env UNSURE_THRESHOLD, the
+`unsure_threshold=` of `Classifier.load` (the CLI flag), and the
+`unsure_threshold=` of a predict call (the Lambda request field).
+"""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +36,11 @@ class InferenceConfig:
     num_threads: int | None = None
     runtime: str | None = None  # None: ai-edge-litert, then tflite-runtime, then tf.lite
     max_pixels: int = DEFAULT_MAX_PIXELS
+    unsure_threshold: float | None = None  # None: the manifest's
+
+    def __post_init__(self) -> None:
+        if self.unsure_threshold is not None:
+            check_unsure_threshold(self.unsure_threshold)
 
     @classmethod
     def from_env(cls, **overrides: Any) -> InferenceConfig:
@@ -34,9 +50,31 @@ class InferenceConfig:
             "num_threads": _int_env("INFERENCE_THREADS"),
             "runtime": env.get("INFERENCE_RUNTIME") or None,
             "max_pixels": _int_env("MAX_IMAGE_PIXELS") or DEFAULT_MAX_PIXELS,
+            "unsure_threshold": _threshold_env("UNSURE_THRESHOLD"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def check_unsure_threshold(value: Any, *, name: str = "unsure_threshold") -> float:
+    """A number in [0, 1] (0: always answer, 1: unsure unless certain); else ValueError."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must be a number from 0 to 1. Received: {name}={value!r}")
+    return float(value)
+
+
+def _threshold_env(name: str) -> float | None:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise ValueError(f"Env var {name} must be a number from 0 to 1. Received: {name}={raw!r}")
+    return value
 
 
 def _int_env(name: str) -> int | None:
@@ -51,48 +89,106 @@ def _int_env(name: str) -> int | None:
 
 @dataclass(frozen=True)
 class Prediction:
+    """One image's answer. `probabilities` are calibrated: softmax(logits / temperature)."""
+
     labels: tuple[str, ...]
     logits: tuple[float, ...]
     probabilities: tuple[float, ...]
     top_k: int = 3
     extra: dict[str, Any] = field(default_factory=dict)
+    temperature: float = 1.0
+    unsure_threshold: float | None = None  # None: always answer
 
     @property
-    def label(self) -> str:
+    def best_label(self) -> str:
+        """The most likely class, answered or not."""
         return self.labels[int(np.argmax(self.logits))]
+
+    @property
+    def confidence(self) -> float:
+        """The top calibrated probability: what the threshold is compared with."""
+        return max(self.probabilities)
+
+    @property
+    def unsure(self) -> bool:
+        return self.unsure_threshold is not None and self.confidence < self.unsure_threshold
+
+    @property
+    def label(self) -> str | None:
+        """The answer: the best class, or None when unsure."""
+        return None if self.unsure else self.best_label
 
     def top(self, k: int | None = None) -> list[dict[str, Any]]:
         k = self.top_k if k is None else k
         order = sorted(range(len(self.labels)), key=lambda i: -self.probabilities[i])[:k]
         return [
-            {"label": self.labels[i], "probability": self.probabilities[i], "logit": self.logits[i]}
+            {"label": self.labels[i], "score": self.probabilities[i], "logit": self.logits[i]}
             for i in order
         ]
 
     def to_dict(self) -> dict[str, Any]:
+        """{"label": str | None, "unsure", "confidence", "unsure_threshold", "scores",
+        "logits", "top": [{"label", "score", "logit"}, ...]}; scores are calibrated."""
         return {
             "label": self.label,
+            "unsure": self.unsure,
+            "confidence": self.confidence,
+            "unsure_threshold": self.unsure_threshold,
             "scores": dict(zip(self.labels, self.probabilities, strict=True)),
             "logits": dict(zip(self.labels, self.logits, strict=True)),
             "top": self.top(),
         }
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits.astype(np.float64) - np.max(logits)
-    exp = np.exp(shifted)
+def softmax(logits: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
+    """softmax(logits / temperature) of a (k,) vector, float64 (Guo et al. 2017, eq. 9)."""
+    scaled = logits.astype(np.float64) / temperature
+    exp = np.exp(scaled - np.max(scaled))
     return exp / exp.sum()  # type: ignore[no-any-return]
+
+
+log = logging.getLogger("inference")
+_warned_uncalibrated: set[str] = set()  # model sha256s already reported
+
+
+def _warn_if_uncalibrated(manifest: Manifest) -> None:
+    """Bundles made before calibration load with T = 1 and no threshold; say so once."""
+    if manifest.calibrated or manifest.model_sha256 in _warned_uncalibrated:
+        return
+    _warned_uncalibrated.add(manifest.model_sha256)
+    log.warning(
+        "bundle %s (%s) has no temperature: it was made before calibration, so scores are "
+        "uncalibrated softmax (T = 1) and no unsure threshold applies unless one is set "
+        "(UNSURE_THRESHOLD, --unsure-threshold, unsure_threshold). Re-run `python -m train` "
+        "and `python -m convert` to calibrate.",
+        manifest.variant,
+        manifest.model_sha256[:12],
+    )
 
 
 class Classifier:
     """Load once, predict many times. Not thread-safe (one interpreter)."""
 
     def __init__(
-        self, manifest: Manifest, interpreter: Any, runtime: RuntimeInfo, *, max_pixels: int
+        self,
+        manifest: Manifest,
+        interpreter: Any,
+        runtime: RuntimeInfo,
+        *,
+        max_pixels: int,
+        unsure_threshold: float | None = None,
     ) -> None:
         self.manifest = manifest
         self.runtime = runtime
         self.max_pixels = max_pixels
+        _warn_if_uncalibrated(manifest)
+        self.temperature = 1.0 if manifest.temperature is None else manifest.temperature
+        # An override (env, CLI flag) beats the manifest; None keeps the manifest's.
+        self.unsure_threshold = (
+            manifest.unsure_threshold
+            if unsure_threshold is None
+            else check_unsure_threshold(unsure_threshold)
+        )
         self._interpreter = interpreter
         self._input = interpreter.get_input_details()[0]
         self._output = interpreter.get_output_details()[0]
@@ -107,12 +203,20 @@ class Classifier:
         runtime: str | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         verify: bool = True,
+        unsure_threshold: float | None = None,
     ) -> Classifier:
+        """unsure_threshold: overrides the manifest's for every prediction (None: keep it)."""
         bundle = read_bundle(model_dir, verify=verify)
         interpreter, info = make_interpreter(
             bundle.model_bytes, num_threads=num_threads, runtime=runtime
         )
-        return cls(bundle.manifest, interpreter, info, max_pixels=max_pixels)
+        return cls(
+            bundle.manifest,
+            interpreter,
+            info,
+            max_pixels=max_pixels,
+            unsure_threshold=unsure_threshold,
+        )
 
     @classmethod
     def from_config(cls, config: InferenceConfig) -> Classifier:
@@ -121,6 +225,7 @@ class Classifier:
             num_threads=config.num_threads,
             runtime=config.runtime,
             max_pixels=config.max_pixels,
+            unsure_threshold=config.unsure_threshold,
         )
 
     def _check_shapes(self) -> None:
@@ -147,26 +252,50 @@ class Classifier:
         logits: np.ndarray = _dequantize(out, self._output)[0]
         return logits
 
-    def predict_array(self, x: np.ndarray, *, top_k: int = 3) -> Prediction:
+    def predict_array(
+        self, x: np.ndarray, *, top_k: int = 3, unsure_threshold: float | None = None
+    ) -> Prediction:
+        """Preprocessed (H, W, 3) array -> Prediction with calibrated probabilities.
+
+        unsure_threshold: this call's threshold in [0, 1] (e.g. a request field),
+        over the classifier's; None keeps the classifier's. ValueError if out of range.
+        """
+        threshold = (
+            self.unsure_threshold
+            if unsure_threshold is None
+            else check_unsure_threshold(unsure_threshold)
+        )
         logits = self.logits(x)
         return Prediction(
             labels=self.manifest.labels,
             logits=tuple(float(v) for v in logits),
-            probabilities=tuple(float(v) for v in softmax(logits)),
+            probabilities=tuple(float(v) for v in softmax(logits, temperature=self.temperature)),
             top_k=top_k,
+            temperature=self.temperature,
+            unsure_threshold=threshold,
         )
 
     def preprocess(self, img: Image.Image) -> np.ndarray:
         return preprocess_image(img, image_size=self.manifest.image_size)
 
-    def predict_image(self, img: Image.Image, *, top_k: int = 3) -> Prediction:
-        return self.predict_array(self.preprocess(img), top_k=top_k)
+    def predict_image(
+        self, img: Image.Image, *, top_k: int = 3, unsure_threshold: float | None = None
+    ) -> Prediction:
+        return self.predict_array(
+            self.preprocess(img), top_k=top_k, unsure_threshold=unsure_threshold
+        )
 
-    def predict_bytes(self, data: bytes, *, top_k: int = 3) -> Prediction:
-        return self.predict_image(decode_image(data, max_pixels=self.max_pixels), top_k=top_k)
+    def predict_bytes(
+        self, data: bytes, *, top_k: int = 3, unsure_threshold: float | None = None
+    ) -> Prediction:
+        img = decode_image(data, max_pixels=self.max_pixels)
+        return self.predict_image(img, top_k=top_k, unsure_threshold=unsure_threshold)
 
-    def predict_file(self, path: str | Path, *, top_k: int = 3) -> Prediction:
-        return self.predict_image(load_image(path, max_pixels=self.max_pixels), top_k=top_k)
+    def predict_file(
+        self, path: str | Path, *, top_k: int = 3, unsure_threshold: float | None = None
+    ) -> Prediction:
+        img = load_image(path, max_pixels=self.max_pixels)
+        return self.predict_image(img, top_k=top_k, unsure_threshold=unsure_threshold)
 
 
 def _quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:

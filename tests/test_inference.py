@@ -38,7 +38,7 @@ def test_prediction_is_json_ready(tiny_bundle: Path, tmp_path: Path) -> None:
     assert sum(data["scores"].values()) == pytest.approx(1.0)
     assert len(data["top"]) == 4
     assert data["top"][0]["label"] == data["label"] == max(data["scores"], key=data["scores"].get)
-    probs = [t["probability"] for t in data["top"]]
+    probs = [t["score"] for t in data["top"]]
     assert probs == sorted(probs, reverse=True)
 
 
@@ -78,6 +78,10 @@ def _edit_manifest(bundle: Path, **changes: object) -> None:
         (lambda b: _edit_manifest(b, preprocessing="resnet"), "`preprocessing` must be 'xception'"),
         (lambda b: _edit_manifest(b, labels="dress"), "`labels` must be a list"),
         (lambda b: _edit_manifest(b, schema_version=9), "`schema_version` must be 1"),
+        (lambda b: _edit_manifest(b, temperature=0), "`temperature` must be a number in (0, inf]"),
+        (lambda b: _edit_manifest(b, temperature="2"), "Received: temperature='2'"),
+        (lambda b: _edit_manifest(b, unsure_threshold=1.5), "`unsure_threshold` must be"),
+        (lambda b: _edit_manifest(b, unsure_threshold=True), "Received: unsure_threshold=True"),
     ],
 )
 def test_bad_bundles_are_refused(tiny_bundle: Path, tmp_path: Path, damage, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -142,7 +146,7 @@ def test_cli_table_output(tiny_bundle: Path, tmp_path: Path, capsys) -> None:  #
     assert main(["predict", str(image), "--model", str(tiny_bundle)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(str(image))
-    assert out.count("%") == 3  # top-3 rows
+    assert out.count("%") == 4  # the answer line, then top-3 rows
 
 
 @pytest.mark.parametrize(

@@ -91,18 +91,33 @@ def answer_body(response: dict[str, Any], *, http: bool) -> dict[str, Any]:
 
 def assert_answer(body: dict[str, Any], classifier: Classifier, *, top_k: int = 3) -> None:
     labels = list(classifier.manifest.labels)
-    assert set(body) == {"label", "scores", "logits", "top", "model"}
+    assert set(body) == {
+        "label",
+        "unsure",
+        "confidence",
+        "unsure_threshold",
+        "scores",
+        "logits",
+        "top",
+        "model",
+    }
     assert list(body["scores"]) == labels  # the course's clients read this dict
     assert list(body["logits"]) == labels
     for value in [*body["scores"].values(), *body["logits"].values()]:
         assert type(value) is float and math.isfinite(value)  # plain JSON numbers
     assert math.isclose(sum(body["scores"].values()), 1.0, rel_tol=1e-6)
-    assert body["label"] == max(body["scores"], key=body["scores"].get)
-    assert body["top"][0]["label"] == body["label"]
+    best = max(body["scores"], key=body["scores"].get)
+    assert body["confidence"] == body["scores"][best]
+    threshold = body["unsure_threshold"]
+    assert body["unsure"] is (threshold is not None and body["confidence"] < threshold)
+    assert body["label"] == (None if body["unsure"] else best)  # null when unsure
+    assert body["top"][0]["label"] == best  # suggestions kept when unsure
+    assert [t["score"] for t in body["top"]] == sorted(body["scores"].values())[::-1][:top_k]
     assert len(body["top"]) == top_k
     assert body["model"] == {
         "variant": classifier.manifest.variant,
         "sha256": classifier.manifest.model_sha256,
+        "temperature": classifier.temperature,
     }
     json.dumps(body, allow_nan=False)
 
@@ -124,6 +139,7 @@ GOLDEN: dict[str, tuple[bool, int, str | None, int]] = {
     # file: (HTTP event?, status, error code or None, top_k)
     "direct_url.json": (False, 200, None, 3),
     "direct_image.json": (False, 200, None, 5),
+    "direct_image_unsure.json": (False, 200, None, 3),
     "apigw_rest_url.json": (True, 200, None, 2),
     "apigw_rest_image_binary.json": (True, 200, None, 3),
     "http_api_v2_image_binary.json": (True, 200, None, 10),
@@ -137,6 +153,7 @@ GOLDEN: dict[str, tuple[bool, int, str | None, int]] = {
     "bad_direct_metadata_url.json": (False, 400, "URL_NOT_ALLOWED", 0),
     "bad_direct_file_url.json": (False, 400, "URL_NOT_ALLOWED", 0),
     "bad_direct_top_k.json": (False, 400, "INVALID_REQUEST", 0),
+    "bad_direct_unsure_threshold.json": (False, 400, "INVALID_REQUEST", 0),
     "bad_apigw_rest_invalid_json.json": (True, 400, "INVALID_REQUEST", 0),
     "bad_http_api_v2_get_no_body.json": (True, 400, "INVALID_REQUEST", 0),
     "bad_http_api_v2_text_body.json": (True, 400, "INVALID_REQUEST", 0),
