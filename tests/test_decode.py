@@ -111,3 +111,100 @@ def test_jpeg_draft_mode_is_not_used(tmp_path: Path) -> None:
     with Image.open(tmp_path / "big.jpg") as raw:
         full = np.asarray(raw.convert("RGB"))
     assert np.array_equal(np.asarray(load_image(tmp_path / "big.jpg")), full)
+
+
+# ---------------------------------------------------------------------------
+# Real-world inputs (issue 11); the corpus itself runs in tests/test_inputs.py.
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        __import__("struct").error("argument out of range"),
+        ZeroDivisionError("division by zero"),
+        KeyError(274),
+        RuntimeError("plugin failed"),
+        OSError("cannot identify image file <_io.BytesIO object at 0x7f3a2b1c9d80>"),
+    ],
+)
+def test_whatever_pillow_raises_is_corrupt_image(
+    monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    def load(self: Image.Image) -> None:
+        raise error
+
+    monkeypatch.setattr(Image.Image, "load", load)
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", load)
+    with pytest.raises(CorruptImageError) as info:
+        load_image(IMAGES / "rgb.bmp")
+    assert info.value.code == "CORRUPT_IMAGE"
+    assert "0x7f" not in str(info.value) and "object at" not in str(info.value)
+
+
+def test_unreadable_exif_keeps_the_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
+    def getexif(self: Image.Image) -> None:
+        raise __import__("struct").error("bad tag")
+
+    monkeypatch.setattr(Image.Image, "getexif", getexif)
+    expected = np.load(IMAGES / "exif_rotated.png.expected.npy")
+    img = np.asarray(load_image(IMAGES / "exif_rotated.png"))
+    assert img.shape == np.rot90(expected, k=1).shape  # stored orientation: not rotated
+
+
+@pytest.mark.parametrize(("copies", "ok"), [(90, True), (91, False)])  # 10 scans + copies
+def test_jpeg_scan_count_limit(copies: int, ok: bool) -> None:
+    from tests.images.corpus import progressive_scan_bomb
+
+    data = progressive_scan_bomb(64, copies)
+    if ok:
+        assert decode_image(data).size == (64, 64)
+    else:
+        with pytest.raises(CorruptImageError, match=r"101 scans; at most 100"):
+            decode_image(data)
+
+
+@pytest.mark.parametrize(
+    ("size", "limit"),
+    [((64, 64), 100), ((4000, 3000), 66), ((7000, 7000), 16), ((7071, 7071), 16)],
+)
+def test_jpeg_scan_budget_scales_with_pixels(size: tuple[int, int], limit: int) -> None:
+    from inference._decode import _check_scans
+
+    _check_scans(limit, size)
+    with pytest.raises(CorruptImageError, match=f"at most {limit} are decoded"):
+        _check_scans(limit + 1, size)
+
+
+@pytest.mark.parametrize(
+    ("data", "available", "words"),
+    [
+        (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "heif_available", ["HEIC", "heic"]),
+        (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1heic", "heif_available", ["HEIC"]),
+        (b"\x00\x00\x00\x20ftypavif\x00\x00\x00\x00avifmif1", "avif_available", ["AVIF"]),
+    ],
+)
+def test_missing_phone_formats_say_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, data: bytes, available: str, words: list[str]
+) -> None:
+    monkeypatch.setattr(f"inference._sniff.{available}", lambda: False)
+    with pytest.raises(UnsupportedFormatError) as info:
+        decode_image(data + bytes(64))
+    message = str(info.value)
+    assert all(word in message for word in words)
+    assert "\\x" not in message and "ftyp" not in message  # no magic bytes
+
+
+@pytest.mark.parametrize(
+    ("data", "word"),
+    [
+        (b"II*\x00" + bytes(64), "TIFF"),
+        (b"%PDF-1.7\n", "PDF"),
+        (b"\xff\x0a" + bytes(16), "JPEG XL"),
+        (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "SVG"),
+        (b"\x00\x00\x00\x18ftypqt  \x00\x00\x00\x00qt  " + bytes(16), "video"),
+        (b"\x13\x37 random bytes", "not an image"),
+    ],
+)
+def test_unsupported_formats_are_named(data: bytes, word: str) -> None:
+    with pytest.raises(UnsupportedFormatError, match=word):
+        decode_image(data)

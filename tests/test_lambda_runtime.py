@@ -217,3 +217,28 @@ def test_the_dockerfile_handler_name_serves(
             proc.kill()
             proc.wait(timeout=10)
     print(f"\ncold start to first answer ({handler}): {cold:.2f} s")
+
+
+def test_warm_process_answers_right_after_every_bad_input(function: Function) -> None:
+    """Issue 11: each real-world input (tests/images/corpus/) gets its answer, and
+    the next good request still gets the right one from the same process."""
+    from tests.test_inputs import CASES, CORPUS, answer, event
+
+    def scores() -> Any:
+        good = function.invoke({"image": b64(JPEG)})
+        assert good.kind == "response" and len(good.payload["scores"]) == 10, good.payload
+        return good.payload["scores"]
+
+    reference = scores()
+    pid = function.proc.pid
+    for name in sorted(CASES):
+        data = (CORPUS / name).read_bytes()
+        want = answer(name)["code"] if len(data) <= MAX_BYTES else "PAYLOAD_TOO_LARGE"
+        for kind in ("direct", "url_form"):
+            result = function.invoke(event(kind, data, name))
+            assert result.kind == "response", (name, kind, result.payload)  # never raised
+            body = result.payload if kind == "direct" else json.loads(result.payload["body"])
+            got = body["error"]["code"] if "error" in body else None
+            assert got == want, (name, kind, body)
+            assert scores() == reference, (name, kind)
+    assert function.proc.poll() is None and function.proc.pid == pid

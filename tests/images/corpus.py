@@ -113,7 +113,9 @@ def png_with(data: bytes, extra: list[bytes], *, split_idat: int = 0) -> bytes:
     out = [data[:8]]
     for kind, body in png_chunks(data):
         if kind == b"IDAT" and split_idat:
-            out += [chunk(b"IDAT", body[i : i + split_idat]) for i in range(0, len(body), split_idat)]
+            out += [
+                chunk(b"IDAT", body[i : i + split_idat]) for i in range(0, len(body), split_idat)
+            ]
         else:
             out.append(chunk(kind, body))
         if kind == b"IHDR":
@@ -152,10 +154,6 @@ def pillow_rgb(data: bytes) -> np.ndarray:
 Case = tuple[bytes, dict[str, Any], np.ndarray | None]
 
 
-def _ok(expected: np.ndarray, **extra: Any) -> dict[str, Any]:
-    return {"code": None, **extra}
-
-
 def cases() -> dict[str, Case]:
     rgb = pixels()
     clean = jpeg(rgb)
@@ -189,19 +187,36 @@ def cases() -> dict[str, Case]:
     base = png(rgb)
     itxt = b"XML:com.adobe.xmp\x00\x01\x00\x00\x00" + zlib.compress(big_xmp())
     ok("png_big_itxt_xmp.png", png_with(base, [chunk(b"iTXt", itxt)]), rgb)
-    ok("png_big_ztxt.png", png_with(base, [chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(big_xmp()))]), rgb)
+    ok(
+        "png_big_ztxt.png",
+        png_with(base, [chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(big_xmp()))]),
+        rgb,
+    )
     iccp = b"Photo profile\x00\x00" + zlib.compress(bytes(3_000_000))
     ok("png_big_iccp.png", png_with(base, [chunk(b"iCCP", iccp)]), rgb)
     ok("png_bad_text_crc.png", png_with(base, [chunk(b"tEXt", b"Title\x00pants", crc=1)]), rgb)
     ok("png_after_iend.png", base + b"trailing bytes after IEND" * 50, rgb)
     ok("png_split_idat.png", png_with(base, [], split_idat=1), rgb)
-    ok("png_exif_bad_rational.png", png_with(base, [chunk(b"eXIf", bad_exif(6))]), np.rot90(rgb, k=-1))
-    ok("webp_exif_bad_rational.webp", encoded(rgb, "WEBP", lossless=True, exif=exif6), np.rot90(rgb, k=-1))
+    ok(
+        "png_exif_bad_rational.png",
+        png_with(base, [chunk(b"eXIf", bad_exif(6))]),
+        np.rot90(rgb, k=-1),
+    )
+    ok(
+        "webp_exif_bad_rational.webp",
+        encoded(rgb, "WEBP", lossless=True, exif=exif6),
+        np.rot90(rgb, k=-1),
+    )
 
     # Really broken data stays a typed error.
     bad("png_truncated.png", base[: len(base) // 2], "CORRUPT_IMAGE", "cut short")
     idat = base.index(b"IDAT")
-    bad("png_idat_bad_crc.png", base[: idat + 4] + bytes([base[idat + 4] ^ 1]) + base[idat + 5 :], "CORRUPT_IMAGE", "checksum")
+    bad(
+        "png_idat_bad_crc.png",
+        base[: idat + 4] + bytes([base[idat + 4] ^ 1]) + base[idat + 5 :],
+        "CORRUPT_IMAGE",
+        "checksum",
+    )
     bad("jpeg_cut_in_headers.jpg", clean[:100], "CORRUPT_IMAGE", "cut short")
     bad("jpeg_cut_in_scan.jpg", clean[: len(clean) - 200], "CORRUPT_IMAGE")
 
@@ -216,7 +231,12 @@ def cases() -> dict[str, Case]:
     ok("webp_300_frames.webp", buf.getvalue(), np.asarray(frames[0]))
     bomb = png_with(_png_header(9_000, 9_000), [])
     bad("png_9000x9000.png", bomb, "IMAGE_TOO_LARGE", "50000000 (MAX_IMAGE_PIXELS)")
-    bad("png_100000x100000.png", _png_header(100_000, 100_000), "IMAGE_TOO_LARGE", "50000000 (MAX_IMAGE_PIXELS)")
+    bad(
+        "png_100000x100000.png",
+        _png_header(100_000, 100_000),
+        "IMAGE_TOO_LARGE",
+        "50000000 (MAX_IMAGE_PIXELS)",
+    )
 
     # 4. The formats phones send.
     avif = encoded(rgb, "AVIF", quality=90)
@@ -227,7 +247,12 @@ def cases() -> dict[str, Case]:
     bad("scan.tiff", encoded(rgb, "TIFF"), "UNSUPPORTED_FORMAT", "TIFF")
     video = struct.pack(">I", 24) + b"ftypisom\x00\x00\x02\x00isomiso2" + bytes(64)
     bad("clip.mp4", video, "UNSUPPORTED_FORMAT", "video")
-    bad("page.html", b"<!DOCTYPE html><html><body>404</body></html>", "UNSUPPORTED_FORMAT", "web page")
+    bad(
+        "page.html",
+        b"<!DOCTYPE html><html><body>404</body></html>",
+        "UNSUPPORTED_FORMAT",
+        "web page",
+    )
     return out
 
 
@@ -266,7 +291,9 @@ def build_heavy() -> dict[str, bytes]:
         "jpeg_49mp_16_scans.jpg": progressive_scan_bomb(side, 6),
         "jpeg_49mp_20000_scans.jpg": progressive_scan_bomb(side, 20_000),
         "png_49mp_1byte_idat.png": png_with(png(zeros, compress_level=9), [], split_idat=1),
-        "webp_16383x3000.webp": encoded(np.zeros((3000, 16383, 3), np.uint8), "WEBP", lossless=True),
+        "webp_16383x3000.webp": encoded(
+            np.zeros((3000, 16383, 3), np.uint8), "WEBP", lossless=True
+        ),
         "bmp_rle8_7000x7000.bmp": _bmp_rle8(side, side),
     }
     frames = [Image.new("RGB", (8, 8), (i % 256, 0, 0)) for i in range(20_000)]
@@ -282,7 +309,9 @@ def _bmp_rle8(width: int, height: int) -> bytes:
     pixels_data = row * height + b"\x00\x01"
     palette = b"".join(bytes([i, i, i, 0]) for i in range(256))
     header_size = 14 + 40 + len(palette)
-    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(pixels_data), 2835, 2835, 256, 0)
+    info = struct.pack(
+        "<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(pixels_data), 2835, 2835, 256, 0
+    )
     file_header = b"BM" + struct.pack("<IHHI", header_size + len(pixels_data), 0, 0, header_size)
     return file_header + info + palette + pixels_data
 
