@@ -11,6 +11,10 @@ For every variant, on held-out images (the test split by default):
   for each thread count (float32 also under `reference_runtime`, tf.lite by
   default, the yardstick for "the runtime is not slower than TensorFlow's").
 - portability: which installed runtimes load it, with each refusal's message.
+- calibrated answers: with the manifest's temperature and unsure threshold,
+  the largest change of a calibrated score against Keras, the share answered
+  "unsure", the accuracy of the answered share, and how many images change
+  decision (answered by one, unsure by the other) against Keras.
 """
 
 from __future__ import annotations
@@ -175,6 +179,12 @@ class VariantResult:
     reference_latency: tuple[Latency, ...]  # float32 under reference_runtime
     loads_with: tuple[RuntimeLoad, ...]
     failures: tuple[str, ...]
+    # Calibrated answers (manifest temperature and unsure threshold), against Keras:
+    max_abs_score_diff: float = 0.0  # calibrated probabilities
+    unsure_pct: float | None = None  # None: the bundle has no unsure threshold
+    answered_accuracy_pct: float | None = None
+    decision_changes: int = 0  # answered by one of variant/Keras, unsure by the other
+    decision_change_pct: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -194,6 +204,11 @@ class CheckReport:
     results: tuple[VariantResult, ...]
     environment: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
+    # The Keras model's calibrated answers, with the training output's temperature/threshold
+    temperature: float | None = None  # None: trained before calibration (T = 1)
+    unsure_threshold: float | None = None
+    keras_unsure_pct: float | None = None
+    keras_answered_accuracy_pct: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -214,6 +229,7 @@ def check_bundles(config: CheckConfig) -> CheckReport:
     keras_logits = _keras_logits(train, images, batch_size=config.batch_size)
     keras_top1 = keras_logits.argmax(axis=1)
     keras_accuracy = _accuracy(keras_top1, truth, labeled)
+    keras_answers = _answers(keras_logits, train.temperature, train.unsure_threshold)
 
     results = [
         _check_variant(
@@ -245,6 +261,10 @@ def check_bundles(config: CheckConfig) -> CheckReport:
         results=tuple(results),
         environment=environment,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        temperature=train.temperature,
+        unsure_threshold=train.unsure_threshold,
+        keras_unsure_pct=keras_answers.unsure_pct,
+        keras_answered_accuracy_pct=keras_answers.answered_accuracy_pct(truth, labeled),
     )
     if config.write_report:
         from convert._report import write_report
@@ -318,6 +338,35 @@ def _preprocess(path: Path, image_size: int) -> np.ndarray:
         raise ConvertError(f"Cannot read check image {str(path)!r}: {exc}") from None
 
 
+@dataclass(frozen=True)
+class _Answers:
+    """Calibrated scores softmax(logits / T) and the answered/unsure decision."""
+
+    scores: np.ndarray  # (n, k)
+    answered: np.ndarray  # (n,) bool
+    threshold: float | None
+
+    @property
+    def unsure_pct(self) -> float | None:
+        return None if self.threshold is None else float(100.0 * np.mean(~self.answered))
+
+    def answered_accuracy_pct(self, truth: np.ndarray, labeled: np.ndarray) -> float | None:
+        if self.threshold is None:
+            return None
+        mask = self.answered & labeled
+        if not mask.any():
+            return None
+        return float(100.0 * np.mean(self.scores[mask].argmax(axis=1) == truth[mask]))
+
+
+def _answers(logits: np.ndarray, temperature: float | None, threshold: float | None) -> _Answers:
+    z = logits.astype(np.float64) / (1.0 if temperature is None else temperature)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    scores = e / e.sum(axis=1, keepdims=True)
+    answered = np.ones(len(z), dtype=bool) if threshold is None else scores.max(axis=1) >= threshold
+    return _Answers(scores, answered, threshold)
+
+
 def _keras_logits(train: TrainOutput, images: list[Path], *, batch_size: int) -> np.ndarray:
     model = load_keras_model(train)
     chunks = []
@@ -355,6 +404,11 @@ def _check_variant(
     failures = _failures(
         config.thresholds.get(variant), agreement=agreement, max_diff=max_diff, delta=delta
     )
+    # The bundle's own temperature and threshold; Keras's answers use the same ones.
+    m = bundle.manifest
+    ours = _answers(logits, m.temperature, m.unsure_threshold)
+    theirs = _answers(keras_logits, m.temperature, m.unsure_threshold)
+    changes = int(np.sum(ours.answered != theirs.answered))
     return VariantResult(
         variant=variant,
         bundle=bundle.directory,
@@ -370,6 +424,11 @@ def _check_variant(
         reference_latency=(),
         loads_with=tuple(_loads_with(name, bundle.model_bytes) for name in RUNTIMES),
         failures=failures,
+        max_abs_score_diff=float(np.max(np.abs(ours.scores - theirs.scores))),
+        unsure_pct=ours.unsure_pct,
+        answered_accuracy_pct=ours.answered_accuracy_pct(truth, labeled),
+        decision_changes=changes,
+        decision_change_pct=float(100.0 * changes / len(images)),
     )
 
 

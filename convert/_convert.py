@@ -201,6 +201,9 @@ def _write_bundle(
         converter=converter_versions(),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         operators=builtin_operators(content),
+        temperature=train.temperature,
+        unsure_threshold=train.unsure_threshold,
+        unsure_goal=train.unsure_goal,
     )
     directory.mkdir()
     _write_synced(directory / MODEL_FILENAME, content)

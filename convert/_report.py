@@ -26,6 +26,10 @@ def report_to_json(report: CheckReport) -> dict[str, Any]:
         "n_images": report.n_images,
         "n_labeled": report.n_labeled,
         "keras_accuracy_pct": report.keras_accuracy_pct,
+        "temperature": report.temperature,
+        "unsure_threshold": report.unsure_threshold,
+        "keras_unsure_pct": report.keras_unsure_pct,
+        "keras_answered_accuracy_pct": report.keras_answered_accuracy_pct,
         "thresholds": {k: dataclasses.asdict(v) for k, v in report.thresholds.items()},
         "environment": report.environment,
         "variants": [],
@@ -49,6 +53,10 @@ def report_to_markdown(report: CheckReport) -> str:
         "Δ acc (pts)",
         "agreement",
         "max \\|Δ logit\\|",
+        "max \\|Δ score\\|",
+        "unsure",
+        "answered acc",
+        "decision changes",
         *[f"{t} thread{'s' if t > 1 else ''} p50 / p95 (ms)" for t in threads],
         "loads with",
         "result",
@@ -65,6 +73,10 @@ def report_to_markdown(report: CheckReport) -> str:
                 "—" if r.accuracy_delta_pts is None else f"{r.accuracy_delta_pts:+.2f}",
                 _pct(r.agreement_pct),
                 f"{r.max_abs_logit_diff:.1e}",
+                f"{r.max_abs_score_diff:.1e}",
+                _pct(r.unsure_pct),
+                _pct(r.answered_accuracy_pct),
+                f"{r.decision_changes} ({r.decision_change_pct:.2f}%)",
                 *[_latency(lat) for lat in r.latency],
                 ", ".join(x.runtime for x in r.loads_with if x.status == "ok") or "none",
                 "pass" if r.passed else "**FAIL**: " + "; ".join(r.failures),
@@ -76,7 +88,7 @@ def report_to_markdown(report: CheckReport) -> str:
                     r.variant,
                     r.reference_latency[0].runtime,
                     f"{r.size_bytes / 1e6:.1f}",
-                    *["—"] * 5,
+                    *["—"] * 9,
                     *[_latency(lat) for lat in r.reference_latency],
                     "",
                     "latency only",
@@ -89,6 +101,8 @@ def report_to_markdown(report: CheckReport) -> str:
         f"(sha256 `{report.source_model_sha256[:12]}…`), "
         f"{report.n_images} images from `{report.images_dir}` ({report.n_labeled} labeled); "
         f"Keras accuracy {_pct(report.keras_accuracy_pct)}.",
+        "",
+        _calibration_line(report),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
@@ -119,6 +133,24 @@ def report_to_markdown(report: CheckReport) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _calibration_line(report: CheckReport) -> str:
+    """Scores and the unsure decision, as the runtime computes them."""
+    if report.temperature is None:
+        return (
+            "Scores: uncalibrated softmax (metrics.json has no temperature: trained before "
+            "calibration); no unsure threshold."
+        )
+    text = f"Scores: softmax(logits / {report.temperature:.3f}), calibrated on validation."
+    if report.unsure_threshold is None:
+        return text + " No unsure threshold."
+    return (
+        f"{text} Unsure below a top score of {report.unsure_threshold:.3f}: Keras answers "
+        f"unsure on {_pct(report.keras_unsure_pct)} of the images, and is right on "
+        f"{_pct(report.keras_answered_accuracy_pct)} of those it answers. "
+        "Decision changes: images one of the variant and Keras answers and the other calls unsure."
+    )
 
 
 def _pct(value: float | None) -> str:

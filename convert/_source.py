@@ -7,6 +7,8 @@ refused the same way, with a message naming the file and the field.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import random
 import zipfile
 from dataclasses import dataclass
@@ -15,6 +17,8 @@ from typing import Any
 
 from convert._errors import ConvertError
 from inference import sha256_file
+
+log = logging.getLogger("convert")
 
 KERAS_FILENAME = "model.keras"
 METRICS_FILENAME = "metrics.json"
@@ -30,6 +34,11 @@ class TrainOutput:
     labels: tuple[str, ...]
     image_size: int
     data_dir: Path | None  # the dataset it was trained on, if metrics.json says
+    # Calibration (train/calibrate.py), copied into every bundle's manifest;
+    # None: a training output from before calibration (the runtime then uses T = 1).
+    temperature: float | None = None
+    unsure_threshold: float | None = None
+    unsure_goal: float | None = None
 
     @property
     def model_path(self) -> Path:
@@ -88,12 +97,44 @@ def read_train_output(train_dir: str | Path) -> TrainOutput:
             f"{metrics_path}: `image_size` must be an int >= 1. Received: image_size={image_size!r}"
         )
     data_dir = metrics.get("data_dir")
+    temperature = _optional_number(metrics, "temperature", metrics_path, low=0.0, open_low=True)
+    if temperature is None:
+        log.warning(
+            "%s has no `temperature` (trained before calibration): the bundles get none, and "
+            "the runtime will use uncalibrated scores (T = 1) with no unsure threshold.",
+            metrics_path,
+        )
     return TrainOutput(
         directory=directory,
         labels=tuple(labels),
         image_size=image_size,
         data_dir=Path(data_dir).expanduser() if isinstance(data_dir, str) and data_dir else None,
+        temperature=temperature,
+        unsure_threshold=_optional_number(metrics, "unsure_threshold", metrics_path, high=1.0),
+        unsure_goal=_optional_number(metrics, "unsure_goal", metrics_path, high=1.0),
     )
+
+
+def _optional_number(
+    metrics: dict[str, Any],
+    key: str,
+    path: Path,
+    *,
+    low: float = 0.0,
+    high: float = math.inf,
+    open_low: bool = False,
+) -> float | None:
+    """metrics[key] as a finite float in [low, high] ((low, high] when open_low); None if absent."""
+    value = metrics.get(key)
+    if value is None:
+        return None
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < low or value > high or (open_low and value == low):
+        rule = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+        raise ConvertError(
+            f"{path}: `{key}` must be a number in {rule} or null. Received: {key}={value!r}"
+        )
+    return float(value)
 
 
 def source_sha256(train: TrainOutput) -> str:

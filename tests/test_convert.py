@@ -32,6 +32,8 @@ from convert.__main__ import main
 from inference import Classifier, preprocess_file, read_bundle, sha256_file
 from tests.conftest import LABELS, REPO, TINY_SIZE, build_tiny_keras_model, make_dataset, make_image
 
+CALIBRATION = {"temperature": 0.5, "unsure_threshold": 0.3, "unsure_goal": 0.97}
+
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -52,7 +54,12 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     train_dir = root / "train"
     train_dir.mkdir()
     model.save(train_dir / "model.keras")
-    metrics = {"labels": list(LABELS), "image_size": TINY_SIZE, "data_dir": str(data)}
+    metrics = {
+        "labels": list(LABELS),
+        "image_size": TINY_SIZE,
+        "data_dir": str(data),
+        **CALIBRATION,  # as train/calibrate.py writes them
+    }
     (train_dir / "metrics.json").write_text(json.dumps(metrics))
     out = root / "bundles"
     # calibration_dir=None: int8 calibrates on metrics.json's data_dir/train.
@@ -95,6 +102,7 @@ def test_every_variant_is_a_valid_bundle(tiny_run: dict[str, Path], variant: str
     )
     assert manifest["model_sha256"] == sha256_file(bundle_dir / "model.tflite")
     assert manifest["source_model_sha256"] == sha256_file(tiny_run["train"] / "model.keras")
+    assert {k: manifest[k] for k in CALIBRATION} == CALIBRATION  # copied from metrics.json
     assert manifest["converter"]["tensorflow"] == tf.__version__
     created = datetime.fromisoformat(manifest["created_at"])
     assert created.utcoffset() is not None and created.utcoffset().total_seconds() == 0
@@ -214,6 +222,22 @@ BAD_INPUTS: list[tuple[str, Any, list[str], str]] = [
         "none found in",
     ),
     ("bad-threshold", None, ["--min-agreement", "float17=5"], "expected VARIANT=NUMBER"),
+    (
+        "metrics-bad-temperature",
+        lambda t: (t / "metrics.json").write_text(
+            json.dumps({"labels": list(LABELS), "image_size": 71, "temperature": -1})
+        ),
+        [],
+        "`temperature` must be a number in (0, inf] or null. Received: temperature=-1",
+    ),
+    (
+        "metrics-bad-unsure-threshold",
+        lambda t: (t / "metrics.json").write_text(
+            json.dumps({"labels": list(LABELS), "image_size": 71, "unsure_threshold": "0.9"})
+        ),
+        [],
+        "`unsure_threshold` must be a number in [0, 1] or null",
+    ),
 ]
 
 
@@ -386,6 +410,28 @@ def test_check_passes_float32_and_writes_reports(tiny_run: dict[str, Path]) -> N
     table = (tiny_run["out"] / "report.md").read_text()
     assert table == report_to_markdown(report)
     assert "| float32 | ai-edge-litert" in table and "| float32 | tensorflow" in table
+    # calibrated answers: the Keras model's, computed here independently
+    import keras
+
+    model = keras.models.load_model(tiny_run["train"] / "model.keras", compile=False)
+    images = sorted((tiny_run["data"] / "test").rglob("*.jpg"))
+    z = model.predict(
+        np.stack([preprocess_file(p, image_size=TINY_SIZE) for p in images]), verbose=0
+    )
+    z = z.astype(np.float64) / CALIBRATION["temperature"]
+    scores = np.exp(z - z.max(axis=1, keepdims=True))
+    scores /= scores.sum(axis=1, keepdims=True)
+    unsure = scores.max(axis=1) < CALIBRATION["unsure_threshold"]
+    assert 0 < unsure.sum() < len(images)  # the threshold splits this set: a real check
+    assert report.temperature == CALIBRATION["temperature"]
+    assert report.keras_unsure_pct == pytest.approx(100 * unsure.mean())
+    assert result.unsure_pct == pytest.approx(100 * unsure.mean())  # float32 = Keras
+    assert result.decision_changes == 0 and result.max_abs_score_diff < 1e-4
+    assert saved["keras_unsure_pct"] == report.keras_unsure_pct
+    assert saved["variants"][0]["decision_changes"] == 0
+    assert (
+        "Scores: softmax(logits / 0.500)" in table and "Unsure below a top score of 0.300" in table
+    )
 
 
 def test_check_cli_exits_1_when_a_threshold_is_missed(
