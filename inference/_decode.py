@@ -8,9 +8,10 @@ Steps (README "Real-world inputs"):
 1. Sniff the format from the bytes (`inference._sniff`): JPEG, PNG, GIF, WebP,
    BMP, and AVIF / HEIC where this installation decodes them; anything else is
    `UNSUPPORTED_FORMAT` with a message naming it.
-2. JPEG and PNG: walk the structure (`inference._prescan`), leave metadata
-   out, read the size from the header and count JPEG scans, so that pixel
-   bombs and scan bombs are refused before any decoding.
+2. JPEG, PNG and GIF: walk the structure (`inference._prescan`), leave
+   metadata out, read the size from the header, count JPEG scans and bound
+   the segments, chunks and blocks, so that pixel bombs, scan bombs and
+   chunk floods are refused before any decoding.
 3. Pillow opens the rest (header only) and the pixel cap is checked again.
 4. Decode the first frame, apply the EXIF orientation when it can be read
    (broken metadata is ignored, never an error), convert to RGB.
@@ -45,7 +46,7 @@ from inference._errors import (
     ImageTooLargeError,
     InferenceError,
 )
-from inference._prescan import Prescan, prescan_jpeg, prescan_png
+from inference._prescan import Prescan, prescan_gif, prescan_jpeg, prescan_png
 from inference._sniff import accepted_formats, register_heif, sniff_format
 
 # 50 MP: a 12 MP phone photo fits four times over; a 100000x100000 "bomb" does not.
@@ -150,6 +151,8 @@ def _prescan(data: bytes, *, fmt: str) -> Prescan:
         return prescan_jpeg(data)
     if fmt == "PNG":
         return prescan_png(data)
+    if fmt == "GIF":
+        return prescan_gif(data)
     return Prescan(data, None)
 
 

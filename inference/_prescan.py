@@ -1,4 +1,4 @@
-"""Walk a JPEG's or PNG's structure before Pillow decodes it; keep only what pixels need.
+"""Walk a JPEG's, PNG's or GIF's structure before Pillow decodes it; keep what pixels need.
 
 The model never uses metadata, so metadata must never cost a classification or
 unbounded time. Pillow refuses some files every browser shows because of
@@ -25,11 +25,19 @@ PNG (ISO/IEC 15948): chunks are walked by their lengths. Kept: IHDR, PLTE,
     else, and anything after IEND. Ancillary chunks are not CRC-checked, as
     libpng discards a bad one with a warning.
 
-Truncation inside the pixel data stays an error (a file cut in the middle).
+GIF (GIF89a spec): the blocks before the first image are walked, only to
+    bound them; Pillow gets the data unchanged.
+
+Each walk is a Python loop, so each is capped (MAX_JPEG_SEGMENTS,
+MAX_PNG_CHUNKS, MAX_GIF_BLOCKS, far above what encoders write): a 10 MB file
+of tiny segments, chunks or sub-blocks is refused in milliseconds instead of
+costing seconds. Truncation inside the pixel data stays an error (a file cut
+in the middle).
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -52,6 +60,12 @@ class Prescan:
 _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # DHT, JPG, DAC are not frames
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7 (T.81 Table B.1)
 _SOS, _EOI, _COM, _APP0, _APP1, _APP14 = 0xDA, 0xD9, 0xFE, 0xE0, 0xE1, 0xEE
+_FILL = re.compile(rb"\xff+")
+# Segments (and stray markers) before the first scan. A camera JPEG has under
+# 20; an ICC profile split over the most APP2 chunks ICC.1 allows is 255. Each
+# costs a Python step here and in Pillow, so a file of a million 4-byte
+# segments would cost seconds: refused past this.
+MAX_JPEG_SEGMENTS = 1000
 
 
 def prescan_jpeg(data: bytes) -> Prescan:
@@ -65,13 +79,12 @@ def prescan_jpeg(data: bytes) -> Prescan:
     have_exif = False
     pos = 2
     n = len(data)
-    while True:
+    for _ in range(MAX_JPEG_SEGMENTS):
         # libjpeg skips junk before a marker with a warning; so do we.
         pos = data.find(b"\xff", pos)
         if pos < 0 or pos + 1 >= n:
             raise CorruptImageError("JPEG data ends before its image data (file cut short).")
-        while pos < n and data[pos] == 0xFF:  # fill bytes (T.81 B.1.1.2)
-            pos += 1
+        pos = _FILL.match(data, pos).end()  # type: ignore[union-attr]  # fill bytes, T.81 B.1.1.2
         if pos >= n:
             raise CorruptImageError("JPEG data ends before its image data (file cut short).")
         marker = data[pos]
@@ -99,6 +112,9 @@ def prescan_jpeg(data: bytes) -> Prescan:
             have_exif = have_exif or marker == _APP1
             out.append(data[pos - 2 : end])
         pos = end
+    raise CorruptImageError(
+        f"JPEG has over {MAX_JPEG_SEGMENTS} header segments before its image data."
+    )
 
 
 def _keep_jpeg_segment(marker: int, payload: bytes, have_exif: bool) -> bool:
@@ -128,6 +144,10 @@ def _jpeg_scans(data: bytes, sos: int, out: list[bytes], size: tuple[int, int] |
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_KEEP = frozenset({b"IHDR", b"PLTE", b"tRNS"})
 _MAX_CHUNK = 2**31 - 1  # PNG spec 5.3: lengths are at most 2^31 - 1
+# Encoders write IDAT in 8-64 kB chunks (libpng: 8 kB), so a 10 MB photo has
+# about 1,300; each chunk is a Python step (~2.5 us here), so a file of a
+# million tiny chunks would cost seconds: refused past this.
+MAX_PNG_CHUNKS = 50_000
 
 
 def prescan_png(data: bytes) -> Prescan:
@@ -143,7 +163,11 @@ def prescan_png(data: bytes) -> Prescan:
     idat_at: int | None = None
     size: tuple[int, int] | None = None
     have_exif = False
+    chunks = 0
     while pos + 8 <= n:
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise CorruptImageError(f"PNG has over {MAX_PNG_CHUNKS} chunks.")
         length = int.from_bytes(data[pos : pos + 4], "big")
         kind = data[pos + 4 : pos + 8]
         body_end = pos + 8 + length
@@ -187,3 +211,45 @@ def _check_crc(data: bytes, pos: int, length: int) -> None:
 def _chunk(kind: bytes, body: bytes) -> bytes:
     crc = zlib.crc32(kind + body)
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+
+# ---------------------------------------------------------------------------
+# GIF
+
+# Blocks before the first image (extensions and their sub-blocks of at most
+# 255 bytes): a comment of 64 kB is 257. Pillow walks them one Python step
+# each; a file of millions of 1-byte sub-blocks would cost seconds.
+MAX_GIF_BLOCKS = 10_000
+
+
+def prescan_gif(data: bytes) -> Prescan:
+    """-> the GIF unchanged and its logical screen size, once the blocks before
+    the first image are walked (GIF89a spec, sections 17-24).
+
+    Raises CorruptImageError for data cut short before the first image, no
+    image, or more than MAX_GIF_BLOCKS blocks before it.
+    """
+    n = len(data)
+    if n < 13:
+        raise CorruptImageError("GIF data is cut short inside its header.")
+    width, height, flags = struct.unpack("<HHB", data[6:11])
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # global colour table
+    in_extension = False
+    for _ in range(MAX_GIF_BLOCKS):
+        if pos >= n:
+            raise CorruptImageError("GIF data ends before its first image (file cut short).")
+        if in_extension:  # a sub-block: its size byte, then that many bytes; 0 ends it
+            size = data[pos]
+            pos += 1 + size
+            in_extension = size != 0
+            continue
+        kind = data[pos]
+        if kind == 0x2C:  # image descriptor
+            return Prescan(data, (width, height))
+        if kind == 0x3B:  # trailer
+            raise CorruptImageError("GIF data has no image.")
+        # An extension (introducer 0x21 + label) opens sub-blocks; any other
+        # byte is skipped, as Pillow does.
+        in_extension = kind == 0x21
+        pos += 2 if in_extension else 1
+    raise CorruptImageError(f"GIF has over {MAX_GIF_BLOCKS} blocks before its first image.")

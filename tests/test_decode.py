@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -208,3 +209,39 @@ def test_missing_phone_formats_say_what_to_do(
 def test_unsupported_formats_are_named(data: bytes, word: str) -> None:
     with pytest.raises(UnsupportedFormatError, match=word):
         decode_image(data)
+
+
+def _jpeg_with_segments(n: int) -> bytes:
+    from tests.images.corpus import jpeg, pixels, with_segments
+
+    return with_segments(jpeg(pixels()), [(0xE3, b"")] * n)
+
+
+def _png_with_chunks(n: int) -> bytes:
+    from tests.images.corpus import chunk, pixels, png, png_with
+
+    return png_with(png(pixels()), [chunk(b"tEXt", b"")] * n)
+
+
+def _gif_with_blocks(n: int) -> bytes:
+    from tests.images.corpus import gif_one_frame
+
+    gif = gif_one_frame()
+    at = gif.index(b"\x2c", 13)
+    return gif[:at] + b"\x21\xfe" + b"\x01a" * n + b"\x00" + gif[at:]
+
+
+@pytest.mark.parametrize(
+    ("make", "ok_n", "bad_n", "words"),
+    [
+        (_jpeg_with_segments, 500, 2000, "header segments"),
+        (_png_with_chunks, 1000, 60_000, "chunks"),
+        (_gif_with_blocks, 1000, 20_000, "blocks"),
+    ],
+)
+def test_structure_floods_are_refused_before_decoding(
+    make: Any, ok_n: int, bad_n: int, words: str
+) -> None:
+    assert decode_image(make(ok_n)).size == (40, 24)
+    with pytest.raises(CorruptImageError, match=words):
+        decode_image(make(bad_n))

@@ -296,11 +296,27 @@ def build_heavy() -> dict[str, bytes]:
         ),
         "bmp_rle8_7000x7000.bmp": _bmp_rle8(side, side),
     }
+    cap = 10 * 1024 * 1024  # the default byte cap (FETCH_MAX_BYTES)
+    small_jpeg, small_png, small_gif = jpeg(pixels()), png(pixels()), gif_one_frame()
+    n_segments = (cap - len(small_jpeg)) // 4
+    out["jpeg_10mb_of_empty_segments.jpg"] = with_segments(small_jpeg, [(0xE3, b"")] * n_segments)
+    n_chunks = (cap - len(small_png)) // 12
+    out["png_10mb_of_empty_chunks.png"] = png_with(small_png, [chunk(b"tEXt", b"")] * n_chunks)
+    i = small_gif.index(b"\x2c", 13)
+    flood = b"\x21\xfe" + b"\x01a" * ((cap - len(small_gif)) // 2) + b"\x00"
+    out["gif_10mb_of_1_byte_blocks.gif"] = small_gif[:i] + flood + small_gif[i:]
+    out["jpeg_10mb_of_fill_bytes.jpg"] = small_jpeg[:2] + b"\xff" * cap + small_jpeg[2:]
     frames = [Image.new("RGB", (8, 8), (i % 256, 0, 0)) for i in range(20_000)]
     buf = io.BytesIO()
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
     out["gif_20000_frames.gif"] = buf.getvalue()
     return out
+
+
+def gif_one_frame() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels()).convert("P").save(buf, format="GIF")
+    return buf.getvalue()
 
 
 def _bmp_rle8(width: int, height: int) -> bytes:
