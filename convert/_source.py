@@ -22,8 +22,11 @@ log = logging.getLogger("convert")
 
 KERAS_FILENAME = "model.keras"
 METRICS_FILENAME = "metrics.json"
-# What `inference.decode_image` accepts (JPEG, PNG, GIF, WebP, BMP), by file name.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
+# What `inference.decode_image` accepts (JPEG, PNG, GIF, WebP, BMP; AVIF and HEIC
+# where installed: the decoder answers for those), by file name.
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".avif", ".heic", ".heif"}
+)
 
 
 @dataclass(frozen=True)
