@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine, end to end:
-#   set up a venv -> train (150 px) -> convert (float32 + dynamic) -> classify a sample image.
+#   set up a venv -> train (the fast profile: 150 px, every accuracy lever on)
+#   -> convert (float32 + dynamic) -> classify a sample image.
 #
 #   bash demo.sh
+#
+# The fast profile is the best model this script can train from a cold feature
+# cache within its 8-minute budget on a 2-core machine (README "Accuracy
+# levers"); the production profile is `python -m train --image-size 299`.
 #
 # Data and weights: CLOTHING_DATA_DIR and XCEPTION_WEIGHTS if set; else ../shared
 # when it exists (this team's machines); else the dataset is cloned from GitHub
@@ -37,14 +42,20 @@ fi
 export CLOTHING_DATA_DIR XCEPTION_WEIGHTS="${XCEPTION_WEIGHTS:-imagenet}"
 export TF_CPP_MIN_LOG_LEVEL=2
 
-python -m train --output "$RUNS/model" --force
-# Exit code 1 means a variant missed its accuracy threshold: say so, still classify.
+python -m train --image-size 150 --output "$RUNS/model" --force
+# Ship `dynamic` (a quarter of the size, ~2x faster) when it passes its check.
+# Exit code 1 means a variant missed its agreement bar (issue 13: dynamic sits
+# near its 98% bar on some models): then ship float32 alone, whose check passes.
 rc=0
 python -m convert "$RUNS/model" --out "$RUNS/bundles" --variants float32 dynamic --force || rc=$?
+shipped=dynamic
 if [ "$rc" -eq 1 ]; then
-  echo "warning: a variant missed its threshold, see $RUNS/bundles/report.md" >&2
+  echo "warning: dynamic missed its check ($RUNS/bundles/report.md); shipping float32 instead" >&2
+  python -m convert "$RUNS/model" --out "$RUNS/bundles" --variants float32 --force
+  shipped=float32
 elif [ "$rc" -ne 0 ]; then
   exit "$rc"
 fi
+echo "shipped bundle: $RUNS/bundles/$shipped"
 sample=$(find "$CLOTHING_DATA_DIR/test/t-shirt" -name '*.jpg' | sort | head -n 1)
-python -m inference predict "$sample" --model "$RUNS/bundles/dynamic"
+python -m inference predict "$sample" --model "$RUNS/bundles/$shipped"

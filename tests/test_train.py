@@ -45,6 +45,12 @@ def tiny_config(tmp_path: Path, data: Path, **overrides: object) -> TrainConfig:
             "`fine_tune` must be in [0, 14] (Xception blocks). Received: fine_tune=15",
         ),
         ({"max_per_class": 0}, "`max_per_class` must be >= 1"),
+        ({"views": ("rotate",)}, "`views` must be a subset of"),
+        ({"views": ("flip", "flip")}, "`views` must be without repeats"),
+        ({"ensemble": 0}, "`ensemble` must be >= 1. Received: ensemble=0"),
+        ({"label_smoothing": 1.0}, "`label_smoothing` must be in [0, 1)"),
+        ({"weight_decay": -0.1}, "`weight_decay` must be >= 0. Received: weight_decay=-0.1"),
+        ({"monitor": "loss"}, "`monitor` must be one of ('val_loss', 'val_accuracy')"),
     ],
 )
 def test_config_rejects_bad_values(overrides: dict[str, object], message: str) -> None:
@@ -148,8 +154,17 @@ def test_weights_file_that_does_not_fit(tmp_path: Path) -> None:
         build_base(image_size=TINY_SIZE, base_weights=str(bogus))
 
 
-def test_train_writes_outputs_and_keeps_best_epoch(tmp_path: Path, tiny_dataset: Path) -> None:
-    config = tiny_config(tmp_path, tiny_dataset, epochs=4)
+@pytest.mark.parametrize(
+    ("monitor", "pick"),
+    [
+        ("val_accuracy", lambda h: int(np.argmax([e["val_accuracy"] for e in h]))),  # first best
+        ("val_loss", lambda h: int(np.argmin([e["val_loss"] for e in h]))),
+    ],
+)
+def test_train_writes_outputs_and_keeps_best_epoch(
+    tmp_path: Path, tiny_dataset: Path, monitor: str, pick
+) -> None:  # type: ignore[no-untyped-def]
+    config = tiny_config(tmp_path, tiny_dataset, epochs=4, monitor=monitor, ensemble=1)
     metrics = train_model(config)
     out = config.output_dir
     for name in ("model.keras", "metrics.json", "learning_curves.png", "confusion_matrix.png"):
@@ -160,15 +175,17 @@ def test_train_writes_outputs_and_keeps_best_epoch(tmp_path: Path, tiny_dataset:
     assert saved["image_size"] == TINY_SIZE
     val_curve = [e["val_accuracy"] for e in saved["history"]]
     assert len(val_curve) == 4
-    assert saved["best_epoch"] == int(np.argmax(val_curve)) + 1  # first best, as save_best_only
-    assert saved["val_accuracy"] == pytest.approx(max(val_curve))  # kept epoch, not last
+    assert saved["monitor"] == monitor
+    assert saved["best_epoch"] == pick(saved["history"]) + 1
+    # the reported validation accuracy is the kept epoch's, not the last one's
+    assert saved["val_accuracy"] == pytest.approx(val_curve[saved["best_epoch"] - 1])
     assert saved["test_accuracy"] == metrics["test_accuracy"]
     assert set(saved["test"]["per_class"]) == {"hat", "pants", "shoes"}
     assert np.asarray(saved["test"]["confusion_matrix"]).sum() == 18
 
 
 def test_full_model_matches_head_on_cached_features(tmp_path: Path, tiny_dataset: Path) -> None:
-    config = tiny_config(tmp_path, tiny_dataset, epochs=2)
+    config = tiny_config(tmp_path, tiny_dataset, epochs=2, ensemble=1)
     train_model(config)
     model = keras.models.load_model(config.output_dir / "model.keras")
     base = model.get_layer("xception")

@@ -8,6 +8,12 @@ disk; later epochs, runs and sweeps train only the head.
 Layout: CACHE_DIR/features/<key digest>/meta.json and one file per image,
 named by the sha256 of its bytes, holding float32[2048] + sha256 of those
 bytes. A file that fails its checksum is deleted and recomputed, never used.
+
+Augmentation lives in the same cache: a *view* (a deterministic flip, crop or
+rescale of the decoded photo, see `VIEWS`) is part of the key, so each view's
+features are computed once, like the plain ones, and a head trains on plain +
+view features with no base pass per epoch. The plain view's key is the one
+used before views existed, so old caches stay valid.
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from inference import InferenceError, decode_image, preprocess_image
@@ -33,6 +40,42 @@ from train.model import FEATURES
 _VECTOR_BYTES = FEATURES * 4
 _DIGEST_BYTES = 32
 
+# Central crop keeping 80% of each side: the scale of the seed's RandomZoom(0.1)
+# plus framing slack, a standard "center crop" test-time view (Krizhevsky et al.
+# 2012 used 224/256 = 0.875).
+CROP_FRACTION = 0.8
+# "small": the photo at half its resolution, as a seller's low-resolution photo.
+SMALL_FACTOR = 0.5
+
+
+def _crop(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    cw, ch = max(1, round(w * CROP_FRACTION)), max(1, round(h * CROP_FRACTION))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return img.crop((left, top, left + cw, top + ch))
+
+
+def _small(img: Image.Image) -> Image.Image:
+    w, h = img.size
+    size = (max(1, round(w * SMALL_FACTOR)), max(1, round(h * SMALL_FACTOR)))
+    return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+# view name -> transform of the decoded RGB photo, applied before preprocessing.
+VIEWS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "plain": lambda img: img,
+    "flip": ImageOps.mirror,
+    "crop": _crop,
+    "flip_crop": lambda img: ImageOps.mirror(_crop(img)),
+    "small": _small,
+}
+
+
+def check_view(view: str) -> str:
+    if view not in VIEWS:
+        raise ValueError(f"`view` must be one of {sorted(VIEWS)}. Received: view={view!r}")
+    return view
+
 
 @dataclass(frozen=True)
 class CacheKey:
@@ -41,9 +84,20 @@ class CacheKey:
     preprocessing: str = PREPROCESSING
     resize: str = RESIZE
     keras_version: str = keras.__version__
+    view: str = "plain"
+
+    def __post_init__(self) -> None:
+        check_view(self.view)
+
+    def identity(self) -> dict[str, object]:
+        """The fields that name the folder; the plain view keeps its pre-views identity."""
+        data: dict[str, object] = asdict(self)
+        if self.view == "plain":
+            del data["view"]
+        return data
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:24]
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:24]
 
 
 class FeatureCache:
@@ -55,7 +109,7 @@ class FeatureCache:
 
     def _open(self) -> None:
         meta_path = self.directory / "meta.json"
-        expected = asdict(self.key)
+        expected = self.key.identity()
         if self.directory.exists():
             try:
                 meta = json.loads(meta_path.read_text())
@@ -123,9 +177,14 @@ class Features:
     computed: int  # how many ran through the base (cache misses)
 
 
-def load_preprocessed(path: Path, *, image_size: int) -> np.ndarray:
-    """The one path from file to model input, shared with serving."""
-    return preprocess_image(decode_image(path.read_bytes()), image_size=image_size)
+def load_preprocessed(path: Path, *, image_size: int, view: str = "plain") -> np.ndarray:
+    """The one path from file to model input, shared with serving.
+
+    -> float32 (image_size, image_size, 3) in [-1, 1]; `view` transforms the
+    decoded photo first (see VIEWS). Raises InferenceError, OSError.
+    """
+    img = VIEWS[check_view(view)](decode_image(path.read_bytes()))
+    return preprocess_image(img, image_size=image_size)
 
 
 def extract_features(
@@ -137,8 +196,12 @@ def extract_features(
     desc: str = "features",
     progress: bool = True,
 ) -> Features:
-    """Cached pooled features for each path; unreadable images are skipped."""
-    size = cache.key.image_size
+    """Cached pooled features for each path, in the cache key's view.
+
+    -> Features with float32 (n_readable, 2048) vectors; unreadable images are
+    skipped and listed, never raised.
+    """
+    size, view = cache.key.image_size, cache.key.view
     vectors: list[np.ndarray | None] = [None] * len(paths)
     shas: list[str] = [""] * len(paths)
     skipped: list[Skipped] = []
@@ -157,7 +220,7 @@ def extract_features(
         batch, good = [], []
         for i in chunk:
             try:
-                batch.append(load_preprocessed(paths[i], image_size=size))
+                batch.append(load_preprocessed(paths[i], image_size=size, view=view))
                 good.append(i)
             except (InferenceError, OSError) as exc:
                 skipped.append(Skipped(paths[i], str(exc)))

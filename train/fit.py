@@ -1,6 +1,11 @@
 """Training loops: the head on cached features (fast path) or the full model
-on images (fine-tuning / augmentation). Both keep the epoch with the best
-validation accuracy, as the seed's ModelCheckpoint(save_best_only) did.
+on images (fine-tuning / augmentation).
+
+Both keep one epoch's weights, chosen on the validation split by `monitor`:
+"val_loss" (lowest cross-entropy of the averaged logits, without label
+smoothing) or "val_accuracy" (highest, first best: the seed's
+ModelCheckpoint(save_best_only)). On 341 validation images one image is 0.3
+accuracy points, so accuracy ties and jumps; the loss moves smoothly.
 """
 
 from __future__ import annotations
@@ -8,13 +13,14 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import keras
 import numpy as np
 
-from train.config import TrainConfig
+from train.config import MONITORS, TrainConfig
 from train.model import augmenter, compile_model
 
 
@@ -22,21 +28,56 @@ from train.model import augmenter, compile_model
 class History:
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0  # 1-based
+    monitor: str = "val_accuracy"
 
     @property
     def best(self) -> dict[str, float]:
         return self.epochs[self.best_epoch - 1]
 
 
-class KeepBest(keras.callbacks.Callback):  # type: ignore[misc]
-    """Remember the weights of the best-val_accuracy epoch and print a line per epoch."""
+def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> float:
+    """Mean negative log-likelihood of int targets (n,) under (n, C) logits, in nats."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-log_p[np.arange(len(targets)), targets].mean())
 
-    def __init__(self, history: History, *, verbose: bool) -> None:
+
+def validation_scores(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """-> {"val_loss": NLL in nats, "val_accuracy": share of top-1 hits}."""
+    return {
+        "val_loss": cross_entropy(logits, targets),
+        "val_accuracy": float((logits.argmax(axis=1) == targets).mean()),
+    }
+
+
+class KeepBest(keras.callbacks.Callback):  # type: ignore[misc]
+    """Score the validation split after each epoch, keep the best epoch's weights,
+    and print a line per epoch.
+
+    `predict_validation` maps the model to (n_val, C) logits (the mean over an
+    ensemble's heads); `monitor` is one of MONITORS.
+    """
+
+    def __init__(
+        self,
+        history: History,
+        *,
+        predict_validation: Callable[[keras.Model], np.ndarray],
+        targets: np.ndarray,
+        monitor: str,
+        verbose: bool,
+    ) -> None:
         super().__init__()
+        if monitor not in MONITORS:
+            raise ValueError(f"`monitor` must be one of {MONITORS}. Received: monitor={monitor!r}")
         self.history_ = history
+        self.history_.monitor = monitor
+        self.predict_validation = predict_validation
+        self.targets = targets
+        self.monitor = monitor
         self.verbose = verbose
         self.best_weights: list[np.ndarray] | None = None
-        self.best_accuracy = -math.inf
+        self.best_value = -math.inf  # of the sign-adjusted monitor: higher is better
         self.epoch_started = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -44,11 +85,13 @@ class KeepBest(keras.callbacks.Callback):  # type: ignore[misc]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = {k: float(v) for k, v in (logs or {}).items()}
+        logs.update(validation_scores(self.predict_validation(self.model), self.targets))
         logs["seconds"] = time.perf_counter() - self.epoch_started
         self.history_.epochs.append(logs)
-        improved = logs["val_accuracy"] > self.best_accuracy
+        value = -logs["val_loss"] if self.monitor == "val_loss" else logs["val_accuracy"]
+        improved = value > self.best_value
         if improved:
-            self.best_accuracy = logs["val_accuracy"]
+            self.best_value = value
             self.best_weights = self.model.get_weights()
             self.history_.best_epoch = epoch + 1
         if self.verbose:
@@ -72,22 +115,40 @@ def fit(
     model: keras.Model,
     x: Any,
     y: np.ndarray | None,
-    validation: tuple[np.ndarray, np.ndarray],
+    validation: tuple[Callable[[keras.Model], np.ndarray], np.ndarray],
     *,
     config: TrainConfig,
     n_classes: int,
 ) -> History:
-    """Compile, fit for config.epochs, restore the best epoch's weights."""
-    compile_model(model, learning_rate=config.learning_rate)
+    """Compile, fit for config.epochs, restore the kept epoch's weights.
+
+    x: (n, 2048) features with int targets y (n,), or a PyDataset (y None).
+    validation: (model -> (n_val, C) logits, int targets (n_val,)).
+    A stacked ensemble output (batch, N, C) gets its one-hot target repeated N times.
+    """
+    compile_model(
+        model,
+        learning_rate=config.learning_rate,
+        label_smoothing=config.label_smoothing,
+        weight_decay=config.weight_decay,
+    )
     history = History()
-    keep = KeepBest(history, verbose=config.verbose)
-    val_x, val_y = validation
+    predict_validation, val_y = validation
+    keep = KeepBest(
+        history,
+        predict_validation=predict_validation,
+        targets=val_y,
+        monitor=config.monitor,
+        verbose=config.verbose,
+    )
+    target = None if y is None else one_hot(y, n_classes)
+    if target is not None and len(model.output_shape) == 3:
+        target = np.repeat(target[:, None, :], model.output_shape[1], axis=1)
     model.fit(
         x,
-        None if y is None else one_hot(y, n_classes),
+        target,
         batch_size=None if y is None else config.batch_size,
         epochs=config.epochs,
-        validation_data=(val_x, one_hot(val_y, n_classes)),
         shuffle=True,
         callbacks=[keep],
         verbose=0,

@@ -4,6 +4,13 @@ image (S, S, 3) in [-1, 1]
   -> Xception(include_top=False), frozen, called with training=False
   -> GlobalAveragePooling2D            (2048 features: what the cache holds)
   -> Dense(size_inner, relu) -> Dropout(droprate) -> Dense(n_classes) logits
+
+An ensemble of N heads (`ensemble=N`, N > 1) shares the base: N such heads
+on the same pooled features, their logits averaged (`Average`), so the
+exported model still maps an image to (n_classes,) logits and convert/inference
+need no change. For training, the N heads' logits are stacked to
+(batch, N, n_classes) and each is fitted to the same one-hot target in one
+`fit` (one pass over the cached features trains all N).
 """
 
 from __future__ import annotations
@@ -84,29 +91,88 @@ def feature_extractor(base: keras.Model) -> keras.Model:
     return keras.Model(inputs, outputs, name="xception_features")
 
 
-def build_head(*, n_classes: int, size_inner: int, droprate: float) -> keras.Model:
+def _head_layer_names(ensemble: int) -> list[tuple[str, str, str]]:
+    if ensemble == 1:  # the seed recipe's layer names
+        return [("inner", "dropout", "logits")]
+    return [(f"inner_{i}", f"dropout_{i}", f"logits_{i}") for i in range(ensemble)]
+
+
+def build_head(
+    *, n_classes: int, size_inner: int, droprate: float, ensemble: int = 1
+) -> keras.Model:
+    """(batch, 2048) features -> (batch, n_classes) logits, or (batch, N, n_classes) for N > 1.
+
+    Raises ValueError for ensemble < 1.
+    """
+    if ensemble < 1:
+        raise ValueError(f"`ensemble` must be >= 1. Received: ensemble={ensemble!r}")
     inputs = keras.Input(shape=(FEATURES,), name="features")
-    x = keras.layers.Dense(size_inner, activation="relu", name="inner")(inputs)
-    x = keras.layers.Dropout(droprate, name="dropout")(x)
-    outputs = keras.layers.Dense(n_classes, name="logits")(x)
+    branches = []
+    for inner, dropout, logits in _head_layer_names(ensemble):
+        x = keras.layers.Dense(size_inner, activation="relu", name=inner)(inputs)
+        x = keras.layers.Dropout(droprate, name=dropout)(x)
+        branches.append(keras.layers.Dense(n_classes, name=logits)(x))
+    if ensemble == 1:
+        return keras.Model(inputs, branches[0], name="head")
+    stacked = [
+        keras.layers.Reshape((1, n_classes), name=f"row_{i}")(b) for i, b in enumerate(branches)
+    ]
+    outputs = keras.layers.Concatenate(axis=1, name="heads")(stacked)
     return keras.Model(inputs, outputs, name="head")
 
 
+def ensemble_size(head: keras.Model) -> int:
+    shape = head.output_shape
+    return 1 if len(shape) == 2 else int(shape[1])
+
+
+def head_logits(head: keras.Model, features: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """(n, 2048) float32 features -> (n, n_classes) float32 logits, the mean over the heads."""
+    out = np.asarray(head.predict(features, batch_size=batch_size, verbose=0), dtype=np.float32)
+    return out if out.ndim == 2 else out.mean(axis=1)
+
+
 def build_full_model(base: keras.Model, head: keras.Model) -> keras.Model:
-    """Image -> logits: the frozen base, pooling, and the head's layers (shared weights)."""
+    """Image -> logits: the frozen base, pooling, and the head's layers (shared weights).
+
+    An ensemble head's logits are averaged by an `Average` layer (built-in, so
+    model.keras loads and converts without custom objects).
+    """
     size = base.input_shape[1]
     inputs = keras.Input(shape=(size, size, 3), name="image")
     x = base(inputs, training=False)
-    x = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
-    for name in ("inner", "dropout", "logits"):
-        x = head.get_layer(name)(x)
-    return keras.Model(inputs, x, name="clothing_xception")
+    pooled = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
+    outputs = []
+    for names in _head_layer_names(ensemble_size(head)):
+        y = pooled
+        for name in names:
+            y = head.get_layer(name)(y)
+        outputs.append(y)
+    logits = outputs[0] if len(outputs) == 1 else keras.layers.Average(name="mean_logits")(outputs)
+    return keras.Model(inputs, logits, name="clothing_xception")
 
 
-def compile_model(model: keras.Model, *, learning_rate: float) -> None:
+def compile_model(
+    model: keras.Model,
+    *,
+    learning_rate: float,
+    label_smoothing: float = 0.0,
+    weight_decay: float = 0.0,
+) -> None:
+    """Adam (the seed), or AdamW when weight_decay > 0 (decoupled decay, Loshchilov &
+    Hutter 2019); cross-entropy on logits with optional label smoothing (Szegedy et
+    al. 2016). The loss and accuracy work on (batch, C) and stacked (batch, N, C) logits.
+    """
+    optimizer = (
+        keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
+        if weight_decay > 0
+        else keras.optimizers.Adam(learning_rate=learning_rate)
+    )
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+        optimizer=optimizer,
+        loss=keras.losses.CategoricalCrossentropy(
+            from_logits=True, label_smoothing=label_smoothing
+        ),
         metrics=["accuracy"],
     )
 

@@ -6,13 +6,14 @@ into place at the end, so a failed run leaves no partial model.keras.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import keras
 import numpy as np
 
 from inference import InferenceError
+from train.calibrate import CalibrationResult, calibrate_trained
 from train.config import TrainConfig
 from train.data import DataError, Dataset, Split, load_dataset
 from train.features import CacheKey, FeatureCache, Skipped, extract_features, load_preprocessed
@@ -29,10 +31,16 @@ from train.model import (
     build_full_model,
     build_head,
     feature_extractor,
+    head_logits,
     unfreeze_last_blocks,
     weights_fingerprint,
 )
-from train.report import classification_metrics, plot_confusion_matrix, plot_learning_curves
+from train.report import (
+    classification_metrics,
+    plot_calibration,
+    plot_confusion_matrix,
+    plot_learning_curves,
+)
 
 
 class OutputExistsError(ValueError):
@@ -50,6 +58,7 @@ class Trained:
     targets: dict[str, np.ndarray]
     skipped: tuple[Skipped, ...]
     timings: dict[str, float | int]
+    head: keras.Model | None = None  # features -> logits (stacked for an ensemble)
 
 
 def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) -> dict[str, Any]:
@@ -61,6 +70,7 @@ def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) 
     keras.utils.set_random_seed(config.seed)
     if features is not None:
         check_output_dir(config.output_dir, force=config.force)
+        features = add_views(features, config, views=config.views, splits=("train",))
         dataset, trained = features.dataset, train_head(features, config)
     else:
         dataset = load_dataset(
@@ -71,9 +81,12 @@ def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) 
         if config.from_images:
             trained = _from_images(dataset, base, config)
         else:
-            trained = train_head(prepare_features(dataset, base, config), config)
+            features = prepare_features(dataset, base, config)
+            trained = train_head(features, config)
+    calibration = calibrate_trained(trained, config, features)  # T, unsure threshold
     metrics = build_metrics(trained, dataset, config, seconds=time.perf_counter() - started)
-    write_outputs(trained, metrics, config)
+    metrics.update(calibration.to_json())
+    write_outputs(trained, metrics, config, calibration=calibration)
     return metrics
 
 
@@ -85,6 +98,9 @@ class CachedFeatures:
     targets: dict[str, np.ndarray]
     skipped: tuple[Skipped, ...]
     timings: dict[str, float | int]
+    # view -> split -> (n, 2048): augmented views (train.features.VIEWS), same cache
+    views: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    view_targets: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def prepare_features(
@@ -124,28 +140,82 @@ def prepare_features(
         "images_extracted": computed,
         "cache_entries_rebuilt": cache.rebuilt,
     }
-    return CachedFeatures(dataset, base, vectors, targets, tuple(skipped), timings)
+    plain = CachedFeatures(dataset, base, vectors, targets, tuple(skipped), timings)
+    return add_views(plain, config, views=config.views, splits=("train",), extractor=extractor)
+
+
+def add_views(
+    features: CachedFeatures,
+    config: TrainConfig,
+    *,
+    views: tuple[str, ...],
+    splits: tuple[str, ...],
+    extractor: keras.Model | None = None,
+) -> CachedFeatures:
+    """`features` plus each view's (n, 2048) features of `splits`, from the cache or
+    computed into it (one base pass per image and view, ever). Unreadable images
+    were already reported by the plain pass and are dropped silently here.
+    """
+    todo = [(v, s) for v in views for s in splits if s not in features.views.get(v, {})]
+    if not todo:
+        return features
+    t0 = time.perf_counter()
+    base = features.base
+    extractor = feature_extractor(base) if extractor is None else extractor
+    fingerprint = weights_fingerprint(base)
+    out = {v: dict(d) for v, d in features.views.items()}
+    out_targets = {v: dict(d) for v, d in features.view_targets.items()}
+    computed = 0
+    for view, name in todo:
+        split = features.dataset.splits[name]
+        cache = FeatureCache(config.cache_dir, CacheKey(fingerprint, config.image_size, view=view))
+        f = extract_features(
+            split.paths,
+            extractor=extractor,
+            cache=cache,
+            batch_size=config.batch_size,
+            desc=f"{name} {view} features",
+            progress=config.verbose,
+        )
+        out.setdefault(view, {})[name] = f.vectors
+        out_targets.setdefault(view, {})[name] = split.targets[f.keep]
+        computed += f.computed
+    timings = dict(features.timings)
+    timings["view_features_seconds"] = (
+        float(timings.get("view_features_seconds", 0.0)) + time.perf_counter() - t0
+    )
+    timings["view_images_extracted"] = int(timings.get("view_images_extracted", 0)) + computed
+    return dataclasses.replace(features, views=out, view_targets=out_targets, timings=timings)
 
 
 def train_head(features: CachedFeatures, config: TrainConfig) -> Trained:
     t0 = time.perf_counter()
     labels = features.dataset.labels
     x, y = features.vectors, features.targets
+    # Plain + each augmented view of the train split: the head sees every view
+    # each epoch, no base pass needed (the views are cached features).
+    train_x = np.concatenate([x["train"]] + [features.views[v]["train"] for v in config.views])
+    train_y = np.concatenate(
+        [y["train"]] + [features.view_targets[v]["train"] for v in config.views]
+    )
     # Seed here, not only at the start: whether the base was built in this call
     # (CLI) or before it (sweep, bench) must not change the head's initial weights.
     keras.utils.set_random_seed(config.seed)
-    head = build_head(n_classes=len(labels), size_inner=config.size_inner, droprate=config.droprate)
+    head = build_head(
+        n_classes=len(labels),
+        size_inner=config.size_inner,
+        droprate=config.droprate,
+        ensemble=config.ensemble,
+    )
     history = fit(
         head,
-        x["train"],
-        y["train"],
-        (x["validation"], y["validation"]),
+        train_x,
+        train_y,
+        (lambda m: head_logits(m, x["validation"]), y["validation"]),
         config=config,
         n_classes=len(labels),
     )
-    logits = {
-        name: np.asarray(head.predict(v, verbose=0)) for name, v in x.items() if name != "train"
-    }
+    logits = {name: head_logits(head, v) for name, v in x.items() if name != "train"}
     timings = {**features.timings, "train_seconds": time.perf_counter() - t0}
     evaluated = {k: v for k, v in y.items() if k != "train"}
     return Trained(
@@ -156,6 +226,7 @@ def train_head(features: CachedFeatures, config: TrainConfig) -> Trained:
         evaluated,
         features.skipped,
         timings,
+        head=head,
     )
 
 
@@ -182,11 +253,15 @@ def _from_images(dataset: Dataset, base: keras.Model, config: TrainConfig) -> Tr
     batches = AugmentedImages(
         arrays["train"], targets["train"], n_classes=len(dataset.labels), config=config
     )
+    val_x = arrays["validation"]
     history = fit(
         model,
         batches,
         None,
-        (arrays["validation"], targets["validation"]),
+        (
+            lambda m: np.asarray(m.predict(val_x, batch_size=config.batch_size, verbose=0)),
+            targets["validation"],
+        ),
         config=config,
         n_classes=len(dataset.labels),
     )
@@ -251,6 +326,7 @@ def build_metrics(
         "image_size": config.image_size,
         "val_accuracy": evaluated["validation"]["accuracy"],
         "best_epoch": trained.history.best_epoch,
+        "monitor": trained.history.monitor,
         "test_accuracy": evaluated["test"]["accuracy"] if "test" in evaluated else None,
         "validation": evaluated["validation"],
         "test": evaluated.get("test"),
@@ -277,7 +353,13 @@ def check_output_dir(output_dir: Path, *, force: bool) -> None:
         )
 
 
-def write_outputs(trained: Trained, metrics: dict[str, Any], config: TrainConfig) -> None:
+def write_outputs(
+    trained: Trained,
+    metrics: dict[str, Any],
+    config: TrainConfig,
+    *,
+    calibration: CalibrationResult | None = None,
+) -> None:
     out = config.output_dir
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
@@ -299,6 +381,8 @@ def write_outputs(trained: Trained, metrics: dict[str, Any], config: TrainConfig
             tmp / "confusion_matrix.png",
             title=f"Confusion matrix ({shown}, accuracy {metrics[shown]['accuracy']:.3f})",
         )
+        if calibration is not None:
+            plot_calibration(calibration, tmp, title=f"{config.image_size} px")
         publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

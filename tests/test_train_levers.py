@@ -1,0 +1,314 @@
+"""Fast tests of the accuracy levers: cached views, ensembles, regularization,
+the seed recipe flag, the lever/size tables and the robustness command.
+
+Tiny generated data, Xception(weights=None) at 71 px (tests/conftest.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import TINY_SIZE, make_image
+from tests.test_train import tiny_config
+from train import TrainConfig, train_model
+from train.__main__ import main
+from train.config import SEED_RECIPE, TRAIN_VIEWS
+from train.features import VIEWS, CacheKey, FeatureCache, extract_features, load_preprocessed
+from train.levers import format_levers, format_sizes, plot_levers, plot_sizes, recipes
+from train.model import build_base, build_head, compile_model, feature_extractor, head_logits
+from train.robustness import jpeg, page_upload
+
+
+def _base_and_extractor() -> tuple[keras.Model, keras.Model]:
+    keras.utils.set_random_seed(0)
+    base = build_base(image_size=TINY_SIZE, base_weights="none")
+    return base, feature_extractor(base)
+
+
+@pytest.mark.parametrize("view", [v for v in VIEWS if v != "plain"])
+def test_view_features_are_cached_once_and_differ_from_plain(
+    tmp_path: Path, tiny_dataset: Path, view: str
+) -> None:
+    _, extractor = _base_and_extractor()
+    paths = sorted((tiny_dataset / "train").rglob("*.jpg"))[:5]
+    plain_key, view_key = CacheKey("w" * 64, TINY_SIZE), CacheKey("w" * 64, TINY_SIZE, view=view)
+    assert plain_key.digest() != view_key.digest()  # the view is part of the key
+    plain = extract_features(
+        paths, extractor=extractor, cache=FeatureCache(tmp_path, plain_key), progress=False
+    )
+    first = extract_features(
+        paths, extractor=extractor, cache=FeatureCache(tmp_path, view_key), progress=False
+    )
+    again = extract_features(
+        paths, extractor=extractor, cache=FeatureCache(tmp_path, view_key), progress=False
+    )
+    assert (plain.computed, first.computed, again.computed) == (5, 5, 0)  # reused, no base pass
+    np.testing.assert_array_equal(again.vectors, first.vectors)
+    assert not np.allclose(first.vectors, plain.vectors)
+
+
+def test_plain_view_keeps_the_cache_key_of_before_views() -> None:
+    key = CacheKey("w" * 64, 150)
+    before = {k: v for k, v in asdict(key).items() if k != "view"}  # the pre-views fields
+    expected = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:24]
+    assert key.digest() == expected
+
+
+@pytest.mark.parametrize(
+    ("view", "check"),
+    [
+        ("flip", lambda plain, out: np.array_equal(out, plain[:, ::-1])),
+        ("flip_crop", lambda plain, out: out.shape == plain.shape),
+        ("crop", lambda plain, out: out.shape == plain.shape and not np.array_equal(out, plain)),
+        ("small", lambda plain, out: out.shape == plain.shape),
+    ],
+)
+def test_views_transform_the_photo(tmp_path: Path, view: str, check) -> None:  # type: ignore[no-untyped-def]
+    # A left-to-right ramp: flipping it is exact at any nearest-resize grid of even width.
+    ramp = np.tile(np.linspace(0, 255, 80, dtype=np.uint8)[None, :, None], (80, 1, 3))
+    path = tmp_path / "ramp.png"
+    Image.fromarray(ramp).save(path)
+    plain = load_preprocessed(path, image_size=80)
+    assert check(plain, load_preprocessed(path, image_size=80, view=view))
+
+
+def test_unknown_view_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="`view` must be one of"):
+        CacheKey("w" * 64, TINY_SIZE, view="rotate")
+
+
+def metrics_fingerprint(config: TrainConfig) -> str:
+    """The base fingerprint of the one plain feature folder a run made."""
+    (folder,) = [
+        p
+        for p in (config.cache_dir / "features").iterdir()
+        if "view" not in json.loads((p / "meta.json").read_text())
+    ]
+    return str(json.loads((folder / "meta.json").read_text())["base_weights_sha256"])
+
+
+def test_training_views_are_extracted_for_train_only(tmp_path: Path, tiny_dataset: Path) -> None:
+    config = tiny_config(tmp_path, tiny_dataset, epochs=1, views=("flip", "crop"), ensemble=1)
+    metrics = train_model(config)
+    # 3 classes x 6 images of train/, once per view; validation and test only plain.
+    assert metrics["timings"]["view_images_extracted"] == 2 * 18
+    assert metrics["config"]["views"] == ["flip", "crop"]
+    flip = FeatureCache(
+        config.cache_dir, CacheKey(metrics_fingerprint(config), TINY_SIZE, view="flip")
+    )
+    assert len([p for p in flip.directory.rglob("*") if p.is_file()]) == 18 + 1  # + meta.json
+
+
+@pytest.mark.parametrize("ensemble", [2, 3])
+def test_ensemble_model_logits_are_the_mean_of_its_heads(
+    tmp_path: Path, tiny_dataset: Path, ensemble: int
+) -> None:
+    config = tiny_config(tmp_path, tiny_dataset, epochs=2, ensemble=ensemble, views=())
+    train_model(config)
+    model = keras.models.load_model(config.output_dir / "model.keras")  # built-in layers only
+    paths = sorted((tiny_dataset / "test").rglob("*.jpg"))
+    images = np.stack([load_preprocessed(p, image_size=TINY_SIZE) for p in paths])
+    pooled = keras.Model(model.inputs, model.get_layer("pooled").output).predict(images, verbose=0)
+    per_head = []
+    for i in range(ensemble):
+        inner, logits = model.get_layer(f"inner_{i}"), model.get_layer(f"logits_{i}")
+        per_head.append(keras.ops.convert_to_numpy(logits(inner(pooled))))
+    assert not np.allclose(per_head[0], per_head[1])  # different heads, not copies
+    full = model.predict(images, verbose=0)
+    np.testing.assert_allclose(full, np.mean(per_head, axis=0), atol=1e-5)
+
+
+def test_head_logits_averages_a_stacked_ensemble() -> None:
+    keras.utils.set_random_seed(0)
+    head = build_head(n_classes=4, size_inner=8, droprate=0.0, ensemble=3)
+    x = np.random.default_rng(0).normal(size=(5, 2048)).astype(np.float32)
+    stacked = head.predict(x, verbose=0)
+    assert stacked.shape == (5, 3, 4)
+    np.testing.assert_allclose(head_logits(head, x), stacked.mean(axis=1), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("label_smoothing", "weight_decay", "optimizer"),
+    [(0.0, 0.0, "Adam"), (0.1, 0.004, "AdamW"), (0.2, 0.0, "Adam")],
+)
+def test_regularization_reaches_the_loss_and_optimizer(
+    label_smoothing: float, weight_decay: float, optimizer: str
+) -> None:
+    head = build_head(n_classes=3, size_inner=4, droprate=0.0)
+    compile_model(
+        head, learning_rate=1e-3, label_smoothing=label_smoothing, weight_decay=weight_decay
+    )
+    assert head.loss.get_config()["label_smoothing"] == label_smoothing
+    assert type(head.optimizer).__name__ == optimizer
+    # The smoothed loss of a perfectly confident right answer is > 0 exactly when smoothing.
+    y = np.eye(3, dtype=np.float32)[[0]]
+    confident = np.array([[50.0, 0.0, 0.0]], np.float32)
+    assert (float(head.loss(y, confident)) > 1e-3) == (label_smoothing > 0)
+
+
+def _cli(tmp_path: Path, data: Path, *extra: str) -> list[str]:
+    return [
+        "--data-dir",
+        str(data),
+        "--output",
+        str(tmp_path / "out"),
+        "--image-size",
+        "71",
+        "--base-weights",
+        "none",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--size-inner",
+        "8",
+        "--quiet",
+        "--force",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--recipe", "seed"], {**SEED_RECIPE, "views": []}),
+        (["--recipe", "seed", "--ensemble", "2"], {**SEED_RECIPE, "views": [], "ensemble": 2}),
+        (
+            ["--views", "--ensemble", "1", "--monitor", "val_accuracy"],
+            {"views": [], "ensemble": 1, "monitor": "val_accuracy", "label_smoothing": 0.1},
+        ),
+        (["--views", "small", "--ensemble", "1", "--label-smoothing", "0"], {"views": ["small"]}),
+    ],
+)
+def test_recipe_and_lever_flags_reach_the_config(
+    tmp_path: Path, tiny_dataset: Path, flags: list[str], expected: dict[str, object]
+) -> None:
+    assert main(_cli(tmp_path, tiny_dataset, *flags)) == 0
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]
+    assert {k: saved[k] for k in expected} == expected
+
+
+def test_bad_lever_flag_is_a_clean_error(tmp_path: Path, tiny_dataset: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(_cli(tmp_path, tiny_dataset, "--ensemble", "0")) == 2
+    err = capsys.readouterr().err
+    assert "`ensemble` must be >= 1. Received: ensemble=0" in err
+    assert "Traceback" not in err
+
+
+def test_lever_rows_start_at_the_seed_and_ablate_one_lever_each() -> None:
+    default = TrainConfig()
+    listed = recipes(default)
+    rows = dict(listed)
+    assert listed[0] == ("seed recipe", SEED_RECIPE)
+    (full,) = [o for n, o in listed if n.endswith("default recipe")]
+    assert {k: full[k] for k in SEED_RECIPE} == {k: getattr(default, k) for k in SEED_RECIPE}
+    ablations = [n for n in rows if n.startswith("default - ")]
+    assert ablations  # every lever that is on by default can be switched off alone
+    for name in ablations:
+        lever = name.removeprefix("default - ")
+        changed = {k for k in SEED_RECIPE if rows[name][k] != full[k]}
+        assert changed == {lever}
+        assert rows[name][lever] == SEED_RECIPE[lever]
+    assert set(rows["default + views flip_crop, small"]["views"]) == set(TRAIN_VIEWS)
+    recipes_as_sets = [json.dumps({"droprate": 0.2, **o}, sort_keys=True) for _, o in listed]
+    assert len(set(recipes_as_sets)) == len(listed)  # no recipe trained twice
+
+
+def test_lever_and_size_tables_and_plots(tmp_path: Path) -> None:
+    row = {
+        "name": "seed recipe",
+        "val_accuracy_mean": 0.81,
+        "val_accuracy_sd": 0.01,
+        "val_loss_mean": 0.6,
+        "tta_val_accuracy_mean": 0.82,
+        "best_epoch": [3, 4],
+    }
+    levers = {"image_size": 150, "seeds": [1, 2], "n_images": {"validation": 341}, "rows": [row]}
+    assert "| seed recipe | 0.8100 ± 0.0100 | 0.6000 | 0.8200 | [3, 4] |" in format_levers(levers)
+    plot_levers(levers, tmp_path / "levers.png")
+    sizes = {
+        "seeds": [1],
+        "sizes": [
+            {
+                "image_size": s,
+                "seed": row,
+                "default": row,
+                "latency_ms": ms,
+                "tta_latency_ms": 2 * ms,
+            }
+            for s, ms in ((150, 40.0), (299, 150.0))
+        ],
+    }
+    assert "| 299 | 0.8100 | 0.8100 | 0.8200 | 150.0 | 300.0 |" in format_sizes(sizes)
+    plot_sizes(sizes, tmp_path / "sizes.png")
+    for name in ("levers.png", "sizes.png"):
+        assert Image.open(tmp_path / name).size[0] > 300
+
+
+@pytest.mark.parametrize(
+    ("size", "max_side", "expected"),
+    [
+        ((1200, 900), 1000, (1000, 750)),
+        ((600, 800), 1000, (600, 800)),
+        ((500, 500), 100, (100, 100)),
+    ],
+)
+def test_page_upload_shrinks_never_enlarges(
+    tmp_path: Path, size: tuple[int, int], max_side: int, expected: tuple[int, int]
+) -> None:
+    data = make_image(tmp_path / "p.jpg", color=(200, 30, 30), size=size).read_bytes()
+    out = Image.open(io.BytesIO(page_upload(data, max_side=max_side)))
+    assert (out.format, out.size) == ("JPEG", expected)
+
+
+@pytest.mark.parametrize("quality", [10, 60, 95])
+def test_jpeg_reencoding_keeps_size_and_shrinks_with_quality(tmp_path: Path, quality: int) -> None:
+    data = make_image(tmp_path / "p.jpg", color=(30, 200, 30), size=(120, 90)).read_bytes()
+    out = jpeg(data, quality=quality)
+    assert Image.open(io.BytesIO(out)).size == (120, 90)
+    assert (len(out) < len(jpeg(data, quality=95))) == (quality < 95)
+
+
+def test_robustness_command_reports_each_variant(
+    tmp_path: Path, tiny_dataset: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    config = tiny_config(tmp_path, tiny_dataset, epochs=1, ensemble=1, views=())
+    train_model(config)
+    out = tmp_path / "robust"
+    code = main(["robustness", str(config.output_dir), "--output", str(out), "--max-drop", "100"])
+    assert code == 0
+    result = json.loads((out / "robustness.json").read_text())
+    assert list(result["variants"]) == ["original", "jpeg_q60", "page_1000px"]
+    original = result["variants"]["original"]
+    assert original["drop_points"] == 0.0 and original["images"] == 18
+    assert result["variants"]["page_1000px"]["resized_images"] == 0  # 96x80 photos
+    assert "| jpeg_q60 |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["robustness", "/nonexistent/run"], "`model_dir` must hold model.keras"),
+        (["levers", "--seeds"], "expected at least one argument"),
+    ],
+)
+def test_lever_commands_refuse_bad_input(argv: list[str], message: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse usage errors
+        code = int(exc.code or 0)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err

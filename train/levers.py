@@ -1,0 +1,329 @@
+"""Accuracy levers and input sizes, measured on the validation split only.
+
+Usage:
+    # each lever added to the seed recipe in turn, then each removed from the
+    # default recipe; mean and spread over seeds; JSON + PNG + a table
+    python -m train levers --image-size 150 --seeds 1 2 3 --output runs/levers_150
+
+    # the default recipe (and the seed recipe) at several input sizes, with
+    # the Keras latency of one image (one base pass) and of test-time flip (two)
+    python -m train sizes --sizes 150 224 299 --seeds 1 2 --output runs/sizes
+
+Every head trains on cached features (train.features): each image's plain and
+augmented-view features are computed once per size, so a lever costs a head fit
+(seconds), not a base pass. The test split is never read here: settings are
+chosen on validation, and `python -m train` reports test once per profile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import matplotlib
+import numpy as np
+
+from train.config import SEED_RECIPE, TRAIN_VIEWS, TrainConfig
+from train.data import load_dataset
+from train.fit import validation_scores
+from train.model import build_base, build_full_model, build_head, head_logits
+from train.run import CachedFeatures, add_views, prepare_features, publish, train_head
+
+matplotlib.use("Agg")  # files only, no display (CI, servers)
+import matplotlib.pyplot as plt
+
+# Cumulative steps from the seed recipe: each row adds one lever to the row above.
+STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("seed recipe", {}),
+    ("+ keep the min val-loss epoch", {"monitor": "val_loss"}),
+    ("+ label smoothing 0.1", {"label_smoothing": 0.1}),
+    ("+ AdamW weight decay 0.004", {"weight_decay": 0.004}),
+    ("+ views flip", {"views": ("flip",)}),
+    ("+ views flip, crop", {"views": ("flip", "crop")}),
+    ("+ ensemble of 5 heads", {"ensemble": 5}),
+)
+# Levers also worth a row on their own on top of the default recipe.
+EXTRAS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("default + dropout 0.5", {"droprate": 0.5}),
+    ("default + views flip_crop, small", {"views": TRAIN_VIEWS}),
+)
+# Test-time flip: the ensemble's logits averaged over the photo and its mirror.
+TTA_VIEW = "flip"
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    overrides: dict[str, Any]
+    val_accuracy: list[float]  # one per seed
+    val_loss: list[float]
+    best_epoch: list[int]
+    seconds: list[float]
+    tta_val_accuracy: list[float] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["overrides"] = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides.items()
+        }
+        data["val_accuracy_mean"] = statistics.fmean(self.val_accuracy)
+        data["val_accuracy_sd"] = _sd(self.val_accuracy)
+        data["val_loss_mean"] = statistics.fmean(self.val_loss)
+        if self.tta_val_accuracy:
+            data["tta_val_accuracy_mean"] = statistics.fmean(self.tta_val_accuracy)
+        return data
+
+
+def _sd(values: Sequence[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def recipes(default: TrainConfig) -> list[tuple[str, dict[str, Any]]]:
+    """(name, TrainConfig overrides) for every row: cumulative steps, the default
+    recipe, the default less each lever, and the extras."""
+    rows: list[tuple[str, dict[str, Any]]] = []
+    acc: dict[str, Any] = dict(SEED_RECIPE)
+    for name, change in STEPS:
+        acc = {**acc, **change}
+        rows.append((name, dict(acc)))
+    defaults = {k: getattr(default, k) for k in SEED_RECIPE}
+    defaults["droprate"] = default.droprate
+    if {**rows[-1][1], "droprate": default.droprate} == defaults:
+        rows[-1] = (f"{rows[-1][0]} = default recipe", rows[-1][1])
+    else:
+        rows.append(("default recipe", dict(defaults)))
+    for key, seed_value in SEED_RECIPE.items():
+        if defaults[key] != seed_value:
+            rows.append((f"default - {key}", {**defaults, key: seed_value}))
+    rows.extend((name, {**defaults, **change}) for name, change in EXTRAS)
+    return _unique(rows, droprate=default.droprate)
+
+
+def _unique(
+    rows: list[tuple[str, dict[str, Any]]], *, droprate: float
+) -> list[tuple[str, dict[str, Any]]]:
+    """Drop a row that trains the same recipe as an earlier one (no fit twice)."""
+    seen: list[dict[str, Any]] = []
+    kept = []
+    for name, overrides in rows:
+        full = {"droprate": droprate, **overrides}
+        if full not in seen:
+            seen.append(full)
+            kept.append((name, overrides))
+    return kept
+
+
+def measure_levers(
+    config: TrainConfig, *, seeds: Sequence[int], views: Sequence[str] = TRAIN_VIEWS
+) -> dict[str, Any]:
+    """Train every row of `recipes(config)` once per seed on cached features.
+
+    views: the augmented views to extract for the train split (each costs one
+    base pass per image, once); rows needing others are left out and listed.
+    -> {"image_size", "seeds", "rows": [Row.to_json()...], "left_out", "n_images"};
+    every row carries its test-time-flip validation accuracy too.
+    """
+    _check_seeds(seeds)
+    views = tuple(views)
+    for view in views:
+        if view not in TRAIN_VIEWS:
+            raise ValueError(f"`views` must be a subset of {TRAIN_VIEWS}. Received: views={views}")
+    wanted = recipes(config)
+    kept = [(n, o) for n, o in wanted if set(o.get("views", ())) <= set(views)]
+    left_out = [n for n, o in wanted if (n, o) not in kept]
+    dataset = load_dataset(config.data_dir, max_per_class=config.max_per_class, seed=config.seed)
+    dataset = dataclasses.replace(
+        dataset, splits={k: v for k, v in dataset.splits.items() if k != "test"}
+    )
+    base = build_base(image_size=config.image_size, base_weights=config.base_weights)
+    features = prepare_features(dataset, base, dataclasses.replace(config, views=()))
+    features = add_views(features, config, views=views, splits=("train",))
+    features = add_views(features, config, views=(TTA_VIEW,), splits=("validation",))
+    rows = [_measure(name, overrides, features, config, seeds=seeds) for name, overrides in kept]
+    return {
+        "image_size": config.image_size,
+        "seeds": list(seeds),
+        "views_extracted": list(views),
+        "left_out": left_out,
+        "n_images": {name: len(split) for name, split in dataset.splits.items()},
+        "rows": [r.to_json() for r in rows],
+    }
+
+
+def _measure(
+    name: str,
+    overrides: dict[str, Any],
+    features: CachedFeatures,
+    config: TrainConfig,
+    *,
+    seeds: Sequence[int],
+) -> Row:
+    accuracy, loss, epochs, seconds, tta = [], [], [], [], []
+    for seed in seeds:
+        run = dataclasses.replace(config, **overrides, seed=seed, verbose=False)
+        t0 = time.perf_counter()
+        trained = train_head(features, run)
+        seconds.append(time.perf_counter() - t0)
+        scores = validation_scores(trained.logits["validation"], trained.targets["validation"])
+        accuracy.append(scores["val_accuracy"])
+        loss.append(scores["val_loss"])
+        epochs.append(trained.history.best_epoch)
+        head = trained.head if trained.head is not None else trained.model
+        flipped = head_logits(head, features.views[TTA_VIEW]["validation"])
+        both = (trained.logits["validation"] + flipped) / 2
+        tta.append(
+            validation_scores(both, features.view_targets[TTA_VIEW]["validation"])["val_accuracy"]
+        )
+    row = Row(name, overrides, accuracy, loss, epochs, seconds, tta)
+    print(
+        f"{name:<40} val_acc {statistics.fmean(accuracy):.4f} ± {_sd(accuracy):.4f}  "
+        f"val_loss {statistics.fmean(loss):.4f}  tta {statistics.fmean(tta):.4f}  "
+        f"epochs {epochs}  {statistics.fmean(seconds):.1f} s/fit",
+        file=sys.stderr,
+    )
+    return row
+
+
+def measure_sizes(
+    config: TrainConfig, *, sizes: Sequence[int], seeds: Sequence[int], latency_runs: int = 20
+) -> dict[str, Any]:
+    """The seed and the default recipe at each input size, on validation, with the
+    Keras CPU latency (median ms over `latency_runs`) of one image and of two
+    (the photo and its mirror, for test-time flip)."""
+    _check_seeds(seeds)
+    dataset = load_dataset(config.data_dir, max_per_class=config.max_per_class, seed=config.seed)
+    dataset = dataclasses.replace(
+        dataset, splits={k: v for k, v in dataset.splits.items() if k != "test"}
+    )
+    results = []
+    for size in sizes:
+        run = dataclasses.replace(config, image_size=size)
+        base = build_base(image_size=size, base_weights=config.base_weights)
+        features = prepare_features(dataset, base, run)
+        features = add_views(features, run, views=(TTA_VIEW,), splits=("validation",))
+        seed_row = _measure(f"{size} px seed recipe", dict(SEED_RECIPE), features, run, seeds=seeds)
+        default_row = _measure(f"{size} px default recipe", {}, features, run, seeds=seeds)
+        one, two = _latency(base, runs=latency_runs)
+        results.append(
+            {
+                "image_size": size,
+                "seed": seed_row.to_json(),
+                "default": default_row.to_json(),
+                "latency_ms": one,
+                "tta_latency_ms": two,
+            }
+        )
+    return {"seeds": list(seeds), "sizes": results}
+
+
+def _latency(base: keras.Model, *, runs: int) -> tuple[float, float]:
+    """Median ms of the full model (base + a 10-class head) on 1 and on 2 images."""
+    size = base.input_shape[1]
+    model = build_full_model(base, build_head(n_classes=10, size_inner=100, droprate=0.2))
+    out = []
+    for batch in (1, 2):
+        x = np.zeros((batch, size, size, 3), np.float32)
+        model.predict_on_batch(x)  # trace
+        times = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            model.predict_on_batch(x)
+            times.append((time.perf_counter() - t0) * 1000)
+        out.append(statistics.median(times))
+    return out[0], out[1]
+
+
+def _check_seeds(seeds: Sequence[int]) -> None:
+    if not seeds:
+        raise ValueError(f"`seeds` must name at least one seed. Received: seeds={list(seeds)}")
+
+
+def format_levers(result: dict[str, Any]) -> str:
+    lines = [
+        f"Levers at {result['image_size']} px, validation ({result['n_images']['validation']} "
+        f"images), seeds {result['seeds']}",
+        "",
+        "| recipe | val acc (mean ± sd) | val NLL | + test-time flip | kept epochs |",
+        "|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['name']} | {r['val_accuracy_mean']:.4f} ± {r['val_accuracy_sd']:.4f} | "
+            f"{r['val_loss_mean']:.4f} | {r.get('tta_val_accuracy_mean', float('nan')):.4f} | "
+            f"{r['best_epoch']} |"
+        )
+    return "\n".join(lines)
+
+
+def format_sizes(result: dict[str, Any]) -> str:
+    lines = [
+        f"Input size, validation, seeds {result['seeds']}",
+        "",
+        "| size | seed recipe val acc | default val acc | + test-time flip | "
+        "Keras ms/image | with flip (2 passes) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in result["sizes"]:
+        lines.append(
+            f"| {s['image_size']} | {s['seed']['val_accuracy_mean']:.4f} | "
+            f"{s['default']['val_accuracy_mean']:.4f} | "
+            f"{s['default']['tta_val_accuracy_mean']:.4f} | {s['latency_ms']:.1f} | "
+            f"{s['tta_latency_ms']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_levers(result: dict[str, Any], path: Path) -> None:
+    rows = result["rows"]
+    fig, ax = plt.subplots(figsize=(9, 0.4 * len(rows) + 1.5))
+    y = np.arange(len(rows))[::-1]
+    means = [r["val_accuracy_mean"] for r in rows]
+    ax.barh(y, means, xerr=[r["val_accuracy_sd"] for r in rows], color="tab:blue", alpha=0.8)
+    ax.set_yticks(y, [r["name"] for r in rows])
+    low = min(means) - 0.03
+    ax.set_xlim(low, min(1.0, max(means) + 0.03))
+    ax.set_xlabel(f"validation accuracy (mean ± sd over seeds {result['seeds']})")
+    ax.set_title(f"Accuracy levers, {result['image_size']} px")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_sizes(result: dict[str, Any], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for key, marker in (("seed", "o"), ("default", "s")):
+        xs = [s["latency_ms"] for s in result["sizes"]]
+        ys = [s[key]["val_accuracy_mean"] for s in result["sizes"]]
+        ax.plot(xs, ys, marker=marker, label=f"{key} recipe")
+        for s, x, yv in zip(result["sizes"], xs, ys, strict=True):
+            ax.annotate(
+                f"{s['image_size']} px", (x, yv), textcoords="offset points", xytext=(5, -12)
+            )
+    ax.set_xlabel("Keras CPU latency, ms per image (median)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("Input size: accuracy against latency")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_result(result: dict[str, Any], out: Path, *, stem: str) -> None:
+    """JSON + PNG + markdown table, staged in a temp folder, then moved into place."""
+    staging = out.with_name(f".{out.name}.{stem}")
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = format_levers(result) if stem == "levers" else format_sizes(result)
+    (staging / f"{stem}.md").write_text(table + "\n")
+    (plot_levers if stem == "levers" else plot_sizes)(result, staging / f"{stem}.png")
+    publish(staging, out)
