@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from tests.conftest import make_image
+from tests.test_train import tiny_config
+from train.__main__ import main as train_main
 from train.calibrate import (
     SplitLogits,
     auroc,
@@ -20,6 +26,7 @@ from train.calibrate import (
     selective,
     softmax,
 )
+from train.run import train_model
 
 
 def _sampled(true_t: float, *, n: int = 20000, k: int = 10, seed: int = 0, scale: float = 3.0):  # type: ignore[no-untyped-def]
@@ -204,3 +211,104 @@ def test_evaluate_calibration_fits_on_validation_and_reports_test() -> None:
     assert data["unsure"]["not_sure"]["unsure_rate"] > 2 * data["unsure"]["test"]["unsure_rate"]
     assert data["unsure"]["auroc"]["max_softmax"]["test"] > 0.9
     assert set(result.curves) == {"validation", "test"}
+
+
+# -- inside `python -m train` (tiny model, generated images) --------------------------
+
+
+@pytest.mark.parametrize("with_unsure_dir", [True, False])
+def test_train_writes_calibration_fields_and_plots(
+    tmp_path: Path, tiny_dataset: Path, with_unsure_dir: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLOTHING_UNSURE_DIR", raising=False)
+    unsure_dir = tmp_path / "not-sure"
+    for i in range(4):
+        make_image(unsure_dir / f"{i}.jpg", color=(128, 128, 128), seed=50 + i)
+    config = tiny_config(tmp_path, tiny_dataset, unsure_dir=unsure_dir if with_unsure_dir else None)
+    metrics = train_model(config)
+    saved = json.loads((config.output_dir / "metrics.json").read_text())
+    assert saved["temperature"] == metrics["temperature"] > 0
+    assert 0.0 <= saved["unsure_threshold"] <= 1.0 and saved["unsure_goal"] == 0.97
+    val = saved["calibration"]["validation"]
+    # T minimises validation NLL over a range holding T = 1, so it never does worse
+    assert val["nll_after"] <= val["nll_before"] + 1e-9
+    assert saved["unsure"]["test"]["n"] == metrics["n_images"]["test"]
+    for name in ("reliability_diagram.png", "risk_coverage.png"):
+        assert (config.output_dir / name).stat().st_size > 1000
+    if with_unsure_dir:
+        assert saved["unsure"]["not_sure"]["n"] == 4
+        assert set(saved["unsure"]["auroc"]) >= {"max_softmax", "energy", "mahalanobis"}
+    else:
+        assert "not_sure" not in saved["unsure"] and "auroc" not in saved["unsure"]
+
+
+def test_train_refuses_an_empty_unsure_dir_and_writes_nothing(
+    tmp_path: Path, tiny_dataset: Path
+) -> None:
+    (tmp_path / "empty").mkdir()
+    config = tiny_config(tmp_path, tiny_dataset, unsure_dir=tmp_path / "empty", epochs=1)
+    with pytest.raises(ValueError, match="`unsure_dir` must hold images"):
+        train_model(config)
+    assert not config.output_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--unsure-goal", "1.5"], "`unsure_goal` must be in (0, 1). Received: unsure_goal=1.5"),
+        (
+            ["--unsure-dir", "/nonexistent/x"],
+            "`unsure_dir` must be a folder. Received: unsure_dir=",
+        ),
+    ],
+)
+def test_train_cli_unsure_errors_exit_2(
+    tmp_path: Path,
+    tiny_dataset: Path,
+    argv: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["--data-dir", str(tiny_dataset), "--base-weights", "none", "--image-size", "71"]
+    base += ["--epochs", "1", "--cache-dir", str(tmp_path / "c"), "--output", str(tmp_path / "o")]
+    assert train_main([*base, "--quiet", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_calibrate_command_recomputes_the_same_calibration(
+    tmp_path: Path, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m train calibrate RUN` (images through model.keras) agrees with
+    what training computed (cached features through the head)."""
+    monkeypatch.delenv("CLOTHING_UNSURE_DIR", raising=False)
+    unsure_dir = tmp_path / "not-sure"
+    for i in range(3):
+        make_image(unsure_dir / f"{i}.jpg", color=(128, 128, 128), seed=70 + i)
+    config = tiny_config(tmp_path, tiny_dataset, unsure_dir=unsure_dir, epochs=2)
+    trained = train_model(config)
+    metrics_path = config.output_dir / "metrics.json"
+    stripped = {k: v for k, v in trained.items() if k not in ("temperature", "calibration")}
+    metrics_path.write_text(json.dumps(stripped))  # as a run from before calibration
+    (config.output_dir / "risk_coverage.png").unlink()
+    argv = ["calibrate", str(config.output_dir), "--unsure-dir", str(unsure_dir), "--quiet"]
+    assert train_main(argv) == 0
+    again = json.loads(metrics_path.read_text())
+    assert again["temperature"] == pytest.approx(trained["temperature"], rel=1e-3)
+    assert again["unsure_threshold"] == pytest.approx(trained["unsure_threshold"], rel=1e-3)
+    assert again["unsure"]["not_sure"]["n"] == 3
+    assert again["val_accuracy"] == trained["val_accuracy"]  # the rest is kept
+    assert (config.output_dir / "risk_coverage.png").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["calibrate", "/nonexistent"], "`model_dir` must hold a `python -m train` metrics.json"),
+        (["calibrate", ".", "--unsure-goal", "1"], "`unsure_goal` must be in (0, 1)"),
+    ],
+)
+def test_calibrate_command_errors_exit_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert train_main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -30,18 +30,26 @@ integer class targets (shape (n,)). Sources:
 
 from __future__ import annotations
 
+import argparse
+import json
 import math
 import os
-from collections.abc import Mapping
+import sys
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from inference import InferenceError
 from train.features import load_preprocessed
+
+if TYPE_CHECKING:  # run.py imports this module: types only
+    from train.config import TrainConfig
+    from train.run import CachedFeatures, Trained
 
 _IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
 
@@ -210,13 +218,20 @@ def mahalanobis_score(
     x = np.asarray(train_features, dtype=np.float64)
     y = np.asarray(train_targets)
     classes = np.unique(y)
-    means = np.stack([x[y == c].mean(axis=0) for c in classes])
+    means = np.stack([x[y == c].mean(axis=0) for c in classes])  # (C, d)
     centered = x - means[np.searchsorted(classes, y)]
     cov = centered.T @ centered / len(x)
     cov += shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))
     precision = np.linalg.inv(cov)
     f = np.asarray(features, dtype=np.float64)
-    dist = np.stack([np.einsum("ij,jk,ik->i", f - mu, precision, f - mu) for mu in means], axis=1)
+    # (f - mu)' P (f - mu) = f'Pf - 2 mu'Pf + mu'P mu: one (m, d) x (d, d) product
+    # for all classes instead of one per class.
+    pf = f @ precision
+    dist = (
+        (pf * f).sum(axis=1)[:, None]
+        - 2.0 * pf @ means.T
+        + np.einsum("cd,de,ce->c", means, precision, means)[None, :]
+    )
     return -dist.min(axis=1)  # type: ignore[no-any-return]
 
 
@@ -424,7 +439,7 @@ def evaluate_calibration(
         ok = s.logits.argmax(axis=1) == s.targets
         unsure[name] = selective(conf, ok, threshold=threshold).to_json()
         curves[name] = risk_coverage(conf, ok)
-    if not_sure_conf is not None:
+    if not_sure is not None and not_sure_conf is not None:
         rate = float(np.mean(not_sure_conf < threshold))
         reference = unsure["test" if test is not None else "validation"]["unsure_rate"]
         unsure["not_sure"] = {
@@ -433,6 +448,11 @@ def evaluate_calibration(
             "ratio_to_test_unsure_rate": rate / reference if reference else None,
         }
         unsure["auroc"] = _auroc_table(splits, not_sure, t, mahalanobis)
+        # Which score separates best where choosing is allowed (validation vs the
+        # out-of-class photos). The runtime keeps max_softmax, a probability whose
+        # threshold reads 0..1, unless a deployable score beats it clearly here.
+        by_val = {k: v["validation"] for k, v in unsure["auroc"].items()}
+        unsure["best_score_on_validation"] = max(by_val, key=lambda k: by_val[k])
     return CalibrationResult(
         temperature=t,
         threshold=threshold,
@@ -518,42 +538,306 @@ def default_unsure_dir(data_dir: Path) -> Path | None:
     return beside if beside.is_dir() else None
 
 
+@dataclass(frozen=True)
+class OutOfClass:
+    """The out-of-class photos through the trained model."""
+
+    logits: np.ndarray  # (m, k)
+    features: np.ndarray | None  # (m, 2048) pooled base features, when computed
+    n_skipped: int  # unreadable files
+
+
 def out_of_class_outputs(
-    model: keras.Model, directory: Path, *, image_size: int, batch_size: int = 32
-) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Logits (m, k) and pooled features (m, 2048, or None) of the images in
-    `directory` through the trained image -> logits model; unreadable files are
-    skipped and counted (third value). Raises ValueError when there are none."""
+    directory: Path,
+    *,
+    model: keras.Model,
+    image_size: int,
+    head: keras.Model | None = None,
+    base: keras.Model | None = None,
+    cache_dir: Path | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> OutOfClass:
+    """Logits of every image under `directory`; raise ValueError when there is none.
+
+    With the head, the base and a cache folder, the pooled features come from
+    (and go to) the feature cache, so a second run costs no base pass;
+    otherwise `model` (image -> logits) runs on the images.
+    """
+    from train.features import CacheKey, FeatureCache, extract_features
+    from train.model import feature_extractor, head_logits, weights_fingerprint
+
     paths = sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not paths:
         raise ValueError(
-            f"`unsure_dir` must hold images (jpg, png, webp, gif, bmp). "
+            "`unsure_dir` must hold images (jpg, png, webp, gif, bmp). "
             f"Received: unsure_dir={str(directory)!r} (none found)"
         )
-    try:  # one pass for both when the model has the product's "pooled" layer
-        outputs = [model.get_layer("pooled").output, model.outputs[0]]
-        probe = keras.Model(model.inputs, outputs)
-    except ValueError:
-        probe = None
-    logits, pooled, skipped = [], [], 0
-    for start in range(0, len(paths), batch_size):
-        batch = []
-        for path in paths[start : start + batch_size]:
-            try:
-                batch.append(load_preprocessed(path, image_size=image_size))
-            except (InferenceError, OSError):
-                skipped += 1
-        if not batch:
-            continue
-        x = np.stack(batch)
-        if probe is not None:
-            f, z = probe.predict_on_batch(x)
-            pooled.append(np.asarray(f))
-        else:
-            z = model.predict_on_batch(x)
-        logits.append(np.asarray(z))
-    if not logits:
+    if head is not None and base is not None and cache_dir is not None:
+        cache = FeatureCache(cache_dir, CacheKey(weights_fingerprint(base), image_size))
+        f = extract_features(
+            paths,
+            extractor=feature_extractor(base),
+            cache=cache,
+            batch_size=batch_size,
+            desc="out-of-class features",
+            progress=progress,
+        )
+        if not len(f.vectors):
+            raise ValueError(
+                f"`unsure_dir` has no readable images. Received: unsure_dir={str(directory)!r}"
+            )
+        return OutOfClass(head_logits(head, f.vectors), f.vectors, len(f.skipped))
+    batches, skipped = [], 0
+    for path in paths:
+        try:
+            batches.append(load_preprocessed(path, image_size=image_size))
+        except (InferenceError, OSError):
+            skipped += 1
+    if not batches:
         raise ValueError(
             f"`unsure_dir` has no readable images. Received: unsure_dir={str(directory)!r}"
         )
-    return np.concatenate(logits), (np.concatenate(pooled) if pooled else None), skipped
+    logits = np.asarray(model.predict(np.stack(batches), batch_size=batch_size, verbose=0))
+    return OutOfClass(logits, None, skipped)
+
+
+def calibrate_run(
+    logits: Mapping[str, np.ndarray],
+    targets: Mapping[str, np.ndarray],
+    *,
+    goal: float = DEFAULT_GOAL,
+    out_of_class: OutOfClass | None = None,
+    train_features: tuple[np.ndarray, np.ndarray] | None = None,
+    features: Mapping[str, np.ndarray] | None = None,
+) -> CalibrationResult:
+    """`evaluate_calibration` on a run's per-split logits and targets ("validation",
+    optional "test"), with the out-of-class photos when given, and the
+    Mahalanobis comparison when the pooled features of the train split
+    (features, targets), of each split and of the photos are all there."""
+    mahalanobis = None
+    if (
+        out_of_class is not None
+        and out_of_class.features is not None
+        and train_features is not None
+        and features is not None
+    ):
+        x, y = train_features
+        scored = {**features, "not_sure": out_of_class.features}
+        mahalanobis = {name: mahalanobis_score(x, y, f) for name, f in scored.items()}
+    test = SplitLogits(logits["test"], targets["test"]) if "test" in logits else None
+    result = evaluate_calibration(
+        validation=SplitLogits(logits["validation"], targets["validation"]),
+        test=test,
+        not_sure=None if out_of_class is None else out_of_class.logits,
+        goal=goal,
+        mahalanobis=mahalanobis,
+    )
+    if out_of_class is not None and "not_sure" in result.unsure:
+        result.unsure["not_sure"]["n_skipped"] = out_of_class.n_skipped
+    return result
+
+
+def calibrate_trained(
+    trained: Trained, config: TrainConfig, cached: CachedFeatures | None = None
+) -> CalibrationResult:
+    """What `python -m train` calls after training: T, the threshold and their figures.
+
+    `cached`: the run's features (feature path), for the feature cache and the
+    Mahalanobis comparison; None when the model was trained from images.
+    """
+    start = time.perf_counter()
+    unsure_dir = config.unsure_dir or default_unsure_dir(config.data_dir)
+    out_of_class = None
+    if unsure_dir is not None:
+        out_of_class = out_of_class_outputs(
+            unsure_dir,
+            model=trained.model,
+            image_size=config.image_size,
+            head=trained.head,
+            base=None if cached is None else cached.base,
+            cache_dir=config.cache_dir,
+            batch_size=config.batch_size,
+            progress=config.verbose,
+        )
+    train_features = features = None
+    if cached is not None:
+        train_features = (cached.vectors["train"], cached.targets["train"])
+        features = {k: v for k, v in cached.vectors.items() if k != "train"}
+    result = calibrate_run(
+        trained.logits,
+        trained.targets,
+        goal=config.unsure_goal,
+        out_of_class=out_of_class,
+        train_features=train_features,
+        features=features,
+    )
+    result.calibration["seconds"] = time.perf_counter() - start
+    if unsure_dir is not None and "not_sure" in result.unsure:
+        result.unsure["not_sure"]["dir"] = str(unsure_dir)
+    return result
+
+
+def format_unsure(metrics: Mapping[str, Any]) -> str:
+    """Two lines for the CLI: calibration before/after and the unsure figures."""
+    cal, unsure = metrics["calibration"], metrics["unsure"]
+    shown = "test" if "test" in cal else "validation"
+    c = cal[shown]
+    lines = [
+        f"calibration: T {metrics['temperature']:.3f}; {shown} ECE {c['ece_before']:.3f} -> "
+        f"{c['ece_after']:.3f}, NLL {c['nll_before']:.3f} -> {c['nll_after']:.3f}"
+    ]
+    u = unsure[shown]
+    answered = "n/a" if u["answered_accuracy"] is None else f"{u['answered_accuracy']:.1%}"
+    line = (
+        f"unsure below {unsure['threshold']:.3f} (goal {unsure['goal']:.0%} on validation"
+        f"{'' if unsure['goal_met_on_validation'] else ', NOT met'}); {shown}: "
+        f"{u['coverage']:.1%} answered, {answered} of them right"
+    )
+    if "not_sure" in unsure:
+        ns = unsure["not_sure"]
+        ratio = ns["ratio_to_test_unsure_rate"]
+        line += (
+            f"; out-of-class photos {ns['unsure_rate']:.1%} unsure"
+            + ("" if ratio is None else f" ({ratio:.2f}x {shown}'s)")
+            + f", AUROC {unsure['auroc']['max_softmax'][shown]:.3f}"
+        )
+    return "\n".join([*lines, line])
+
+
+# ---------------------------------------------------------------------------
+# `python -m train calibrate RUN_DIR`: calibrate a training output after the fact
+
+
+def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model_dir", type=Path, help="a `python -m train` output folder")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="default: the one in metrics.json"
+    )
+    parser.add_argument(
+        "--unsure-goal", type=float, default=DEFAULT_GOAL, help="default %(default)s"
+    )
+    parser.add_argument(
+        "--unsure-dir",
+        type=Path,
+        default=None,
+        help="out-of-class photos (env CLOTHING_UNSURE_DIR; default "
+        "clothing-dataset-extra/not-sure beside the data, if there)",
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """CLI body: fit T and the threshold for an existing run; rewrite its metrics.json
+    (atomically) and write its two plots. Errors raise ValueError/OSError (exit 2)."""
+    metrics = recalibrate(
+        args.model_dir,
+        data_dir=args.data_dir,
+        unsure_dir=args.unsure_dir,
+        goal=args.unsure_goal,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    print(format_unsure(metrics))
+    print(
+        f"wrote {args.model_dir}/metrics.json (temperature, unsure_threshold, calibration, "
+        "unsure), reliability_diagram.png, risk_coverage.png"
+    )
+    return 0
+
+
+def recalibrate(
+    model_dir: Path,
+    *,
+    data_dir: Path | None = None,
+    unsure_dir: Path | None = None,
+    goal: float = DEFAULT_GOAL,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Calibrate the model in `model_dir` on its validation split (test measured);
+    returns the updated metrics. For runs made before calibration, or a new goal."""
+    from train.data import load_dataset
+    from train.report import plot_calibration
+
+    if not 0.0 < goal < 1.0:
+        raise ValueError(f"`unsure_goal` must be in (0, 1). Received: unsure_goal={goal!r}")
+    metrics_path = Path(model_dir) / "metrics.json"
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        labels, image_size = tuple(metrics["labels"]), int(metrics["image_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"`model_dir` must hold a `python -m train` metrics.json. "
+            f"Received: model_dir={str(model_dir)!r} ({type(exc).__name__}: {exc})"
+        ) from None
+    data_dir = Path(data_dir or metrics.get("data_dir") or "")
+    dataset = load_dataset(data_dir)
+    if dataset.labels != labels:
+        raise ValueError(
+            f"`data_dir` classes {list(dataset.labels)} differ from the model's {list(labels)}. "
+            f"Received: data_dir={str(data_dir)!r}"
+        )
+    model = keras.models.load_model(Path(model_dir) / "model.keras", compile=False)
+    logits, targets = {}, {}
+    for name, split in dataset.splits.items():
+        if name == "train":
+            continue
+        logits[name], keep = _image_logits(
+            model,
+            split.paths,
+            image_size=image_size,
+            batch_size=batch_size,
+            desc=name,
+            progress=progress,
+        )
+        targets[name] = split.targets[keep]
+    unsure_dir = unsure_dir or default_unsure_dir(data_dir)
+    out_of_class = None
+    if unsure_dir is not None:
+        out_of_class = out_of_class_outputs(
+            unsure_dir, model=model, image_size=image_size, batch_size=batch_size
+        )
+    result = calibrate_run(logits, targets, goal=goal, out_of_class=out_of_class)
+    if unsure_dir is not None and "not_sure" in result.unsure:
+        result.unsure["not_sure"]["dir"] = str(unsure_dir)
+    metrics.update(result.to_json())
+    plot_calibration(result, Path(model_dir), title=f"{image_size} px")
+    tmp = metrics_path.with_name(f".{metrics_path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, metrics_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dict(metrics)
+
+
+def _image_logits(
+    model: keras.Model,
+    paths: Sequence[Path],
+    *,
+    image_size: int,
+    batch_size: int,
+    desc: str,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n_ok, k) logits of the readable images among `paths`, and the kept mask."""
+    from tqdm import tqdm
+
+    keep = np.zeros(len(paths), dtype=bool)
+    chunks = []
+    starts = range(0, len(paths), batch_size)
+    for start in tqdm(starts, desc=desc, unit="batch", file=sys.stderr, disable=not progress):
+        batch = []
+        for i in range(start, min(start + batch_size, len(paths))):
+            try:
+                batch.append(load_preprocessed(paths[i], image_size=image_size))
+                keep[i] = True
+            except (InferenceError, OSError):
+                continue
+        if batch:
+            chunks.append(np.asarray(model.predict_on_batch(np.stack(batch))))
+    if not chunks:
+        raise ValueError(f"No readable images in the {desc} split.")
+    return np.concatenate(chunks), keep

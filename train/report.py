@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from train.calibrate import ReliabilityBins
+from train.calibrate import CalibrationResult, ReliabilityBins
 from train.fit import History
 
 
@@ -159,16 +159,16 @@ def plot_risk_coverage(
     points: name -> (coverage, answered accuracy) at the threshold.
     """
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    for name, (coverage, risk) in curves.items():
+    for i, (name, (coverage, risk)) in enumerate(curves.items()):
         (line,) = ax.plot(coverage, 1 - risk, label=name)
         if name in points:
             cov, acc = points[name]
             ax.plot([cov], [acc], "o", color=line.get_color())
             ax.annotate(
-                f"{cov:.0%} answered, {acc:.1%} right",
+                f"{name}: {cov:.0%} answered, {acc:.1%} right",
                 (cov, acc),
                 fontsize=8,
-                xytext=(5, -12),
+                xytext=(6, 8 if i % 2 == 0 else -14),  # one above, the next below
                 textcoords="offset points",
             )
     ax.axhline(goal, color="grey", linestyle=":", label=f"goal {goal:.0%}")
@@ -182,3 +182,30 @@ def plot_risk_coverage(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+RELIABILITY_PNG = "reliability_diagram.png"
+RISK_COVERAGE_PNG = "risk_coverage.png"
+
+
+def plot_calibration(result: CalibrationResult, directory: Path, *, title: str) -> None:
+    """reliability_diagram.png (the test split when there is one) and risk_coverage.png."""
+    shown = result.shown
+    plot_reliability_diagram(
+        result.bins[f"{shown}_before"],
+        result.bins[f"{shown}_after"],
+        directory / RELIABILITY_PNG,
+        title=f"{title}: reliability on {shown}, T = {result.temperature:.2f} (fit on validation)",
+    )
+    points = {}
+    for name in result.curves:
+        info = result.unsure[name]
+        if info["answered_accuracy"] is not None:
+            points[name] = (info["coverage"], info["answered_accuracy"])
+    plot_risk_coverage(
+        result.curves,
+        directory / RISK_COVERAGE_PNG,
+        goal=result.goal,
+        points=points,
+        title=f"{title}: threshold {result.threshold:.3f} (chosen on validation)",
+    )
