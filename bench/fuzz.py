@@ -275,6 +275,7 @@ class Tally:
     unhandled: list[dict[str, Any]] = field(default_factory=list)
     over_bound: list[dict[str, Any]] = field(default_factory=list)
     slowest: dict[str, Any] = field(default_factory=lambda: {"seconds": 0.0})
+    slowest_decode: dict[str, Any] = field(default_factory=lambda: {"decode_s": 0.0})
 
 
 def run_one(
@@ -344,6 +345,8 @@ def fuzz(
             "decode_s": round(decode_s, 4),
             "handler_s": round(handle_s, 4),
         }
+        if decode_s > tally.slowest_decode["decode_s"]:
+            tally.slowest_decode = record
         seconds = max(decode_s, handle_s)
         if seconds > tally.slowest["seconds"]:
             tally.slowest = {**record, "seconds": round(seconds, 4)}
@@ -381,6 +384,11 @@ def report(tally: Tally, *, n: int, seeds: int, bound: float, with_handler: bool
         if "seed" in tally.slowest
         else "slowest: -",
     ]
+    if "seed" in tally.slowest_decode:
+        lines.append(
+            "slowest decode_image: {decode_s} s, {seed} after {mutations} ({bytes} bytes)"
+            " -> {decode}".format(**tally.slowest_decode)
+        )
     return "\n".join(lines)
 
 
@@ -431,6 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "unhandled": tally.unhandled,
             "over_bound": tally.over_bound,
             "slowest": tally.slowest,
+            "slowest_decode": tally.slowest_decode,
         }
         (args.out / "fuzz.json").write_text(json.dumps(summary, indent=1) + "\n")
     return 1 if tally.unhandled or tally.over_bound else 0
