@@ -245,3 +245,27 @@ def test_structure_floods_are_refused_before_decoding(
     assert decode_image(make(ok_n)).size == (40, 24)
     with pytest.raises(CorruptImageError, match=words):
         decode_image(make(bad_n))
+
+
+@pytest.mark.parametrize(
+    ("size", "fmt"),
+    [((20_000, 20_000), "BMP"), ((16_000, 16_000), "WEBP"), ((8_000, 7_000), "BMP")],
+)
+def test_too_large_quotes_the_configured_limit(size: tuple[int, int], fmt: str) -> None:
+    """Whichever check fires (ours, or Pillow's bomb guard past ~179 MP), the
+    message quotes MAX_IMAGE_PIXELS, not Pillow's limit."""
+    import struct
+
+    width, height = size
+    if fmt == "BMP":  # a header only: BITMAPINFOHEADER claiming width x height, 24 bit
+        info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+        data = b"BM" + struct.pack("<IHHI", 54, 0, 0, 54) + info
+    else:  # a lossless WebP header (VP8L) claiming width x height
+        bits = (width - 1) | ((height - 1) << 14)
+        vp8l = b"\x2f" + struct.pack("<I", bits) + bytes(16)
+        chunk = b"VP8L" + struct.pack("<I", len(vp8l)) + vp8l
+        data = b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
+    with pytest.raises(ImageTooLargeError) as info:
+        decode_image(data)
+    assert "over the limit of 50000000 (MAX_IMAGE_PIXELS)" in str(info.value)
+    assert "178956970" not in str(info.value)
