@@ -224,8 +224,12 @@ def _write(
     fig, ax = plt.subplots(figsize=(5, 3.2))
     names = [f"{s['upscale']}x" for s in summary]
     xs = range(len(summary))
-    ax.bar([x - 0.2 for x in xs], [s["direct_accuracy_pct"] for s in summary], 0.4, label="direct")
-    ax.bar([x + 0.2 for x in xs], [s["page_accuracy_pct"] for s in summary], 0.4, label="page")
+    for offset, key, name in (
+        (-0.2, "direct_accuracy_pct", "direct"),
+        (0.2, "page_accuracy_pct", "page"),
+    ):
+        bars = ax.bar([x + offset for x in xs], [s[key] for s in summary], 0.4, label=name)
+        ax.bar_label(bars, fmt="%.1f")
     ax.set_xticks(list(xs), names)
     ax.set_xlabel("photo size (x dataset image)")
     ax.set_ylabel("test accuracy (%)")

@@ -54,13 +54,14 @@
     showPreview(file);
     showBusy();
     let body = file;
-    let type = file.type || "application/octet-stream";
+    let type = "image/jpeg";
     try {
       body = await downscale(file);
-      type = "image/jpeg";
     } catch (_) {
-      // The browser cannot decode it (HEIC, a broken file, not an image):
-      // send it as it is, so the server names the problem.
+      // The browser cannot decode it (HEIC, a broken file, not an image): send
+      // the bytes as they are, typed as bytes (a .txt would say text/plain), so
+      // the server, which sniffs the format, decodes it or names the problem.
+      type = "application/octet-stream";
     }
     if (body.size > settings.uploadLimit) {
       if (mine === generation) showError("PAYLOAD_TOO_LARGE");
