@@ -25,6 +25,7 @@ from train.calibrate import (
     risk_coverage,
     selective,
     softmax,
+    threshold_rule_check,
 )
 from train.run import train_model
 
@@ -312,3 +313,22 @@ def test_calibrate_command_errors_exit_2(
 ) -> None:
     assert train_main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_lowest_meeting_goal_rule_takes_the_later_recovery() -> None:
+    conf = np.linspace(1.0, 0.01, 103)
+    correct = np.array([True] * 40 + [False] * 3 + [True] * 60)  # dips, then 100/103 = 0.971
+    threshold, met = choose_threshold(conf, correct, goal=0.97, first_crossing=False)
+    assert met and threshold == pytest.approx(conf[102])
+
+
+def test_threshold_rule_check_compares_rules_on_held_out_halves() -> None:
+    logits, targets = _sampled(1.0, n=600, seed=4, scale=6.0)
+    check = threshold_rule_check(logits, targets, goal=0.95, repeats=30)
+    first, lowest = check["first_crossing"], check["lowest_meeting_goal"]
+    # the first crossing is never below the lowest threshold meeting the goal
+    assert first["held_out_coverage"] <= lowest["held_out_coverage"]
+    for rule in (first, lowest):
+        assert 0.0 < rule["held_out_coverage"] < 1.0
+        assert 0.85 < rule["held_out_answered_accuracy"] <= 1.0
+        assert 0.0 <= rule["share_meeting_goal"] <= 1.0

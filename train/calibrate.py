@@ -286,7 +286,11 @@ def selective(confidence: np.ndarray, correct: np.ndarray, *, threshold: float) 
 
 
 def choose_threshold(
-    confidence: np.ndarray, correct: np.ndarray, *, goal: float = DEFAULT_GOAL
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    *,
+    goal: float = DEFAULT_GOAL,
+    first_crossing: bool = True,
 ) -> tuple[float, bool]:
     """The lowest threshold whose answered share meets `goal` accuracy, chosen
     conservatively for a small split; returns (threshold, goal_met).
@@ -299,7 +303,8 @@ def choose_threshold(
     The first ceil(1 / (1 - goal)) answers (34 for 97%) are exempt, because
     one error among fewer already breaks the goal. Ties answer together. When
     no threshold meets the goal, returns (max confidence, False): answer only
-    the most confident image or images.
+    the most confident image or images. first_crossing=False gives the plain
+    rule, the lowest threshold that meets the goal (for comparison).
     """
     c, ok = _check_selective(confidence, correct)
     if not 0.0 < goal < 1.0:
@@ -316,11 +321,48 @@ def choose_threshold(
         if not eligible[i]:
             continue
         if not meets[i]:
-            break
+            if first_crossing:
+                break
+            continue
         chosen = i
     if chosen is None:
         return float(sorted_c[0]), False
     return float(sorted_c[chosen]), True
+
+
+def threshold_rule_check(
+    logits: np.ndarray, targets: np.ndarray, *, goal: float, repeats: int = 200, seed: int = 0
+) -> dict[str, dict[str, float]]:
+    """How each threshold rule does on data it was not chosen on, from validation alone.
+
+    `repeats` random halvings of the split: T and the threshold are fitted on
+    one half and measured on the other. Returns, per rule ("first_crossing",
+    "lowest_meeting_goal"), the mean held-out coverage and answered accuracy,
+    and the share of halvings whose held-out answered accuracy meets `goal`.
+    """
+    z, y = _check(logits, targets)
+    rng = np.random.default_rng(seed)
+    rows: dict[str, list[tuple[float, float]]] = {"first_crossing": [], "lowest_meeting_goal": []}
+    for _ in range(repeats):
+        order = rng.permutation(len(y))
+        fit, held = order[: len(y) // 2], order[len(y) // 2 :]
+        t = fit_temperature(z[fit], y[fit], tolerance=1e-4)
+        c_fit = confidence_score(z[fit], kind="max_softmax", temperature=t)
+        c_held = confidence_score(z[held], kind="max_softmax", temperature=t)
+        ok_fit, ok_held = z[fit].argmax(axis=1) == y[fit], z[held].argmax(axis=1) == y[held]
+        for rule, first in (("first_crossing", True), ("lowest_meeting_goal", False)):
+            threshold, _ = choose_threshold(c_fit, ok_fit, goal=goal, first_crossing=first)
+            s = selective(c_held, ok_held, threshold=threshold)
+            rows[rule].append((s.coverage, 1.0 if s.accuracy is None else s.accuracy))
+    out = {}
+    for rule, values in rows.items():
+        v = np.array(values)
+        out[rule] = {
+            "held_out_coverage": float(v[:, 0].mean()),
+            "held_out_answered_accuracy": float(v[:, 1].mean()),
+            "share_meeting_goal": float(np.mean(v[:, 1] >= goal - 1e-12)),
+        }
+    return out
 
 
 def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
@@ -430,6 +472,10 @@ def evaluate_calibration(
     val_ok = validation.logits.argmax(axis=1) == validation.targets
     threshold, met = choose_threshold(val_conf, val_ok, goal=goal)
     unsure: dict[str, Any] = {"score": score, "threshold": threshold, "goal": goal}
+    if len(validation.targets) >= 20:  # too few to halve below that
+        unsure["rule_check_on_validation_halves"] = threshold_rule_check(
+            validation.logits, validation.targets, goal=goal
+        )
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     not_sure_conf = None
     if not_sure is not None and len(not_sure):
