@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,24 @@ def test_too_large_quotes_the_configured_limit(size: tuple[int, int], fmt: str) 
         decode_image(data)
     assert "over the limit of 50000000 (MAX_IMAGE_PIXELS)" in str(info.value)
     assert "178956970" not in str(info.value)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF", "HEIF"])
+def test_exif_orientation_in_every_format(fmt: str) -> None:
+    """Orientation 6 (display rotated 90 degrees clockwise): the same upright
+    photo from each format (AVIF's irot/imir boxes and HEIF's too)."""
+    from inference._sniff import accepted_formats, register_heif
+
+    if fmt not in accepted_formats():  # then its corpus file must name it in a 415
+        name = {"HEIF": "photo.heic", "AVIF": "photo.avif"}[fmt]
+        with pytest.raises(UnsupportedFormatError, match=fmt[:3]):
+            load_image(IMAGES / "corpus" / name)
+        return
+    if fmt == "HEIF":
+        register_heif()
+    rgb = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format=fmt, exif=exif.tobytes())
+    assert decode_image(buf.getvalue()).size == (24, 40)
