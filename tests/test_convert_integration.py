@@ -38,7 +38,11 @@ def test_real_model_converts_and_passes_check(real_train_output: Path, tmp_path:
     assert results["float16"]["agreement_pct"] >= 99.5
     assert results["float16"]["size_bytes"] < 0.6 * results["float32"]["size_bytes"]
     assert report["keras_accuracy_pct"] > 50.0  # it learned something: 10 classes, chance is 10%
+    metrics = json.loads((real_train_output / "metrics.json").read_text())
     for variant in ("float32", "float16"):
         manifest = read_bundle(out / variant).manifest
         assert manifest.image_size == IMAGE_SIZE and manifest.variant == variant
+        assert manifest.temperature == metrics["temperature"]  # calibration travels
+        assert manifest.unsure_threshold == metrics["unsure_threshold"]
+    assert results["float32"]["decision_changes"] == 0  # same unsure decisions as Keras
     assert "| float16 | ai-edge-litert" in (out / "report.md").read_text()

@@ -1,6 +1,11 @@
 """Calibrated scores and the "unsure" answer: temperature scaling, ECE, thresholds, OOD.
 
-Usage (what `python -m train` does after the head is trained):
+Usage:
+
+    python -m train --image-size 299 --unsure-goal 0.97   # calibrates after training
+    python -m train calibrate runs/xception_299          # an existing run, after the fact
+
+From Python (what `python -m train` does after the head is trained):
 
     from train.calibrate import SplitLogits, evaluate_calibration
     result = evaluate_calibration(
@@ -12,8 +17,9 @@ Usage (what `python -m train` does after the head is trained):
     result.temperature, result.threshold    # go to metrics.json and every bundle manifest
     result.to_json()                        # the figures metrics.json keeps
 
-Everything here is plain numpy on logits (float arrays of shape (n, k)) and
-integer class targets (shape (n,)). Sources:
+The numbers are plain numpy on logits (float arrays of shape (n, k)) and
+integer class targets (shape (n,)); the glue at the end runs the photos
+through the trained model and the CLI. Sources:
 
 - Temperature scaling: Guo, Pleiss, Sun, Weinberger, "On Calibration of Modern
   Neural Networks", ICML 2017, section 4.2: one scalar T > 0 divides the
