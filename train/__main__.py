@@ -184,10 +184,13 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
         if mode == "levers":
             parser.add_argument(
                 "--extract-views",
-                nargs="+",
+                nargs="*",
                 choices=TRAIN_VIEWS,
                 default=list(TRAIN_VIEWS),
                 help="views to extract for the table (one base pass per train image each)",
+            )
+            parser.add_argument(
+                "--only", nargs="+", default=[], metavar="ROW", help="measure only these rows"
             )
         else:
             parser.add_argument("--sizes", type=int, nargs="+", default=[150, 224, 299])
@@ -240,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 config_from_args(args, **lever_values(args)),
                 seeds=args.seeds,
                 views=args.extract_views,
+                only=args.only,
             )
             write_result(result, args.output, stem="levers")
             print(format_levers(result))
