@@ -17,13 +17,17 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import sys
 import threading
 import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from inference._routes import ALLOWED_METHODS, BASE_HEADERS, JSON_CSP
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -32,6 +36,24 @@ Handler = Callable[[dict[str, Any], Any], Any]
 MAX_BODY_BYTES = 16 * 1024 * 1024
 # The deadline a context reports, like a function configured with a 30 s timeout.
 TIMEOUT_S = 30.0
+# A client silent this long (an idle keep-alive connection, a body that never
+# arrives) is disconnected, so it cannot hold a thread for ever.
+SOCKET_TIMEOUT_S = 60.0
+# Requests refused before they become events (bad HTTP, the standard library's
+# send_error): status, stable code, message. Anything else: 400 INVALID_REQUEST.
+_PROTOCOL_ERRORS: dict[int, tuple[int, str, str]] = {
+    HTTPStatus.REQUEST_URI_TOO_LONG: (414, "INVALID_REQUEST", "The request's address is too long."),
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: (
+        431,
+        "INVALID_REQUEST",
+        "The request has too many headers, or one that is too long.",
+    ),
+    HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: (
+        505,
+        "INVALID_REQUEST",
+        "Send the request as HTTP/1.0 or HTTP/1.1.",
+    ),
+}
 # Content types a function URL passes as text; anything else arrives base64-encoded.
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
 _TEXT_SUFFIXES = ("+json", "+xml", "x-www-form-urlencoded")
@@ -136,6 +158,10 @@ class LocalServer(ThreadingHTTPServer):
 
     daemon_threads = True  # Ctrl-C does not wait for a client that never finishes
     block_on_close = False
+    # Connections waiting to be accepted. socketserver's default, 5, overflows
+    # when a dozen clients connect at once: Linux then drops them, or with SYN
+    # cookies resets them ("Connection reset by peer" before any answer).
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: Handler) -> None:
         super().__init__(address, _RequestHandler)
@@ -147,12 +173,19 @@ class LocalServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         return f"http://{host!s}:{port}/"
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer is not worth a traceback; anything else is."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _RequestHandler(BaseHTTPRequestHandler):
     server: LocalServer
     protocol_version = "HTTP/1.1"
     server_version = "clothing-classifier"
     sys_version = ""
+    timeout = SOCKET_TIMEOUT_S
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -160,13 +193,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
     def _dispatch(self) -> None:
-        length = self.headers.get("Content-Length", "0")
+        length = self.headers.get("Content-Length", "0").strip()
         if "Transfer-Encoding" in self.headers:
             length = "chunked"
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+        # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+        if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
             self._refuse(length)
             return
         body = self.rfile.read(int(length))
+        if len(body) < int(length):  # the client closed before sending its whole body
+            self.close_connection = True
+            return
         event = to_event(
             method=self.command,
             target=self.path,
@@ -174,9 +211,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body=body,
             client_ip=self.client_address[0],
         )
-        with self.server.lock:
-            response = self.server.handler(event, LocalContext())
-        status, headers, payload = from_response(response)
+        try:
+            with self.server.lock:
+                response = self.server.handler(event, LocalContext())
+            status, headers, payload = from_response(response)
+        except Exception:
+            # The function raised (a bug, or a broken bundle): Lambda's function
+            # URL answers 502 then; the traceback goes to the console, not the client.
+            self.server.handle_error(self.request, self.client_address)
+            message = "The function failed; its traceback is in the server's log."
+            self._send_json(502, "INTERNAL_ERROR", message)
+            return
         self.send_response(status)
         for name, value in headers:
             if name.lower() not in ("content-length", "connection"):
@@ -188,20 +233,47 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _refuse(self, length: str) -> None:
         """Too large or no usable Content-Length: answered without reading the body."""
-        too_large = length.isdigit()
+        too_large = length.isascii() and length.isdigit()
         status, code = (413, "PAYLOAD_TOO_LARGE") if too_large else (411, "INVALID_REQUEST")
         message = (
             f"The request body is {length} bytes, over the limit of {MAX_BODY_BYTES}."
             if too_large
             else "Send the body with a Content-Length header (chunked uploads are not supported)."
         )
+        self._send_json(status, code, message)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The standard library's answer to a request it cannot parse (bad request
+        line, unknown method, too many headers...), in the API's JSON error shape
+        instead of its HTML page."""
+        allow = None
+        if code == HTTPStatus.NOT_IMPLEMENTED:  # a method with no do_<METHOD>
+            status, error = 405, "METHOD_NOT_ALLOWED"
+            text = f"Use GET for the page or POST for the API. Received: {self.command[:20]}"
+            allow = ", ".join(ALLOWED_METHODS)
+        else:
+            status, error, text = _PROTOCOL_ERRORS.get(
+                int(code), (400, "INVALID_REQUEST", "The request is not valid HTTP/1.1.")
+            )
+        self._send_json(status, error, text, allow=allow)
+
+    def _send_json(self, status: int, code: str, message: str, *, allow: str | None = None) -> None:
+        """An error answered by the server itself (the handler never saw the request),
+        with the headers the router gives every response; the connection is closed."""
         payload = json.dumps({"error": {"code": code, "message": message}}).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        self.send_header("Cache-Control", "no-store")
+        for name, value in BASE_HEADERS.items():
+            self.send_header(name, value)
+        self.send_header("Content-Security-Policy", JSON_CSP)
+        if allow is not None:
+            self.send_header("Allow", allow)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":
+            self.wfile.write(payload)
         self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:

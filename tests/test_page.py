@@ -12,10 +12,12 @@ import hashlib
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -475,3 +477,120 @@ def test_serve_command_bad_settings(
     )
     assert done.returncode == 2, done.stderr
     assert expected in done.stderr and "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------------------
+# The local server against requests the standard library refuses itself.
+
+
+def raw_http(url: str, request: bytes, *, timeout: float = 10) -> bytes:
+    """Send raw bytes to the local server and read its answer until it closes."""
+    host, port = urllib.parse.urlsplit(url).netloc.split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "code"),
+    [
+        # methods with no route: the router's 405, not http.server's HTML 501
+        (b"TRACE / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "METHOD_NOT_ALLOWED"),
+        (b"get / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "METHOD_NOT_ALLOWED"),
+        (b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "METHOD_NOT_ALLOWED"),
+        # a Content-Length that str.isdigit() accepts and int() does not
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\nab", 411, "INVALID_REQUEST"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 411, "INVALID_REQUEST"),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
+            413,
+            "PAYLOAD_TOO_LARGE",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            411,
+            "INVALID_REQUEST",
+        ),
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414, "INVALID_REQUEST"),
+        (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n", 431, "INVALID_REQUEST"),
+        (b"GET / HTTP/1.1 extra\r\n\r\n", None, "INVALID_REQUEST"),
+        (b"GET / HTTP/2.0\r\n\r\n", None, "INVALID_REQUEST"),  # no status line then
+        (b"garbage\r\n\r\n", None, "INVALID_REQUEST"),  # an HTTP/0.9 request: body only
+    ],
+)
+def test_local_server_answers_bad_http_with_json_errors(
+    local_server: str, request_bytes: bytes, status: int | None, code: str
+) -> None:
+    answer = raw_http(local_server, request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n") if status is not None else (b"", b"", answer)
+    error = json.loads(body)["error"]
+    assert error["code"] == code and "<" not in error["message"]
+    assert "('" not in error["message"]  # no Python repr: "Unsupported method ('TRACE')"
+    if status is not None:
+        lines = head.decode("latin-1").split("\r\n")
+        assert lines[0].startswith(f"HTTP/1.1 {status} ")
+        headers = dict(line.split(": ", 1) for line in lines[1:])
+        assert headers["Content-Type"] == "application/json"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+        if code == "METHOD_NOT_ALLOWED":
+            assert headers["Allow"] == "GET, HEAD, POST, OPTIONS"
+    assert http(local_server)[0] == 200  # and it goes on serving
+
+
+def test_local_server_drops_a_body_cut_short(local_server: str) -> None:
+    request = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b'{"url"'
+    host, port = urllib.parse.urlsplit(local_server).netloc.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)  # the client gives up before its body ends
+        assert sock.recv(65536) == b""  # not answered as if the 6 bytes were the body
+    assert http(local_server)[0] == 200
+
+
+def test_local_server_answers_502_when_the_handler_raises() -> None:
+    calls = []
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        calls.append(event)
+        if len(calls) == 1:
+            raise RuntimeError("a bug at /secret/path")
+        return {"statusCode": 200, "headers": {}, "body": "fine"}
+
+    server = make_server(port=0, handler=handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        status, headers, body = http(server.url)
+        assert status == 502 and headers["X-Content-Type-Options"] == "nosniff"
+        assert json.loads(body)["error"]["code"] == "INTERNAL_ERROR"
+        assert b"secret" not in body and b"Traceback" not in body
+        assert http(server.url)[:3:2] == (200, b"fine")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_local_server_queues_a_burst_of_connections() -> None:
+    """socketserver's listen backlog of 5 dropped (or, with SYN cookies, reset)
+    clients connecting while the server was busy."""
+    server = make_server(port=0, handler=lambda event, context: {"statusCode": 204})
+    host, port = server.server_address[:2]
+    socks = []
+    try:
+        for _ in range(40):  # nothing accepts yet: the kernel's queue holds them all
+            socks.append(socket.create_connection((str(host), port), timeout=0.5))
+        for sock in socks:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        for sock in socks:
+            sock.settimeout(20)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 204 ")
+        server.shutdown()
+    finally:
+        for sock in socks:
+            sock.close()
+        server.server_close()
