@@ -152,13 +152,23 @@ def _with_headers(
     origin = header(event, "origin")
     if config.cors_origins:
         headers["Vary"] = "Origin"
-        if origin in config.cors_origins:
+        if origin and _origin_key(origin) in {_origin_key(o) for o in config.cors_origins}:
             headers["Access-Control-Allow-Origin"] = origin
             if preflight:
                 headers["Access-Control-Allow-Methods"] = "POST"
                 headers["Access-Control-Allow-Headers"] = "Content-Type, Accept"
                 headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
     return {**response, "headers": headers}
+
+
+def _origin_key(origin: str) -> str:
+    """An origin as browsers serialize it: scheme and host in lower case, no default
+    port, so "https://Shop.example.com:443" in the settings matches what a browser sends."""
+    origin = origin.lower()
+    for scheme, port in (("https://", ":443"), ("http://", ":80")):
+        if origin.startswith(scheme) and origin.endswith(port):
+            return origin.removesuffix(port)
+    return origin
 
 
 def header(event: Event, name: str) -> str:

@@ -226,7 +226,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         for name, value in headers:
             if name.lower() not in ("content-length", "connection"):
                 self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
+        if self.command != "HEAD" or payload:
+            # A HEAD answer's Content-Length must be the GET's, or absent (RFC 9110
+            # 8.6): the router leaves the page's body out, so it is left out.
+            self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)

@@ -305,6 +305,12 @@ SHOP = "https://shop.example.com"
         ((SHOP,), "https://evil.example.com", False),
         ((SHOP, "http://localhost:3000"), "http://localhost:3000", True),
         ((SHOP,), SHOP + ".evil.com", False),
+        # settings in another case or with the default port: browsers send neither
+        (("https://Shop.Example.com",), SHOP, True),
+        ((SHOP + ":443",), SHOP, True),
+        (("http://localhost:80",), "http://localhost", True),
+        ((SHOP + ":8443",), SHOP, False),
+        (("http://shop.example.com:443",), "http://shop.example.com", False),
     ],
 )
 def test_cors(origins: tuple[str, ...], origin: str, allowed: bool) -> None:
@@ -409,8 +415,9 @@ def test_local_server_serves_page_and_routes(local_server: str) -> None:
     assert "script-src 'sha256-" in headers["Content-Security-Policy"]
     assert http(local_server + "nope")[0] == 404
     assert http(local_server, method="DELETE")[0] == 405
-    status, _, body = http(local_server, method="HEAD")
+    status, headers, body = http(local_server, method="HEAD")
     assert status == 200 and body == b""
+    assert "Content-Length" not in headers  # not 0: the page is not empty (RFC 9110 8.6)
 
 
 def test_local_server_refuses_huge_bodies_unread(local_server: str) -> None:
