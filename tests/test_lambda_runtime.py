@@ -115,8 +115,18 @@ def b64(data: bytes) -> str:
 def assert_answer(result: InvocationResult) -> dict[str, Any]:
     assert result.kind == "response", result.payload
     body = result.payload
-    assert set(body) == {"label", "scores", "logits", "top", "model"}
+    assert set(body) == {
+        "label",
+        "unsure",
+        "confidence",
+        "unsure_threshold",
+        "scores",
+        "logits",
+        "top",
+        "model",
+    }
     assert len(body["scores"]) == 10
+    assert (body["label"] is None) is body["unsure"]  # null exactly when unsure
     return dict(body)
 
 
