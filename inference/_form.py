@@ -152,8 +152,8 @@ class _Collector:
         if is_file:
             self._kind = "file" if self.image is None else "skip"
             self._filename = None if filename is None else filename.decode("utf-8", "replace")
-        else:
-            self._kind = "field" if self._field not in self.fields else "skip"
+        else:  # a text part without a name (RFC 7578 requires one) is no field: skipped
+            self._kind = "field" if self._field and self._field not in self.fields else "skip"
 
     def part_data(self, data: bytes) -> None:
         if self._kind == "skip":

@@ -601,3 +601,22 @@ def test_local_server_queues_a_burst_of_connections() -> None:
         for sock in socks:
             sock.close()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("parts", "status", "code"),
+    [
+        # a part with no headers at all: no name, so no field (was 413 "form field ''")
+        ([b"\r\n" + b"x" * 10_000], 400, "INVALID_REQUEST"),
+        ([b"Content-Disposition: form-data\r\n\r\n" + b"x" * 10_000], 400, "INVALID_REQUEST"),
+        ([b'Content-Disposition: form-data; name="url"\r\n\r\n' + b"x" * 10_000], 413, None),
+    ],
+)
+def test_form_parts_without_a_name_are_skipped(
+    handler: Any, parts: list[bytes], status: int, code: str | None
+) -> None:
+    body = b"".join(b"--B\r\n" + part + b"\r\n" for part in parts) + b"--B--\r\n"
+    event = fu_post(body, "multipart/form-data; boundary=B", accept="application/json")
+    response = handler(event)
+    assert response["statusCode"] == status
+    assert json_body(response)["error"]["code"] == (code or "PAYLOAD_TOO_LARGE")
