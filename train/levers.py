@@ -225,6 +225,9 @@ def measure_sizes(
     results = []
     for size in sizes:
         run = dataclasses.replace(config, image_size=size)
+        # A second Xception in one session gets uniquified names for its unnamed
+        # layers (conv2d_4...), hence another weights fingerprint and a cold cache.
+        keras.backend.clear_session()
         base = build_base(image_size=size, base_weights=config.base_weights)
         features = prepare_features(dataset, base, run)
         features = add_views(features, run, views=(TTA_VIEW,), splits=("validation",))
