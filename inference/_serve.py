@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import socket
 import sys
 import threading
 import time
@@ -164,6 +165,8 @@ class LocalServer(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: Handler) -> None:
+        if ":" in address[0]:  # an IPv6 address ("::1", "::")
+            self.address_family = socket.AF_INET6
         super().__init__(address, _RequestHandler)
         self.handler = handler
         self.lock = threading.Lock()
@@ -171,7 +174,8 @@ class LocalServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host!s}:{port}/"
+        host = f"[{host!s}]" if ":" in str(host) else str(host)
+        return f"http://{host}:{port}/"
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away mid-answer is not worth a traceback; anything else is."""
@@ -320,9 +324,14 @@ def run(*, model_dir: str | None, host: str, port: int) -> int:
         import lambda_function
 
         lambda_function.warm_up()  # a bad bundle or CORS_ALLOWED_ORIGINS fails now
-        server = make_server(host=host, port=port, handler=lambda_function.lambda_handler)
     except (InferenceError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        server = make_server(host=host, port=port, handler=lambda_function.lambda_handler)
+    except OSError as exc:  # "[Errno 98] Address already in use" -> its words only
+        reason = exc.strerror or str(exc)
+        print(f"error: cannot listen on {host} port {port}: {reason}", file=sys.stderr)
         return 2
 
     def stop(signum: int, frame: Any) -> None:

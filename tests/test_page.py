@@ -471,6 +471,7 @@ def test_serve_command_starts_and_stops_on_ctrl_c(tiny_bundle: Path) -> None:
         (["--model", "/nonexistent/bundle"], {}, "nonexistent"),
         (["--port", "70000"], {}, "port"),
         ([], {"CORS_ALLOWED_ORIGINS": "*"}, "CORS_ALLOWED_ORIGINS"),
+        (["--host", "192.0.2.1"], {}, "error: cannot listen on 192.0.2.1 port 8080: "),
     ],
 )
 def test_serve_command_bad_settings(
@@ -620,3 +621,20 @@ def test_form_parts_without_a_name_are_skipped(
     response = handler(event)
     assert response["statusCode"] == status
     assert json_body(response)["error"]["code"] == (code or "PAYLOAD_TOO_LARGE")
+
+
+def test_local_server_listens_on_ipv6(handler: Any) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    try:
+        server = make_server(host="::1", port=0)
+    except OSError:
+        pytest.skip("::1 cannot be bound here")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert server.url.startswith("http://[::1]:")
+        assert http(server.url)[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
