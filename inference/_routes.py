@@ -190,8 +190,17 @@ def _method(event: Event) -> str:
 
 
 def _path(event: Event) -> str:
+    """The request path; an HTTP API's rawPath starts with a named stage ("/prod/"),
+    which is left out, as a REST API's `path` leaves it out."""
     path = event.get("rawPath") if "rawPath" in event else event.get("path")
-    return path if isinstance(path, str) and path else "/"
+    if not isinstance(path, str) or not path:
+        return "/"
+    stage = (event.get("requestContext") or {}).get("stage")
+    if "rawPath" in event and isinstance(stage, str) and stage and stage != "$default":
+        prefix = f"/{stage}"
+        if path == prefix or path.startswith(prefix + "/"):
+            path = path[len(prefix) :] or "/"
+    return path
 
 
 def _routed_by_gateway(event: Event) -> bool:

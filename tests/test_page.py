@@ -638,3 +638,22 @@ def test_local_server_listens_on_ipv6(handler: Any) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("stage", "raw_path", "status"),
+    [
+        ("prod", "/prod/", 200),  # an HTTP API's named stage leads its rawPath
+        ("prod", "/prod", 200),
+        ("prod", "/prod/nope", 404),
+        ("prod", "/production/", 404),
+        ("$default", "/prod/", 404),
+        ("$default", "/", 200),
+    ],
+)
+def test_http_api_named_stage(stage: str, raw_path: str, status: int) -> None:
+    event = load("function_url_get_page.json")
+    event["rawPath"] = raw_path
+    event["requestContext"]["stage"] = stage
+    response = route(event, api=stub_api(500, {}), config=RouteConfig())
+    assert response["statusCode"] == status
