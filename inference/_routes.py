@@ -215,7 +215,11 @@ def _routed_by_gateway(event: Event) -> bool:
 
 
 def _wants_html(event: Event) -> bool:
-    """A browser's multipart form post that does not ask for JSON (the no-JS path)."""
+    """A browser's multipart form post (the no-JS path): it names `text/html` in `Accept`.
+
+    Browsers send `Accept: text/html,...` with a form post; `curl -F` sends `*/*` and
+    API clients `application/json`, and both get the JSON answer.
+    """
     content_type = header(event, "content-type").lower()
     accept = header(event, "accept").lower()
-    return content_type.startswith("multipart/form-data") and "json" not in accept
+    return content_type.startswith("multipart/form-data") and "text/html" in accept

@@ -269,7 +269,8 @@ def stub_api(status: int, payload: dict[str, Any]) -> Any:
     ("content_type", "accept", "html"),
     [
         ("multipart/form-data; boundary=x", "text/html,application/xhtml+xml,*/*;q=0.8", True),
-        ("multipart/form-data; boundary=x", "*/*", True),
+        ("multipart/form-data; boundary=x", "*/*", False),
+        ("multipart/form-data; boundary=x", "", False),
         ("multipart/form-data; boundary=x", "application/json", False),
         ("image/jpeg", "text/html", False),
         ("application/json", "", False),
