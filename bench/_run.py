@@ -283,7 +283,7 @@ def _sample_image(data_dir: Path) -> Path:
 def _shipped_variant() -> str:
     """The bundle the Dockerfile ships (ARG BUNDLE=bundles/<variant>), else int8."""
     try:
-        from bench.dockerfile import parse_dockerfile
+        from tests.support.dockerfile import parse_dockerfile
 
         bundle = parse_dockerfile(REPO / "Dockerfile").args.get("BUNDLE", "")
     except (OSError, ValueError):

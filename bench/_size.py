@@ -10,7 +10,7 @@
   dev tools (pytest, hypothesis, ruff, mypy, ...): their own files are counted
   separately so they can be taken off; their dependencies are not attributed.
 
-Sizes are bytes of site-packages (bench/dockerfile.py `site_packages_sizes`:
+Sizes are bytes of site-packages (tests/support/dockerfile.py `site_packages_sizes`:
 pip and setuptools left out, as they are the installer, not what runs), in MiB.
 """
 
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._config import REPO
-from bench.dockerfile import site_packages_sizes
+from tests.support.dockerfile import site_packages_sizes
 
 MIB = 2**20
 SERVE_VENV = "serve-venv"

@@ -35,7 +35,7 @@ from typing import Any
 
 from PIL import Image
 
-from bench._browser import (
+from tests.support.browser import (
     BrowserMissingError,
     chromium,
     console_errors,

@@ -7,7 +7,7 @@
                fetch), and "glue", the handler's own code (parsing, the answer,
                the log line) outside those four steps
     cold       `python -m awslambdaric lambda_function.lambda_handler` started
-               against the local Runtime API (bench/lambda_runtime_api.py) with
+               against the local Runtime API (tests/support/lambda_runtime_api.py) with
                an event waiting: process start to first answer, then one warm
                round trip
     install    (--install-size) the Dockerfile's pip packages in a fresh venv:
@@ -136,7 +136,7 @@ def measure_warm(model: Path, data: bytes, repeat: int) -> dict[str, dict[str, f
 
 
 def measure_cold(model: Path, data: bytes, runs: int) -> dict[str, float]:
-    from bench.lambda_runtime_api import RuntimeAPI
+    from tests.support.lambda_runtime_api import RuntimeAPI
 
     env = {**os.environ, "MODEL_DIR": str(model), "PYTHONUNBUFFERED": "1"}
     event = {"image": base64.b64encode(data).decode()}
@@ -171,7 +171,7 @@ def measure_cold(model: Path, data: bytes, runs: int) -> dict[str, float]:
 
 
 def measure_install() -> dict[str, Any]:
-    from bench.dockerfile import make_venv, parse_dockerfile, site_packages_sizes
+    from tests.support.dockerfile import make_venv, parse_dockerfile, site_packages_sizes
 
     spec = parse_dockerfile(REPO / "Dockerfile")
     with tempfile.TemporaryDirectory() as tmp:

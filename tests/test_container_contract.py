@@ -17,9 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.dockerfile import layout_task_root, make_venv, parse_dockerfile, site_packages_sizes
 from inference import Classifier
-from tests._net import JPEG
+from tests.support.dockerfile import (
+    layout_task_root,
+    make_venv,
+    parse_dockerfile,
+    site_packages_sizes,
+)
+from tests.support.net import JPEG
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = Path(__file__).parent / "events"

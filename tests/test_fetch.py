@@ -1,6 +1,6 @@
 """inference._fetch: the URL fetcher that strangers drive (hostile-input suite).
 
-Every test runs under a network guard (tests/_net.py): fake DNS, and a record
+Every test runs under a network guard (tests/support/net.py): fake DNS, and a record
 of every connect(), of which only loopback ones go through. Each refusal case
 asserts the error code *and* that no connection was opened to a refused address.
 """
@@ -21,7 +21,7 @@ import pytest
 from inference import FetchConfig, _fetch, fetch_url
 from inference._errors import InferenceError
 from inference._fetch import _tls_context, parse_ipv4_host, refusal_reason
-from tests._net import BIG, JPEG, PUBLIC_IP, ImageServer, NetGuard, make_tls_files, net_guard
+from tests.support.net import BIG, JPEG, PUBLIC_IP, ImageServer, NetGuard, make_tls_files, net_guard
 
 LOOPBACK = FetchConfig(allow_loopback=True)
 STRICT = FetchConfig()

@@ -283,7 +283,7 @@ def test_every_form_event_is_in_the_table() -> None:
 def test_form_golden_events(
     name: str, classifier: Classifier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests._net import ImageServer, net_guard
+    from tests.support.net import ImageServer, net_guard
 
     status, code, top_k = FORM_GOLDEN[name]
     event = json.loads((FORM_EVENTS / name).read_text())

@@ -2,7 +2,7 @@
 
 The handler runs in-process here with the tiny bundle; tests/test_lambda_runtime.py
 runs it under the real awslambdaric. Every test runs under the network guard
-(tests/_net.py): fake DNS, and only loopback connections go through.
+(tests/support/net.py): fake DNS, and only loopback connections go through.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from PIL import Image
 import lambda_function
 from inference import Classifier, FetchConfig
 from lambda_function import handle
-from tests._net import BIG, JPEG, ImageServer, NetGuard, net_guard, png_bomb_header
+from tests.support.net import BIG, JPEG, ImageServer, NetGuard, net_guard, png_bomb_header
 
 EVENTS = Path(__file__).parent / "events"
 LOOPBACK = FetchConfig(allow_loopback=True)

@@ -1,7 +1,7 @@
 """The function under the real Lambda runtime client, without Docker or AWS.
 
 `python -m awslambdaric <handler>` (the program the Lambda base image runs) is
-started as a subprocess against bench/lambda_runtime_api.py, a local
+started as a subprocess against tests/support/lambda_runtime_api.py, a local
 implementation of the Lambda Runtime API. One warm process then answers many
 invocations, good and bad, including a real bug, and keeps serving.
 """
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from bench.lambda_runtime_api import InvocationResult, RuntimeAPI
-from tests._net import JPEG, ImageServer, png_bomb_header
+from tests.support.lambda_runtime_api import InvocationResult, RuntimeAPI
+from tests.support.net import JPEG, ImageServer, png_bomb_header
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = Path(__file__).parent / "events"
@@ -93,7 +93,7 @@ def function(
     tmp = tmp_path_factory.mktemp("runtime")
     with RuntimeAPI() as api:
         proc, log_path, first, cold = start_function(
-            "tests.buggy_handler.lambda_handler",
+            "tests.support.buggy_handler.lambda_handler",
             api,
             tmp,
             function_env(tiny_bundle),

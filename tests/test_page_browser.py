@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bench._browser import (
+from inference._page import MESSAGES, NAMES
+from tests.conftest import DATA_DIR, LABELS, REPO
+from tests.support.browser import (
     BrowserMissingError,
     PageServer,
     chromium,
@@ -29,8 +31,6 @@ from bench._browser import (
     set_viewport,
     upload,
 )
-from inference._page import MESSAGES, NAMES
-from tests.conftest import DATA_DIR, LABELS, REPO
 
 pytestmark = pytest.mark.integration
 
