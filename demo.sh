@@ -24,8 +24,13 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
-python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e '.[train,serve]'
+# Only the product's own lines by default; CLOTHING_VERBOSE=1 bash demo.sh shows
+# pip's and setuptools' notes and TensorFlow's C++ log lines too. -qq: pip prints
+# errors only (its warnings include setuptools' notes on editable installs).
+pip_quiet=(-qq)
+[ "${CLOTHING_VERBOSE:-0}" != 1 ] || pip_quiet=()
+python -m pip install "${pip_quiet[@]}" --upgrade pip
+python -m pip install "${pip_quiet[@]}" -e '.[train,serve]'
 
 if [ -z "${CLOTHING_DATA_DIR:-}" ]; then
   if [ -d ../shared/data/clothing-dataset-small ]; then
@@ -40,7 +45,6 @@ if [ -z "${XCEPTION_WEIGHTS:-}" ] && [ -f ../shared/models/xception_imagenet_not
   XCEPTION_WEIGHTS=$(cd ../shared/models && pwd)/xception_imagenet_notop.weights.h5
 fi
 export CLOTHING_DATA_DIR XCEPTION_WEIGHTS="${XCEPTION_WEIGHTS:-imagenet}"
-export TF_CPP_MIN_LOG_LEVEL=2
 
 python -m train --image-size 150 --output "$RUNS/model" --force
 # Ship `dynamic` (a quarter of the size, ~2x faster) when it passes its check.

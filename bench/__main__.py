@@ -42,9 +42,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-# Before TensorFlow is imported (lazily, by the training comparison): keep its
-# C++ INFO lines out of the output; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":
+    # The CLI, before TensorFlow loads (the training comparison, the Keras
+    # workers inherit the env): its C++ log lines off unless --verbose or env
+    # CLOTHING_VERBOSE=1 (inference/_quiet.py).
+    from inference._quiet import quiet_tensorflow
+
+    quiet_tensorflow(sys.argv, os.environ)
 
 from bench._config import DEFAULT_OUT_DIR, LARGE_IMAGE_SIZE, BenchConfig
 
@@ -73,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=DEFAULT_OUT_DIR, help="results folder (default bench/results)"
     )
     p.add_argument("--retrain", action="store_true", help="rebuild the model and bundles")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also TensorFlow's C++ log lines (env CLOTHING_VERBOSE=1 does the same)",
+    )
     return p
 
 

@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
             "OMP_NUM_THREADS": threads,
         }
     )
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from inference._quiet import quiet_tensorflow
+
+    quiet_tensorflow(sys.argv, os.environ)  # C++ log lines off unless CLOTHING_VERBOSE=1
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)

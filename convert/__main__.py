@@ -24,9 +24,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-# Before TensorFlow is imported (lazily, below): keep its C++ INFO/WARNING
-# lines out of the command's output; errors still show.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":
+    # The CLI, before TensorFlow loads: its C++ log lines off unless --verbose or
+    # env CLOTHING_VERBOSE=1 (inference/_quiet.py).
+    from inference._quiet import quiet_tensorflow
+
+    quiet_tensorflow(sys.argv, os.environ)
 
 from convert._check import DEFAULT_THRESHOLDS, CheckConfig, Threshold, check_bundles
 from convert._convert import DEFAULT_CALIBRATION_SIZE, ConvertConfig, convert_model
@@ -55,6 +58,11 @@ def _variant_value(text: str) -> tuple[str, float | None]:
 
 
 def _add_check_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also TensorFlow's C++ log lines (env CLOTHING_VERBOSE=1 does the same)",
+    )
     g = p.add_argument_group("check")
     g.add_argument(
         "--images", type=Path, help="held-out images, <label>/<file> (default: test split)"

@@ -24,7 +24,8 @@ Usage:
     python -m train calibrate runs/xception_299 --unsure-goal 0.97
 
 Env vars CLOTHING_DATA_DIR, XCEPTION_WEIGHTS and CLOTHING_CACHE_DIR give the
-defaults of --data-dir, --base-weights and --cache-dir.
+defaults of --data-dir, --base-weights and --cache-dir. TensorFlow's C++ log
+lines are off unless --verbose or env CLOTHING_VERBOSE=1 (inference/_quiet.py).
 """
 
 from __future__ import annotations
@@ -166,6 +167,13 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
         prog="python -m train" + ("" if mode == "train" else f" {mode}"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    # Read from sys.argv before TensorFlow loads (inference/_quiet.py); declared here
+    # so that argparse accepts it and --help lists it.
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also TensorFlow's C++ log lines (env CLOTHING_VERBOSE=1 does the same)",
     )
     if mode == "robustness":
         add_robustness_arguments(parser)

@@ -1,0 +1,53 @@
+"""The CLIs' quiet default (inference/_quiet.py): TensorFlow's C++ log lines off
+unless --verbose or CLOTHING_VERBOSE=1."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from inference._quiet import native_stderr_silenced, quiet_tensorflow, wants_verbose
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "verbose"),
+    [
+        (["python -m train"], {}, False),
+        (["x", "--verbose"], {}, True),
+        (["x"], {"CLOTHING_VERBOSE": "1"}, True),
+        (["x"], {"CLOTHING_VERBOSE": "0"}, False),
+        (["x", "--verbose-ish"], {}, False),
+    ],
+)
+def test_wants_verbose(argv: list[str], environ: dict[str, str], verbose: bool) -> None:
+    assert wants_verbose(argv, environ) is verbose
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "quieted", "after"),
+    [
+        (["x"], {}, True, {"TF_CPP_MIN_LOG_LEVEL": "3"}),
+        # a level the user set wins
+        (["x"], {"TF_CPP_MIN_LOG_LEVEL": "1"}, True, {"TF_CPP_MIN_LOG_LEVEL": "1"}),
+        # verbose: nothing silenced, and worker processes inherit the choice
+        (["x", "--verbose"], {}, False, {"CLOTHING_VERBOSE": "1"}),
+        (["x"], {"CLOTHING_VERBOSE": "1"}, False, {"CLOTHING_VERBOSE": "1"}),
+    ],
+)
+def test_quiet_tensorflow_env(
+    argv: list[str], environ: dict[str, str], quieted: bool, after: dict[str, str]
+) -> None:
+    assert quiet_tensorflow(argv, environ, preload=False) is quieted
+    assert environ == after
+
+
+def test_native_stderr_silenced_drops_fd2_writes_only_inside(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with native_stderr_silenced():
+        os.write(2, b"native line inside\n")
+    os.write(2, b"native line after\n")
+    err = capfd.readouterr().err
+    assert "inside" not in err
+    assert "native line after" in err
