@@ -337,7 +337,11 @@ def run(*, model_dir: str | None, host: str, port: int) -> int:
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    # SIGINT too: a process started in the background by a non-interactive shell
+    # (CI, nohup, `cmd &`) inherits SIGINT as ignored, and Python then installs
+    # no KeyboardInterrupt handler of its own, so Ctrl-C / `kill -INT` did nothing.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     # stdout carries the handler's JSON log lines (as CloudWatch would); people read stderr.
     print(f"Serving the listing page and the API on {server.url} (Ctrl-C stops)", file=sys.stderr)
     try:

@@ -19,7 +19,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -448,9 +448,22 @@ def test_concurrent_clients_get_their_own_answers(local_server: str, tmp_path: P
     assert len({json.dumps(s, sort_keys=True) for s in alone}) > 1  # answers differ per image
 
 
-def test_serve_command_starts_and_stops_on_ctrl_c(tiny_bundle: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize(
+    "preexec",
+    [None, _ignore_sigint],  # the second: started by a non-interactive shell in the background
+    ids=["foreground", "sigint-ignored-by-parent"],
+)
+def test_serve_command_starts_and_stops_on_ctrl_c(
+    tiny_bundle: Path, preexec: Callable[[], None] | None
+) -> None:
     argv = [sys.executable, "-m", "inference", "serve", "--model", str(tiny_bundle), "--port", "0"]
-    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec
+    )
     try:
         assert proc.stderr is not None
         lines = []  # stdout has the JSON log lines; stderr the runtime's and ours
