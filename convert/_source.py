@@ -16,17 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from convert._errors import ConvertError
-from inference import sha256_file
+from inference import IMAGE_SUFFIXES, sha256_file
 
 log = logging.getLogger("convert")
 
 KERAS_FILENAME = "model.keras"
 METRICS_FILENAME = "metrics.json"
-# What `inference.decode_image` accepts (JPEG, PNG, GIF, WebP, BMP; AVIF and HEIC
-# where installed: the decoder answers for those), by file name.
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".avif", ".heic", ".heif"}
-)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,14 @@ from inference._classifier import (
     check_unsure_threshold,
     softmax,
 )
-from inference._decode import ALLOWED_FORMATS, DEFAULT_MAX_PIXELS, decode_image, load_image, to_rgb
+from inference._decode import (
+    ALLOWED_FORMATS,
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    decode_image,
+    load_image,
+    to_rgb,
+)
 from inference._errors import (
     BundleError,
     CorruptImageError,
@@ -52,6 +59,7 @@ from inference.preprocess import (
 __all__ = [
     "ALLOWED_FORMATS",
     "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
     "MANIFEST_FILENAME",
     "MIN_IMAGE_SIZE",
     "MODEL_FILENAME",

@@ -53,6 +53,12 @@ from inference._sniff import accepted_formats, register_heif, sniff_format
 DEFAULT_MAX_PIXELS = 50_000_000
 # Formats this installation decodes (AVIF and HEIF depend on what is installed).
 ALLOWED_FORMATS = accepted_formats()
+# File names that folder readers (convert's check images, training's not-sure
+# photos) pick up: every format the decoder may accept; the decoder answers for
+# AVIF and HEIC where they are not installed.
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".avif", ".heic", ".heif"}
+)
 
 # A progressive JPEG from libjpeg, mozjpeg or a camera has 6-12 scans (libjpeg's
 # jpeg_simple_progression writes 10 for colour). Every scan is a pass over all

@@ -50,14 +50,13 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from inference import InferenceError
+from inference import IMAGE_SUFFIXES, InferenceError
 from train.features import load_preprocessed
 
 if TYPE_CHECKING:  # run.py imports this module: types only
     from train.config import TrainConfig
     from train.run import CachedFeatures, Trained
 
-_IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
 
 # Guo et al. 2017 report ECE with M = 15 bins; the issue asks for the same.
 ECE_BINS = 15
@@ -619,7 +618,7 @@ def out_of_class_outputs(
     from train.features import CacheKey, FeatureCache, extract_features
     from train.model import feature_extractor, head_logits, weights_fingerprint
 
-    paths = sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    paths = sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise ValueError(
             "`unsure_dir` must hold images (jpg, png, webp, gif, bmp). "
