@@ -46,7 +46,7 @@ if __name__ == "__main__":
     # The CLI, before TensorFlow loads (the training comparison, the Keras
     # workers inherit the env): its C++ log lines off unless --verbose or env
     # CLOTHING_VERBOSE=1 (inference/_quiet.py).
-    from inference._quiet import quiet_tensorflow
+    from inference import quiet_tensorflow
 
     quiet_tensorflow(sys.argv, os.environ)
 

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
             "OMP_NUM_THREADS": threads,
         }
     )
-    from inference._quiet import quiet_tensorflow
+    from inference import quiet_tensorflow
 
     quiet_tensorflow(sys.argv, os.environ)  # C++ log lines off unless CLOTHING_VERBOSE=1
     import tensorflow as tf

@@ -41,8 +41,7 @@ import numpy as np
 from bench._config import REPO, Effort
 from bench._flops import GemmPeak, gemm_peak, gemm_worker
 from bench._worker import Worker
-from inference import Classifier, InferenceError, preprocess_file
-from inference._runtime import DEFAULT_ORDER
+from inference import RUNTIME_ORDER, Classifier, InferenceError, preprocess_file
 
 # bench._keras_worker's answer keys -> the names in the report.
 KERAS_METHODS = {"call": "model(x)", "predict": "predict", "graph": "tf.function"}
@@ -237,7 +236,7 @@ def _load_tflite(
     loaded: dict[_Key, Classifier] = {}
     not_measured: dict[str, None] = {}  # ordered, without repeats
     for variant in variants:
-        for runtime in DEFAULT_ORDER:
+        for runtime in RUNTIME_ORDER:
             for t in threads:
                 try:
                     with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice

@@ -41,8 +41,7 @@ from typing import Any, Literal
 from PIL import Image
 from tqdm import tqdm
 
-from inference import InferenceError, decode_image
-from inference._sniff import accepted_formats, register_heif
+from inference import InferenceError, accepted_formats, decode_image, register_heif
 
 DEFAULT_BOUND_S = 2.0  # issue 11: every input answered in under 2 s
 MAX_BYTES = 10 * 1024 * 1024  # FetchConfig.max_bytes: larger inputs never reach the decoder

@@ -27,7 +27,7 @@ from pathlib import Path
 if __name__ == "__main__":
     # The CLI, before TensorFlow loads: its C++ log lines off unless --verbose or
     # env CLOTHING_VERBOSE=1 (inference/_quiet.py).
-    from inference._quiet import quiet_tensorflow
+    from inference import quiet_tensorflow
 
     quiet_tensorflow(sys.argv, os.environ)
 
@@ -37,7 +37,7 @@ from convert._errors import ConvertError
 from convert._export import VARIANTS
 from convert._logging import log_to_stderr
 from convert._report import REPORT_MD, report_to_markdown
-from inference._runtime import RUNTIMES
+from inference import RUNTIMES
 
 EXIT_OK, EXIT_FAILED_THRESHOLD, EXIT_USAGE = 0, 1, 2
 

@@ -49,14 +49,15 @@ from convert._source import (
 )
 from inference import (
     MANIFEST_FILENAME,
+    RUNTIMES,
     Bundle,
     Classifier,
     InferenceError,
     RuntimeUnavailableError,
+    interpreter_class,
     preprocess_file,
     read_bundle,
 )
-from inference._runtime import RUNTIMES, interpreter_class
 
 log = logging.getLogger("convert")
 # Timed invokes per job per round of the interleaved latency phase (_with_latencies).
@@ -188,6 +189,7 @@ class VariantResult:
 
     @property
     def passed(self) -> bool:
+        """True when this variant met every threshold."""
         return not self.failures
 
 
@@ -212,11 +214,35 @@ class CheckReport:
 
     @property
     def passed(self) -> bool:
+        """True when every variant passed."""
         return all(r.passed for r in self.results)
 
 
 def check_bundles(config: CheckConfig) -> CheckReport:
-    """Measure every bundle in `config.out_dir` against the Keras model; write the report."""
+    """Measure every bundle in `config.out_dir` against the Keras model; write the report.
+
+    Each bundle classifies the check images (held-out photos, decoded and
+    preprocessed as in serving) and is compared with the Keras model in
+    `config.train_dir`: top-1 agreement (%), max |logit difference|, calibrated
+    score differences and answered/unsure decisions; then interpreter latency
+    (ms, median and p95 per thread count, after warm-up runs) and which
+    runtimes load it. `config.thresholds` decide pass/fail per variant.
+
+    Args:
+        config: what to check (`train_dir`, `out_dir`, `variants`, `images_dir`,
+            `max_images`, thresholds, thread counts, runs, runtimes).
+
+    Returns:
+        The `CheckReport` (one `VariantResult` per bundle; `passed` is False if
+        any threshold failed). With `config.write_report`, it is also written
+        to `out_dir/report.json` and `report.md`.
+
+    Raises:
+        ConvertError: the training output is missing or malformed, the bundle
+            folder or every bundle is missing, a bundle is invalid or was
+            converted from a different model (sha256, labels, image_size), there
+            are no check images, or a check image cannot be read or predicted.
+    """
     environment = _environment()
     train = read_train_output(config.train_dir)
     source_hash = source_sha256(train)

@@ -44,9 +44,12 @@ from inference._errors import (
 from inference._fetch import FetchConfig, fetch_url
 from inference._form import FormData, is_form_data, parse_form_data
 from inference._page import render_page
+from inference._quiet import quiet_tensorflow
 from inference._routes import RouteConfig, route
-from inference._runtime import RuntimeInfo, make_interpreter
+from inference._runtime import DEFAULT_ORDER as RUNTIME_ORDER
+from inference._runtime import RUNTIMES, RuntimeInfo, interpreter_class, make_interpreter
 from inference._serve import LocalServer, make_server
+from inference._sniff import accepted_formats, register_heif
 from inference.preprocess import (
     MIN_IMAGE_SIZE,
     PREPROCESSING,
@@ -65,6 +68,8 @@ __all__ = [
     "MODEL_FILENAME",
     "PREPROCESSING",
     "RESIZE",
+    "RUNTIMES",
+    "RUNTIME_ORDER",
     "SCHEMA_VERSION",
     "Bundle",
     "BundleError",
@@ -87,10 +92,12 @@ __all__ = [
     "RuntimeUnavailableError",
     "URLNotAllowedError",
     "UnsupportedFormatError",
+    "accepted_formats",
     "check_image_size",
     "check_unsure_threshold",
     "decode_image",
     "fetch_url",
+    "interpreter_class",
     "is_form_data",
     "load_image",
     "make_interpreter",
@@ -98,7 +105,9 @@ __all__ = [
     "parse_form_data",
     "preprocess_file",
     "preprocess_image",
+    "quiet_tensorflow",
     "read_bundle",
+    "register_heif",
     "render_page",
     "route",
     "sha256_file",

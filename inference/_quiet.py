@@ -19,7 +19,7 @@ TensorFlow loads; `--verbose` or env CLOTHING_VERBOSE=1 keeps every line. It
 lives here, in the TensorFlow-free package every stage imports, because
 importing any module under train/ runs train/__init__.py, which loads Keras:
 
-    from inference._quiet import quiet_tensorflow
+    from inference import quiet_tensorflow
     quiet_tensorflow(sys.argv, os.environ)
 """
 

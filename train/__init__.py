@@ -12,7 +12,7 @@ import sys
 # Keras and so TensorFlow: quiet its C++ log lines first (inference/_quiet.py).
 # A library import (tests, bench, a notebook) is left as it is.
 if sys.argv[:1] == ["-m"]:
-    from inference._quiet import quiet_tensorflow
+    from inference import quiet_tensorflow
 
     quiet_tensorflow(sys.argv, os.environ)
 
