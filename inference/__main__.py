@@ -31,6 +31,7 @@ from inference._serve import run as serve_run
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The CLI's parser: subcommands predict, bench and serve."""
     parser = argparse.ArgumentParser(
         prog="python -m inference",
         description=__doc__,
@@ -69,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI on `argv` (None: sys.argv[1:]).
+
+    Returns:
+        The exit status: 0 when every image was classified (or the bench ran);
+        1 when some image could not be (each one's error is in the output);
+        2 with an "error: ..." line on stderr for a bad setting or bundle
+        (`InferenceError`, ValueError, OSError). argparse exits with 2 on bad
+        arguments; `serve` returns the server's status.
+    """
     args = build_parser().parse_args(argv)
     if args.command == "serve":
         model = None if args.model is None else str(args.model)

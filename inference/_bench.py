@@ -17,6 +17,8 @@ from inference._classifier import Classifier, InferenceConfig
 
 @dataclass(frozen=True)
 class ThreadResult:
+    """One thread count's timings, in milliseconds (wall clock, `time.perf_counter`)."""
+
     threads: int
     load_ms: float
     first_ms: float
@@ -26,6 +28,9 @@ class ThreadResult:
 
 @dataclass(frozen=True)
 class BenchResult:
+    """`bench_model`'s answer: the bundle, the runtime, one row per thread count,
+    and the process's peak resident memory in MB (ru_maxrss)."""
+
     model_dir: str
     variant: str
     runtime: str
@@ -95,6 +100,7 @@ def _time_ms(fn: Callable[[], object]) -> float:
 
 
 def format_bench(result: BenchResult) -> str:
+    """A plain-text table of `result`: one line per thread count, times in ms."""
     lines = [
         f"model {result.model_dir} ({result.variant}), "
         f"runtime {result.runtime} {result.runtime_version}, {result.runs} runs",

@@ -43,6 +43,16 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Manifest:
+    """A bundle's `manifest.json`: what the model expects and answers (schema 1).
+
+    `labels` are in logit order; `image_size` is the square input side in
+    pixels; `preprocessing`/`resize`/`output` name the only supported contract
+    ("xception", "nearest", "logits"); `model_sha256` is the hex digest of
+    `model.tflite`; `temperature` (> 0) and `unsure_threshold` (in [0, 1]) come
+    from calibration and are None for bundles made before it. `from_json`
+    validates; `to_json` gives the JSON object written by `python -m convert`.
+    """
+
     labels: tuple[str, ...]
     image_size: int
     variant: str
@@ -65,6 +75,7 @@ class Manifest:
         return self.temperature is not None
 
     def to_json(self) -> dict[str, Any]:
+        """The manifest as a JSON-ready dict (tuples as lists); `from_json` reads it back."""
         data = asdict(self)
         data["labels"] = list(self.labels)
         data["operators"] = [dict(op) for op in self.operators]
@@ -145,6 +156,11 @@ def _expect(data: dict[str, Any], key: str, kind: type, source: str) -> Any:
 
 
 def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks.
+
+    Raises:
+        OSError (e.g. FileNotFoundError): the file cannot be read.
+    """
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -154,17 +170,35 @@ def sha256_file(path: str | Path) -> str:
 
 @dataclass(frozen=True)
 class Bundle:
+    """A read bundle: its folder, validated manifest and the model's bytes."""
+
     directory: Path
     manifest: Manifest
     model_bytes: bytes
 
     @property
     def model_path(self) -> Path:
+        """The bundle's `model.tflite`."""
         return self.directory / MODEL_FILENAME
 
 
 def read_bundle(directory: str | Path, *, verify: bool = True) -> Bundle:
-    """Read a bundle folder and check the model's sha256 against the manifest."""
+    """Read a bundle folder and check the model's sha256 against the manifest.
+
+    Args:
+        directory: a folder holding `manifest.json` and `model.tflite`.
+        verify: compare the model's sha256 with the manifest's `model_sha256`
+            (the model is read in full either way).
+
+    Returns:
+        A `Bundle` with the validated `Manifest` and the model's bytes.
+
+    Raises:
+        BundleError: the folder or one of the two files is missing, the
+            manifest is not valid JSON or fails validation (the message names
+            the field and echoes its value), or the sha256 does not match.
+        OSError: a file exists but cannot be read (e.g. permissions).
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise BundleError(f"Model bundle folder not found: {str(directory)!r}")

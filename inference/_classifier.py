@@ -44,6 +44,22 @@ class InferenceConfig:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> InferenceConfig:
+        """Settings from env MODEL_DIR, INFERENCE_THREADS, INFERENCE_RUNTIME,
+        MAX_IMAGE_PIXELS and UNSURE_THRESHOLD; `overrides` that are not None win.
+
+        Args:
+            **overrides: field name -> value (e.g. CLI flags); None keeps the env's.
+
+        Returns:
+            A validated `InferenceConfig`. Unset or empty env vars keep the field
+            defaults (MAX_IMAGE_PIXELS=0 also means the default).
+
+        Raises:
+            ValueError: INFERENCE_THREADS or MAX_IMAGE_PIXELS is not an integer,
+                or UNSURE_THRESHOLD (or an `unsure_threshold` override) is not
+                a number from 0 to 1; the message names the variable and echoes it.
+            TypeError: an override names no field.
+        """
         env = os.environ
         values: dict[str, Any] = {
             "model_dir": Path(env.get("MODEL_DIR", "model")),
@@ -111,6 +127,7 @@ class Prediction:
 
     @property
     def unsure(self) -> bool:
+        """True when a threshold applies and `confidence` is below it."""
         return self.unsure_threshold is not None and self.confidence < self.unsure_threshold
 
     @property
@@ -119,6 +136,15 @@ class Prediction:
         return None if self.unsure else self.best_label
 
     def top(self, k: int | None = None) -> list[dict[str, Any]]:
+        """The `k` most likely classes, best first.
+
+        Args:
+            k: how many (None: `top_k`); more than the number of classes gives all.
+
+        Returns:
+            `[{"label": str, "score": float, "logit": float}, ...]`, score being
+            the calibrated probability in [0, 1].
+        """
         k = self.top_k if k is None else k
         order = sorted(range(len(self.labels)), key=lambda i: -self.probabilities[i])[:k]
         return [
@@ -205,7 +231,34 @@ class Classifier:
         verify: bool = True,
         unsure_threshold: float | None = None,
     ) -> Classifier:
-        """unsure_threshold: overrides the manifest's for every prediction (None: keep it)."""
+        """Read a bundle folder and build its interpreter.
+
+        Args:
+            model_dir: the bundle folder (`manifest.json` + `model.tflite`, as
+                written by `python -m convert`).
+            num_threads: interpreter threads, >= 1 (None: the runtime's default).
+            runtime: "ai-edge-litert", "tflite-runtime" or "tensorflow" (see
+                `RUNTIMES`); None tries them in `RUNTIME_ORDER`.
+            max_pixels: width x height cap for `predict_bytes` / `predict_file`,
+                checked from the image header before decoding.
+            verify: check the model's sha256 against the manifest (the model is
+                read in full either way).
+            unsure_threshold: in [0, 1]; overrides the manifest's for every
+                prediction (None: keep the manifest's).
+
+        Returns:
+            A `Classifier` whose input is (1, image_size, image_size, 3) and
+            whose output has one logit per manifest label.
+
+        Raises:
+            BundleError: the folder or one of its files is missing, the manifest
+                is invalid, the sha256 does not match, or the model's input or
+                output shape disagrees with the manifest.
+            RuntimeUnavailableError: no runtime (or not the one asked for) can
+                be imported or load the model; the message lists each reason.
+            ValueError: `num_threads` < 1, an unknown `runtime`, or
+                `unsure_threshold` outside [0, 1].
+        """
         bundle = read_bundle(model_dir, verify=verify)
         interpreter, info = make_interpreter(
             bundle.model_bytes, num_threads=num_threads, runtime=runtime
@@ -220,6 +273,7 @@ class Classifier:
 
     @classmethod
     def from_config(cls, config: InferenceConfig) -> Classifier:
+        """`Classifier.load` with the settings of `config` (same errors)."""
         return cls.load(
             config.model_dir,
             num_threads=config.num_threads,
@@ -244,7 +298,21 @@ class Classifier:
             )
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        """Preprocessed array (H, W, 3) or (1, H, W, 3) -> logits (n_classes,)."""
+        """Raw model output for one preprocessed image.
+
+        Args:
+            x: float array (image_size, image_size, 3) or (1, image_size,
+                image_size, 3) in [-1, 1], as `preprocess` returns; quantized
+                to the model's input dtype here (int8 bundles).
+
+        Returns:
+            float32 logits, shape (n_classes,), in manifest label order
+            (dequantized for int8 outputs); uncalibrated.
+
+        Raises:
+            ValueError (or the runtime's own error): `x` does not have the
+                model's input shape.
+        """
         batch = x[np.newaxis] if x.ndim == 3 else x
         self._interpreter.set_tensor(self._input["index"], _quantize(batch, self._input))
         self._interpreter.invoke()
@@ -255,10 +323,21 @@ class Classifier:
     def predict_array(
         self, x: np.ndarray, *, top_k: int = 3, unsure_threshold: float | None = None
     ) -> Prediction:
-        """Preprocessed (H, W, 3) array -> Prediction with calibrated probabilities.
+        """Classify one preprocessed image.
 
-        unsure_threshold: this call's threshold in [0, 1] (e.g. a request field),
-        over the classifier's; None keeps the classifier's. ValueError if out of range.
+        Args:
+            x: float32 array (image_size, image_size, 3) in [-1, 1] (see
+                `preprocess`); (1, H, W, 3) works too.
+            top_k: how many classes `Prediction.top()` lists.
+            unsure_threshold: this call's threshold in [0, 1] (e.g. a request
+                field), over the classifier's; None keeps the classifier's.
+
+        Returns:
+            A `Prediction`: logits, and probabilities = softmax(logits / T)
+            with the bundle's temperature T (Guo et al. 2017).
+
+        Raises:
+            ValueError: `unsure_threshold` is not a number in [0, 1].
         """
         threshold = (
             self.unsure_threshold
@@ -276,11 +355,31 @@ class Classifier:
         )
 
     def preprocess(self, img: Image.Image) -> np.ndarray:
+        """RGB image -> float32 (image_size, image_size, 3) in [-1, 1] (Xception's).
+
+        Raises:
+            ValueError: `img` is not mode "RGB" (decode with `decode_image`).
+        """
         return preprocess_image(img, image_size=self.manifest.image_size)
 
     def predict_image(
         self, img: Image.Image, *, top_k: int = 3, unsure_threshold: float | None = None
     ) -> Prediction:
+        """Classify a decoded image: `preprocess`, then `predict_array`.
+
+        Args:
+            img: a `PIL.Image` in mode "RGB", any size (resized with NEAREST to
+                the manifest's image_size).
+            top_k: how many classes `Prediction.top()` lists.
+            unsure_threshold: this call's threshold in [0, 1]; None keeps the
+                classifier's.
+
+        Returns:
+            A `Prediction` (see `predict_array`).
+
+        Raises:
+            ValueError: `img` is not RGB, or `unsure_threshold` is out of [0, 1].
+        """
         return self.predict_array(
             self.preprocess(img), top_k=top_k, unsure_threshold=unsure_threshold
         )
@@ -288,12 +387,46 @@ class Classifier:
     def predict_bytes(
         self, data: bytes, *, top_k: int = 3, unsure_threshold: float | None = None
     ) -> Prediction:
+        """Classify an encoded image (JPEG, PNG, GIF, WebP, BMP; AVIF/HEIC if installed).
+
+        Args:
+            data: the file's bytes; the format is sniffed from them.
+            top_k: how many classes `Prediction.top()` lists.
+            unsure_threshold: this call's threshold in [0, 1]; None keeps the
+                classifier's.
+
+        Returns:
+            A `Prediction` (see `predict_array`).
+
+        Raises:
+            UnsupportedFormatError, ImageTooLargeError (over `max_pixels`),
+                CorruptImageError: from `decode_image`, for bytes that are not
+                an image this runtime decodes.
+            ValueError: `unsure_threshold` is out of [0, 1].
+        """
         img = decode_image(data, max_pixels=self.max_pixels)
         return self.predict_image(img, top_k=top_k, unsure_threshold=unsure_threshold)
 
     def predict_file(
         self, path: str | Path, *, top_k: int = 3, unsure_threshold: float | None = None
     ) -> Prediction:
+        """Classify an image file (format from its bytes, not its name).
+
+        Args:
+            path: the image file.
+            top_k: how many classes `Prediction.top()` lists.
+            unsure_threshold: this call's threshold in [0, 1]; None keeps the
+                classifier's.
+
+        Returns:
+            A `Prediction` (see `predict_array`).
+
+        Raises:
+            FileNotFoundError: the file cannot be read (message names it).
+            UnsupportedFormatError, ImageTooLargeError, CorruptImageError: as
+                `predict_bytes`.
+            ValueError: `unsure_threshold` is out of [0, 1].
+        """
         img = load_image(path, max_pixels=self.max_pixels)
         return self.predict_image(img, top_k=top_k, unsure_threshold=unsure_threshold)
 

@@ -202,6 +202,7 @@ class Target:
 
     @property
     def host_header(self) -> str:
+        """The Host header value: `host`, bracketed if IPv6, `:port` unless the default."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port == _DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
 
@@ -601,8 +602,33 @@ def fetch_url(
 ) -> bytes:
     """GET `url` (following up to `config.max_redirects` redirects); -> the body.
 
-    deadline: a `time.monotonic()` value; the fetch ends by the earlier of it
-        and `config.timeout_s` from now.
+    Every hop is checked before connecting: http/https only, no user info, the
+    host in `config.allowed_hosts` when set, and every address it resolves to
+    public (see `refusal_reason`); the connection goes to the checked address.
+
+    Args:
+        url: an absolute http(s) URL, as a stranger sent it.
+        config: limits (timeouts in seconds, `max_bytes`, redirects, allowed
+            hosts); None: `FetchConfig()`.
+        deadline: a `time.monotonic()` value in seconds; the fetch ends by the
+            earlier of it and `config.timeout_s` from now.
+
+    Returns:
+        The body of the final 200 answer, at most `config.max_bytes` bytes;
+        its format is not checked here (that is `decode_image`'s job).
+
+    Raises:
+        InvalidRequestError: `url` is not a string, is empty or malformed
+            (bad host, port 0, control characters).
+        URLNotAllowedError: scheme not http(s), user info, a host outside
+            `allowed_hosts`, or an address that is not public (loopback,
+            private, link-local, reserved), on the first hop or a redirect.
+        PayloadTooLargeError: the body (declared or read) is over `max_bytes`.
+        UnsupportedFormatError: the answer is compressed (Content-Encoding).
+        FetchTimeoutError: connecting or the whole fetch passed its deadline.
+        FetchError: DNS failure, connection or TLS failure, an HTTP status other
+            than 200 or a redirect, a redirect without or with a bad Location,
+            too many redirects, or a body cut short.
     """
     config = FetchConfig() if config is None else config
     end = time.monotonic() + config.timeout_s

@@ -67,6 +67,12 @@ class RouteConfig:
 
     @classmethod
     def from_env(cls) -> RouteConfig:
+        """Origins from env CORS_ALLOWED_ORIGINS (comma-separated; unset or empty: CORS off).
+
+        Raises:
+            ValueError: an entry is not an origin; the message names the env var
+                and echoes its value.
+        """
         raw = os.environ.get(CORS_ENV, "")
         origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
         try:

@@ -29,6 +29,8 @@ DEFAULT_ORDER = ("ai-edge-litert", "tflite-runtime", "tensorflow")
 
 @dataclass(frozen=True)
 class RuntimeInfo:
+    """Which TFLite runtime serves: its `RUNTIMES` key and installed version ("unknown" if none)."""
+
     name: str
     version: str
 
@@ -43,7 +45,19 @@ def _version(distributions: tuple[str, ...]) -> str:
 
 
 def interpreter_class(name: str) -> tuple[Any, RuntimeInfo]:
-    """Import one runtime's Interpreter class; raise if it is not importable."""
+    """Import one runtime's Interpreter class.
+
+    Args:
+        name: a `RUNTIMES` key: "ai-edge-litert", "tflite-runtime" or "tensorflow".
+
+    Returns:
+        (the Interpreter class, its `RuntimeInfo`).
+
+    Raises:
+        ValueError: `name` is not a `RUNTIMES` key.
+        RuntimeUnavailableError: the module cannot be imported (missing, or a
+            numpy ABI error); the message gives the reason.
+    """
     if name not in RUNTIMES:
         raise ValueError(f"`runtime` must be one of {sorted(RUNTIMES)}. Received: runtime={name!r}")
     module_name, attribute, dists = RUNTIMES[name]
@@ -61,7 +75,21 @@ def interpreter_class(name: str) -> tuple[Any, RuntimeInfo]:
 def make_interpreter(
     model_content: bytes, *, num_threads: int | None = None, runtime: str | None = None
 ) -> tuple[Any, RuntimeInfo]:
-    """Build and allocate an interpreter from the first runtime that loads the model."""
+    """Build and allocate an interpreter from the first runtime that loads the model.
+
+    Args:
+        model_content: a `.tflite` flatbuffer.
+        num_threads: interpreter threads, >= 1 (None: the runtime's default).
+        runtime: try only this `RUNTIMES` key; None tries `DEFAULT_ORDER`.
+
+    Returns:
+        (an allocated Interpreter, the `RuntimeInfo` of the runtime that loaded it).
+
+    Raises:
+        ValueError: `num_threads` < 1 or an unknown `runtime`.
+        RuntimeUnavailableError: no runtime tried could be imported or load the
+            model; the message lists one reason per runtime.
+    """
     if num_threads is not None and num_threads < 1:
         raise ValueError(f"`num_threads` must be >= 1. Received: num_threads={num_threads}")
     order = (runtime,) if runtime else DEFAULT_ORDER

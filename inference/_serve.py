@@ -71,6 +71,7 @@ class LocalContext:
         self._deadline = time.monotonic() + timeout_s
 
     def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the local timeout (>= 0), like Lambda's context."""
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
@@ -173,6 +174,7 @@ class LocalServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """The server's base URL, e.g. "http://127.0.0.1:8080/" (IPv6 hosts bracketed)."""
         host, port = self.server_address[:2]
         host = f"[{host!s}]" if ":" in str(host) else str(host)
         return f"http://{host}:{port}/"

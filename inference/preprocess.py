@@ -24,6 +24,11 @@ MIN_IMAGE_SIZE = 71
 
 
 def check_image_size(image_size: int) -> int:
+    """Return `image_size` (pixels, square side) if an Xception model can take it.
+
+    Raises:
+        ValueError: not an int, or below `MIN_IMAGE_SIZE` (71, Keras' minimum).
+    """
     if not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
         raise ValueError(
             f"`image_size` must be an int >= {MIN_IMAGE_SIZE}. Received: image_size={image_size!r}"

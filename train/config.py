@@ -43,14 +43,17 @@ SEED_RECIPE: dict[str, Any] = {
 
 
 def default_data_dir() -> Path:
+    """Env CLOTHING_DATA_DIR, else ./clothing-dataset-small."""
     return Path(os.environ.get("CLOTHING_DATA_DIR", "clothing-dataset-small"))
 
 
 def default_base_weights() -> str:
+    """Env XCEPTION_WEIGHTS (a .weights.h5 path), else "imagenet" (Keras downloads them)."""
     return os.environ.get("XCEPTION_WEIGHTS", "imagenet")
 
 
 def default_cache_dir() -> Path:
+    """Env CLOTHING_CACHE_DIR, else $XDG_CACHE_HOME (or ~/.cache)/clothing-classifier."""
     env = os.environ.get("CLOTHING_CACHE_DIR")
     if env:
         return Path(env)
@@ -60,6 +63,12 @@ def default_cache_dir() -> Path:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """One training run's settings; `__post_init__` validates them (ValueError naming
+    the field and echoing its value). `image_size` is the square input side in pixels
+    (>= 71), `learning_rate` the optimizer's (Adam; AdamW with `weight_decay`),
+    `size_inner` the head's hidden units, `droprate` its dropout rate; `seed_recipe`
+    gives the course's recipe (every accuracy lever off)."""
+
     data_dir: Path = field(default_factory=default_data_dir)
     output_dir: Path = Path("runs/model")
     image_size: int = 150
@@ -138,6 +147,7 @@ class TrainConfig:
         return self.fine_tune > 0 or self.augment
 
     def to_json(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict (paths as strings), as stored in metrics.json."""
         data = asdict(self)
         for key in ("data_dir", "output_dir", "cache_dir"):
             data[key] = str(data[key])

@@ -23,6 +23,8 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Split:
+    """One split's image files and their int64 class indices (into `Dataset.labels`)."""
+
     name: str
     paths: tuple[Path, ...]
     targets: np.ndarray  # int class index per path
@@ -33,24 +35,46 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
+    """A dataset folder: sorted class names and the splits found (train, validation, test)."""
+
     root: Path
     labels: tuple[str, ...]
     splits: dict[str, Split]
 
     @property
     def train(self) -> Split:
+        """The train/ split (always present)."""
         return self.splits["train"]
 
     @property
     def validation(self) -> Split:
+        """The validation/ split (always present)."""
         return self.splits["validation"]
 
     @property
     def test(self) -> Split | None:
+        """The test/ split, or None when the folder has none."""
         return self.splits.get("test")
 
 
 def load_dataset(data_dir: Path, *, max_per_class: int | None = None, seed: int = 1) -> Dataset:
+    """List `data_dir/<split>/<class>/*` (files only; the images are not opened here).
+
+    Args:
+        data_dir: a folder with train/ and validation/ (test/ optional), each
+            holding the same class folders.
+        max_per_class: keep a seeded random sample of at most this many files
+            per class and split (None: all).
+        seed: the sample's seed.
+
+    Returns:
+        A `Dataset`; labels are the class folder names, sorted.
+
+    Raises:
+        DataError: `data_dir` is not a folder, lacks train/ or validation/, its
+            splits name different classes, a split has fewer than 2 class
+            folders, no files, or an empty class folder.
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(

@@ -85,6 +85,7 @@ def weights_fingerprint(base: keras.Model) -> str:
 
 
 def feature_extractor(base: keras.Model) -> keras.Model:
+    """`base` + global average pooling: (batch, H, W, 3) in [-1, 1] -> (batch, 2048) float32."""
     inputs = keras.Input(shape=base.input_shape[1:])
     x = base(inputs, training=False)
     outputs = keras.layers.GlobalAveragePooling2D(name="pooled")(x)
@@ -122,6 +123,7 @@ def build_head(
 
 
 def ensemble_size(head: keras.Model) -> int:
+    """How many heads `build_head` stacked: 1 for a (batch, n_classes) output, else N."""
     shape = head.output_shape
     return 1 if len(shape) == 2 else int(shape[1])
 

@@ -44,7 +44,7 @@ from train.report import (
 
 
 class OutputExistsError(ValueError):
-    pass
+    """The output folder is a file, or is not empty and `force` was not given."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,33 @@ class Trained:
 def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) -> dict[str, Any]:
     """Train, evaluate and write model.keras + metrics.json + plots; return the metrics.
 
-    `features` (from `prepare_features`) lets a sweep extract once and train many heads.
+    A frozen Xception base (ImageNet weights, or `config.base_weights`) with a
+    small head is trained on `config.data_dir`'s train/ split (base features
+    cached in `config.cache_dir` unless `config.from_images`), keeping the
+    epoch with the best `config.monitor` on validation; then calibrated (temperature and unsure
+    threshold, fitted on validation). Outputs are written to a temporary folder
+    and renamed to `config.output_dir`, so a failed run leaves none half-written.
+
+    Args:
+        config: the run's settings (data, image size in pixels, epochs, learning
+            rate, seed, output folder, `force`).
+        features: cached base features from `prepare_features`, so that a sweep
+            extracts once and trains many heads; None extracts them here.
+
+    Returns:
+        The metrics also written to `metrics.json`: "labels", "image_size",
+        "val_accuracy" and "test_accuracy" (fractions in [0, 1]; test None
+        without a test split), per-split reports, "best_epoch", "history",
+        "n_images", "skipped" files, "config", "timings" (seconds), versions
+        and the calibration ("temperature", "unsure_threshold", ...).
+
+    Raises:
+        DataError: `config.data_dir` is not a folder, lacks train/ or
+            validation/, its splits name different classes, it has fewer than
+            2 classes or empty class folders, or a split has no readable images.
+        WeightsError: `config.base_weights` is missing or does not fit Xception.
+        OutputExistsError: `config.output_dir` is a file, or a non-empty folder
+            without `config.force`.
     """
     started = time.perf_counter()
     keras.utils.set_random_seed(config.seed)
@@ -342,6 +368,11 @@ def build_metrics(
 
 
 def check_output_dir(output_dir: Path, *, force: bool) -> None:
+    """Refuse to train into a file, or into a non-empty folder unless `force`.
+
+    Raises:
+        OutputExistsError: `output_dir` is a file, or a non-empty folder and not `force`.
+    """
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputExistsError(
             f"`output_dir` must be a folder. Received: output_dir={str(output_dir)!r} (a file)"

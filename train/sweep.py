@@ -22,6 +22,24 @@ SWEEPABLE = ("droprate", "learning_rate", "size_inner")
 
 
 def sweep(config: TrainConfig, *, param: str, values: list[float]) -> dict[str, Any]:
+    """Train one head per value of `param` on features extracted once.
+
+    Args:
+        config: the shared settings; `config.output_dir` receives one folder
+            per value (`<param>=<value>`), sweep.json and a validation-accuracy plot.
+        param: one of `SWEEPABLE` ("droprate", "learning_rate", "size_inner").
+        values: >= 2 values (int for size_inner).
+
+    Returns:
+        {"param", "results": [{"value", "val_accuracy", "best_epoch",
+        "test_accuracy", "val_curve", "dir"}, ...], "best": {"value", "dir"}},
+        best by validation accuracy; also written to sweep.json.
+
+    Raises:
+        ValueError: an unknown `param`, fewer than 2 values, or a config that
+            trains from images (fine-tune/augment).
+        DataError, WeightsError, OutputExistsError: as `train_model`.
+    """
     if param not in SWEEPABLE:
         raise ValueError(f"`param` must be one of {SWEEPABLE}. Received: param={param!r}")
     if len(values) < 2:
