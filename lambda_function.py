@@ -74,6 +74,7 @@ from inference import (
     fetch_url,
     is_form_data,
     parse_form_data,
+    request_header,
     route,
 )
 
@@ -245,9 +246,9 @@ def _parse_http(event: dict[str, Any], *, max_bytes: int, n_labels: int) -> Requ
                 f"The request body is {len(body)} characters, over the limit of {body_cap}."
             )
         raw = body.encode("utf-8", errors="surrogatepass")
-    content_type = _header(event, "content-type").lower()
+    content_type = request_header(event, "content-type").lower()
     if is_form_data(content_type):
-        form = parse_form_data(raw, _header(event, "content-type"), max_file_bytes=max_bytes)
+        form = parse_form_data(raw, request_header(event, "content-type"), max_file_bytes=max_bytes)
         return _parse_form(form, event, n_labels=n_labels)
     if "json" in content_type or raw.lstrip()[:1] == b"{":
         return _parse_fields(_json_object(raw), n_labels=n_labels)
@@ -301,16 +302,6 @@ def _json_object(raw: bytes) -> dict[str, Any]:
             f"The request body must be a JSON object. Received: {_json_type(value)}"
         )
     return value
-
-
-def _header(event: dict[str, Any], name: str) -> str:
-    headers = event.get("headers")
-    if not isinstance(headers, dict):
-        return ""
-    for key, value in headers.items():
-        if isinstance(key, str) and key.lower() == name and isinstance(value, str):
-            return value
-    return ""
 
 
 def _base64_length(n_bytes: int) -> int:

@@ -45,7 +45,7 @@ from inference._fetch import FetchConfig, fetch_url
 from inference._form import FormData, is_form_data, parse_form_data
 from inference._page import render_page
 from inference._quiet import quiet_tensorflow
-from inference._routes import RouteConfig, route
+from inference._routes import RouteConfig, request_header, route
 from inference._runtime import DEFAULT_ORDER as RUNTIME_ORDER
 from inference._runtime import RUNTIMES, RuntimeInfo, interpreter_class, make_interpreter
 from inference._serve import LocalServer, make_server
@@ -109,6 +109,7 @@ __all__ = [
     "read_bundle",
     "register_heif",
     "render_page",
+    "request_header",
     "route",
     "sha256_file",
     "softmax",

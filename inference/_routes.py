@@ -155,7 +155,7 @@ def _with_headers(
         headers.setdefault(name, value)
     if "Content-Security-Policy" not in headers:
         headers["Content-Security-Policy"] = JSON_CSP
-    origin = header(event, "origin")
+    origin = request_header(event, "origin")
     if config.cors_origins:
         headers["Vary"] = "Origin"
         if origin and _origin_key(origin) in {_origin_key(o) for o in config.cors_origins}:
@@ -177,8 +177,9 @@ def _origin_key(origin: str) -> str:
     return origin
 
 
-def header(event: Event, name: str) -> str:
-    """A request header, case-insensitively ("" when absent)."""
+def request_header(event: Event, name: str) -> str:
+    """The HTTP event's header `name` (given in lower case), matched case-insensitively;
+    "" when absent. Shared by the router and `lambda_function`'s body parsing."""
     headers = event.get("headers")
     if not isinstance(headers, dict):
         return ""
@@ -226,6 +227,6 @@ def _wants_html(event: Event) -> bool:
     Browsers send `Accept: text/html,...` with a form post; `curl -F` sends `*/*` and
     API clients `application/json`, and both get the JSON answer.
     """
-    content_type = header(event, "content-type").lower()
-    accept = header(event, "accept").lower()
+    content_type = request_header(event, "content-type").lower()
+    accept = request_header(event, "accept").lower()
     return content_type.startswith("multipart/form-data") and "text/html" in accept

@@ -68,6 +68,7 @@ EXPECTED_ALL = [
     "read_bundle",
     "register_heif",
     "render_page",
+    "request_header",
     "route",
     "sha256_file",
     "softmax",
