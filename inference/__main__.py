@@ -6,6 +6,9 @@ Usage:
     python -m inference predict shirt.jpg --unsure-threshold 0.9   # answer only when >= 90%
     python -m inference bench --model bundles/int8 --threads 1 2 4 --runs 50
     python -m inference serve --model bundles/int8 --port 8080   # the listing page + API
+    python -m inference batch photos/ --model bundles/int8 --output labels.jsonl --workers 2
+    python -m inference batch urls.csv --column image_url --output labels.csv --per-host 2 --rate 5
+    find photos -name '*.jpg' | python -m inference batch - --output labels.jsonl   # stdin
 
 Env vars: MODEL_DIR (default of --model), INFERENCE_RUNTIME (ai-edge-litert,
 tflite-runtime or tensorflow), INFERENCE_THREADS, MAX_IMAGE_PIXELS,
@@ -13,17 +16,22 @@ UNSURE_THRESHOLD (default of --unsure-threshold; unset: the bundle's).
 Scores are calibrated probabilities; below the unsure threshold an image is
 printed as "unsure" with its suggestions (JSON: "label": null, "unsure": true).
 Exit codes: 0 all images classified, 1 some image failed, 2 bad model/usage.
+batch: 0 every input has a row (bad inputs are rows with their error code),
+1 the workers kept dying, 2 bad model/usage, 130 interrupted (rerun the same
+command to continue: inputs that have a row are skipped).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from inference._batch import BatchConfig, WorkersDiedError, run_batch
 from inference._bench import bench_model, format_bench
 from inference._classifier import Classifier, InferenceConfig
 from inference._errors import InferenceError
@@ -58,7 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: all)")
     serve.add_argument("--port", type=int, default=8080, help="0: a free port")
     serve.add_argument("--model", type=Path, default=None, help="bundle folder (env MODEL_DIR)")
-    for p in (predict, bench):
+    batch = sub.add_parser(
+        "batch", help="classify a folder or a list of paths/URLs into a .jsonl or .csv file"
+    )
+    _add_batch_arguments(batch)
+    for p in (predict, bench, batch):
         p.add_argument("--model", type=Path, default=None, help="bundle folder (env MODEL_DIR)")
         p.add_argument(
             "--runtime", default=None, help="ai-edge-litert | tflite-runtime | tensorflow"
@@ -80,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         arguments; `serve` returns the server's status.
     """
     args = build_parser().parse_args(argv)
+    if args.command == "batch":
+        return _batch(args)
     if args.command == "serve":
         model = None if args.model is None else str(args.model)
         return serve_run(model_dir=model, host=args.host, port=args.port)
@@ -105,6 +119,81 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return _predict(classifier, args.images, top_k=args.top_k, as_json=args.json)
+
+
+def _add_batch_arguments(batch: argparse.ArgumentParser) -> None:
+    batch.add_argument(
+        "input", metavar="INPUT", help="a folder, a .txt/.csv list of paths or URLs, or -"
+    )
+    batch.add_argument(
+        "--output", type=Path, required=True, help="FILE.jsonl or FILE.csv; rerun to resume"
+    )
+    batch.add_argument("--column", default=None, help="CSV column of paths/URLs")
+    batch.add_argument(
+        "--workers", type=int, default=None, help="processes (env BATCH_WORKERS; default: CPUs)"
+    )
+    batch.add_argument(
+        "--threads-per-worker", type=int, default=None, help="default: CPUs / workers"
+    )
+    batch.add_argument(
+        "--per-host", type=int, default=None, help="URL fetches at once per host (default 2)"
+    )
+    batch.add_argument(
+        "--rate", type=float, default=None, help="URL requests/s per host, 0: no limit (default 5)"
+    )
+    batch.add_argument(
+        "--progress-every", type=float, default=None, help="seconds between progress lines (10)"
+    )
+    batch.add_argument("--unsure-threshold", type=float, default=None)
+
+
+def _batch(args: argparse.Namespace) -> int:
+    # SIGTERM (kill, a scheduler's stop) ends the run like Ctrl-C: rows flushed, exit 130.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        config = BatchConfig.from_env(
+            source=args.input,
+            output=args.output,
+            column=args.column,
+            workers=args.workers,
+            threads_per_worker=args.threads_per_worker,
+            per_host=args.per_host,
+            rate=args.rate,
+            progress_every_s=args.progress_every,
+            inference=InferenceConfig.from_env(
+                model_dir=args.model,
+                runtime=args.runtime,
+                max_pixels=args.max_pixels,
+                unsure_threshold=args.unsure_threshold,
+            ),
+        )
+        summary = run_batch(config)
+    except KeyboardInterrupt:
+        print("interrupted before the first row; nothing was written", file=sys.stderr)
+        return 130
+    except WorkersDiedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (InferenceError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary.to_dict()))
+    done = summary.skipped + summary.written
+    if summary.interrupted:
+        print(
+            f"interrupted: {done} of {summary.inputs} inputs have a row in {summary.output}; "
+            "run the same command again to continue",
+            file=sys.stderr,
+        )
+        return 130
+    print(
+        f"batch: {summary.written} rows written ({summary.errors} bad inputs), "
+        f"{summary.skipped} already there, in {summary.elapsed_s:.1f} s: "
+        f"{summary.images_per_s:.1f} images/s with {summary.workers} worker(s) x "
+        f"{summary.threads_per_worker} thread(s) -> {summary.output}",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _predict(classifier: Classifier, images: list[Path], *, top_k: int, as_json: bool) -> int:

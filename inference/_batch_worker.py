@@ -1,0 +1,68 @@
+"""Worker side of `python -m inference batch`: a `Classifier` per process, input in, row out.
+
+Each worker is a spawned interpreter (its own runtime, its own threads); the
+parent sends it a path (read here) or fetched bytes and gets a row back.
+"""
+
+from __future__ import annotations
+
+import signal
+
+from inference._batch_io import Row
+from inference._classifier import Classifier, InferenceConfig, Prediction
+from inference._errors import InferenceError
+
+_classifier: Classifier | None = None
+_model_id = ""
+
+
+def init_worker(config: InferenceConfig, model_id: str) -> None:
+    """Pool initializer: load this process's `Classifier` (settings in `config`)."""
+    global _classifier, _model_id
+    # Ctrl-C reaches the whole process group; the parent stops the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _classifier = Classifier.from_config(config)
+    _model_id = model_id
+
+
+def classify(item: str, data: bytes | None) -> Row:
+    """Classify the file `item` (or its fetched bytes `data`) -> its row; never raises."""
+    assert _classifier is not None, "worker used before init_worker"
+    try:
+        if data is None:
+            prediction = _classifier.predict_file(item)
+        else:
+            prediction = _classifier.predict_bytes(data)
+    except InferenceError as exc:
+        return error_row(item, exc.code, str(exc), model=_model_id)
+    except FileNotFoundError as exc:
+        return error_row(item, "FILE_NOT_FOUND", str(exc), model=_model_id)
+    except Exception as exc:  # a bug on one image must not stop a million-image run
+        return error_row(item, "INTERNAL_ERROR", f"{type(exc).__name__}: {exc}", model=_model_id)
+    return prediction_row(item, prediction, model=_model_id)
+
+
+def prediction_row(item: str, prediction: Prediction, *, model: str) -> Row:
+    """A classified input's row: label (None when unsure), unsure, confidence, scores."""
+    return {
+        "input": item,
+        "label": prediction.label,
+        "unsure": prediction.unsure,
+        "confidence": prediction.confidence,
+        "scores": dict(zip(prediction.labels, prediction.probabilities, strict=True)),
+        "error": None,
+        "model": model,
+    }
+
+
+def error_row(item: str, code: str, message: str, *, model: str) -> Row:
+    """A bad input's row: `error` {code, message}, no label or scores."""
+    return {
+        "input": item,
+        "label": None,
+        "unsure": None,
+        "confidence": None,
+        "scores": None,
+        "error": {"code": code, "message": message},
+        "model": model,
+    }
