@@ -1,7 +1,8 @@
 """AWS Lambda entry point: `lambda_function.lambda_handler` (README: "Serving on AWS Lambda").
 
 Events
-    Direct invoke: {"url": "https://..."} or {"image": "<base64>"}, optional
+    Direct invoke: {"url": "https://..."}, {"image": "<base64>"} or
+    {"s3": {"bucket": "...", "key": "..."}} (buckets in S3_ALLOWED_BUCKETS only), optional
     "top_k" (1 to the number of classes, default 3), optional "unsure_threshold"
     (0 to 1: answer "unsure" below this top score; default: the bundle's, or
     env UNSURE_THRESHOLD; 0: always answer).
@@ -11,6 +12,9 @@ Events
     first file part is the image, text fields `url`, `top_k`... as in JSON
     (`top_k` also from the query string); see inference.parse_form_data.
     Function URLs also get the listing page on GET / (inference/_routes.py).
+    Batches (direct invoke only): {"items": [<direct event>, ...]} or Step Functions'
+    ItemBatcher input {"Items": [...], "BatchInput": {...}}, at most MAX_BATCH_ITEMS
+    items; README "Bulk classification on AWS".
 
 Answers
     {"label": "pants",                              # null when "unsure" is true
@@ -21,6 +25,7 @@ Answers
      "top": [{"label": "pants", "score": 0.93, "logit": 4.1}, ...],  # kept when unsure
      "model": {"variant": "int8", "sha256": "...", "temperature": 1.9}}
     HTTP events get {"statusCode": 200, "headers": {...}, "body": "<that, as JSON>"}.
+    Batches get {"items": [<answer or {"error": ...}>, ...]}, one per item, in order.
 
 Errors
     Bad input never raises: the answer is {"error": {"code": ..., "message": ...}}
@@ -39,7 +44,8 @@ State
     event at a time, and a warm process answers without reloading. Settings
     come from env vars: MODEL_DIR (default: `model/` beside this file, the
     bundle the Dockerfile copies in), INFERENCE_THREADS, MAX_IMAGE_PIXELS
-    (inference.InferenceConfig) and FETCH_* (inference.FetchConfig).
+    (inference.InferenceConfig), FETCH_* (inference.FetchConfig),
+    S3_ALLOWED_BUCKETS (inference.S3Config) and MAX_BATCH_ITEMS.
 """
 
 from __future__ import annotations
@@ -69,11 +75,15 @@ from inference import (
     InvalidRequestError,
     PayloadTooLargeError,
     RouteConfig,
+    S3Config,
+    S3Ref,
     check_unsure_threshold,
     decode_image,
     fetch_url,
     is_form_data,
     parse_form_data,
+    parse_s3_ref,
+    read_s3_object,
     request_header,
     route,
 )
@@ -91,8 +101,9 @@ HERE = Path(__file__).resolve().parent
 class Request:
     """A parsed event: where the image comes from and how many classes to list."""
 
-    source: str  # "url" | "image" (base64 in JSON) | "body" (binary HTTP body) | "form" (multipart)
+    source: str  # "url" | "image" (base64) | "s3" | "body" (binary HTTP body) | "form" (multipart)
     url: str | None = None
+    s3: S3Ref | None = None
     image_b64: str | None = None  # decoded (and size-checked) in the fetch step
     image: bytes | None = None
     top_k: int = DEFAULT_TOP_K
@@ -133,6 +144,8 @@ class Outcome:
             record["source"] = self.request.source
             if self.request.url is not None:
                 record["url_host"] = _url_host(self.request.url)
+            if self.request.s3 is not None:
+                record["s3_bucket"] = self.request.s3.bucket
         if self.n_bytes is not None:
             record["bytes"] = self.n_bytes
         if self.error is None:
@@ -165,7 +178,10 @@ def parse_event(event: Any, *, max_bytes: int, n_labels: int) -> Request:
     """Validate an event (direct or HTTP); raise a typed error if it is bad.
 
     A base64 `image` is checked and decoded later, by `decode_base64`, in the
-    step timed as "fetch" (getting the image's bytes).
+    step timed as "fetch" (getting the image's bytes). `s3` references are
+    accepted in direct events only: whoever may call `lambda:InvokeFunction`
+    was let in by IAM, while a public function URL would let anyone read the
+    classes of the allowed buckets' objects.
     """
     if is_http_event(event):
         return _parse_http(event, max_bytes=max_bytes, n_labels=n_labels)
@@ -174,18 +190,29 @@ def parse_event(event: Any, *, max_bytes: int, n_labels: int) -> Request:
             'The event must be a JSON object like {"url": "https://..."} or {"image": "<base64>"}. '
             f"Received: {_json_type(event)}"
         )
-    return _parse_fields(event, n_labels=n_labels)
+    return _parse_fields(event, n_labels=n_labels, allow_s3=True)
 
 
-def _parse_fields(fields: dict[str, Any], *, n_labels: int) -> Request:
-    url, image = fields.get("url"), fields.get("image")
-    if (url is None) == (image is None):
-        received = "both" if url is not None else "neither"
+def _parse_fields(fields: dict[str, Any], *, n_labels: int, allow_s3: bool = False) -> Request:
+    if not allow_s3 and fields.get("s3") is not None:
         raise InvalidRequestError(
-            f"Send exactly one of `url` (an image URL) or `image` (base64). Received: {received}"
+            "`s3` references are accepted in direct invocations only (lambda:InvokeFunction), "
+            "not over HTTP."
         )
+    url, image, s3 = fields.get("url"), fields.get("image"), fields.get("s3")
+    given = [
+        name for name, value in (("url", url), ("image", image), ("s3", s3)) if value is not None
+    ]
+    if len(given) != 1:
+        received = " and ".join(given) if given else "neither"
+        choices = "`url` (an image URL) or `image` (base64)"
+        if allow_s3:
+            choices = "`url` (an image URL), `image` (base64) or `s3` (bucket and key)"
+        raise InvalidRequestError(f"Send exactly one of {choices}. Received: {received}")
     top_k = _parse_top_k(fields.get("top_k"), n_labels=n_labels)
     threshold = _parse_unsure_threshold(fields.get("unsure_threshold"))
+    if s3 is not None:
+        return Request(source="s3", s3=parse_s3_ref(s3), top_k=top_k, unsure_threshold=threshold)
     if url is not None:
         if not isinstance(url, str):
             raise InvalidRequestError(f"`url` must be a string. Received: {_json_type(url)}")
@@ -364,10 +391,12 @@ def handle(
     *,
     classifier: Classifier,
     fetch_config: FetchConfig,
+    s3_config: S3Config | None = None,
     deadline: float | None = None,
 ) -> Outcome:
     """Answer one event; bad input gives an error outcome, bugs raise.
 
+    s3_config: the bucket allowlist for `s3` references (default: none allowed).
     deadline: a `time.monotonic()` value the URL fetch must end by.
     """
     http = is_http_event(event)
@@ -389,6 +418,10 @@ def handle(
         lap("parse")
         if request.url is not None:
             data = fetch_url(request.url, config=fetch_config, deadline=deadline)
+        elif request.s3 is not None:
+            # One byte cap for every source: uploads, URLs and S3 objects.
+            config = dataclasses.replace(s3_config or S3Config(), max_bytes=fetch_config.max_bytes)
+            data = read_s3_object(request.s3, config=config)
         elif request.image_b64 is not None:
             data = decode_base64(request.image_b64, max_bytes=fetch_config.max_bytes)
         else:
@@ -428,6 +461,172 @@ def handle(
 
 
 # ---------------------------------------------------------------------------
+# Batches: {"items": [...]} and Step Functions' ItemBatcher {"Items": [...], "BatchInput": {...}}
+
+# 100 items: a batch's answer (about 1.3 KB per item with 10 classes) stays far
+# under the 256 KiB Step Functions allows a state's output ("Quotas related to
+# state machine executions" in the Step Functions developer guide), and 100
+# sequential URL fetches at their 5 s deadline (FETCH_TIMEOUT_S) still end
+# inside Lambda's 900 s maximum timeout.
+DEFAULT_MAX_BATCH_ITEMS = 100
+
+
+class TooManyItemsError(InvalidRequestError):
+    """A batch has more items than MAX_BATCH_ITEMS (HTTP 400)."""
+
+    code = "TOO_MANY_ITEMS"
+
+
+class DeadlineExceededError(InferenceError):
+    """The function's time ran out before this batch item's turn (HTTP 504)."""
+
+    code = "DEADLINE_EXCEEDED"
+    http_status = 504
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A parsed batch event: its items, and what BatchInput adds to each."""
+
+    items: list[Any]
+    defaults: dict[str, Any]  # BatchInput's top_k / unsure_threshold, under each item's own
+    bucket: str | None  # BatchInput's bucket, for S3 listing items {"Key": ...}
+
+
+def is_batch_event(event: Any) -> bool:
+    """A direct event carrying `items` (ours) or `Items` (Step Functions' ItemBatcher)."""
+    return (
+        isinstance(event, dict)
+        and not is_http_event(event)
+        and ("items" in event or "Items" in event)
+    )
+
+
+def parse_batch(event: dict[str, Any], *, max_items: int) -> Batch:
+    """Check a batch's envelope; the items themselves are checked one by one later.
+
+    Raises:
+        InvalidRequestError: both or neither of `items`/`Items`, a `url`/`image`/`s3`
+            beside them, items that are not an array, a BatchInput that is not an object.
+        TooManyItemsError: more than `max_items` items.
+    """
+    names = [name for name in ("items", "Items") if name in event]
+    mixed = [name for name in ("url", "image", "s3") if event.get(name) is not None]
+    if len(names) != 1 or mixed:
+        raise InvalidRequestError(
+            "A batch event has `items` (or Step Functions' `Items`) and no `url`, `image` "
+            f"or `s3` of its own. Received: {', '.join(names + mixed)}"
+        )
+    items = event[names[0]]
+    if not isinstance(items, list):
+        raise InvalidRequestError(
+            f"`{names[0]}` must be an array of events. Received: {_json_type(items)}"
+        )
+    if len(items) > max_items:
+        raise TooManyItemsError(
+            f"A batch holds at most {max_items} items (MAX_BATCH_ITEMS). "
+            f"Received: {len(items)} items"
+        )
+    batch_input = event.get("BatchInput")
+    batch_input = {} if batch_input is None else batch_input
+    if not isinstance(batch_input, dict):
+        raise InvalidRequestError(
+            f"`BatchInput` must be an object. Received: {_json_type(batch_input)}"
+        )
+    bucket = batch_input.get("bucket")
+    if bucket is not None and not isinstance(bucket, str):
+        raise InvalidRequestError(
+            f"`BatchInput.bucket` must be a string. Received: {_json_type(bucket)}"
+        )
+    defaults = {k: batch_input[k] for k in ("top_k", "unsure_threshold") if k in batch_input}
+    return Batch(items=items, defaults=defaults, bucket=bucket)
+
+
+def item_event(item: Any, batch: Batch) -> Any:
+    """The direct event a batch item stands for.
+
+    An S3 listing item as Step Functions' ItemReader gives it without an
+    ItemSelector ({"Key": ..., "Size": ..., "Etag": ...}) becomes an `s3`
+    reference into BatchInput's bucket; an object gets BatchInput's defaults
+    under its own fields; anything else is left for `handle` to refuse.
+
+    Raises:
+        InvalidRequestError: an HTTP event as an item, a listing item without a bucket.
+    """
+    if not isinstance(item, dict):
+        return item
+    if is_http_event(item):
+        raise InvalidRequestError("A batch item must be a direct event, not an HTTP event.")
+    if "Key" in item and not any(k in item for k in ("url", "image", "s3")):
+        if batch.bucket is None:
+            raise InvalidRequestError(
+                'An S3 listing item {"Key": ...} needs `BatchInput.bucket`, or an ItemSelector '
+                'that makes it {"s3": {"bucket": ..., "key": ...}} (template.yaml).'
+            )
+        item = {"s3": {"bucket": batch.bucket, "key": item["Key"]}}
+    return {**batch.defaults, **item}
+
+
+@dataclass
+class BatchOutcome:
+    """What `handle_batch` did: one Outcome per item, or the envelope's own error."""
+
+    outcomes: list[Outcome]
+    error: InferenceError | None = None
+
+    def response(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"error": {"code": self.error.code, "message": str(self.error)}}
+        return {"items": [outcome.payload for outcome in self.outcomes]}
+
+
+def handle_batch(
+    event: dict[str, Any],
+    *,
+    classifier: Classifier,
+    fetch_config: FetchConfig,
+    s3_config: S3Config | None = None,
+    deadline: float | None = None,
+    max_items: int = DEFAULT_MAX_BATCH_ITEMS,
+) -> BatchOutcome:
+    """Answer every item of a batch event, in order; one bad item never fails the others.
+
+    deadline: a `time.monotonic()` value; items whose turn comes after it are
+        answered DEADLINE_EXCEEDED instead of running into Lambda's timeout.
+    """
+    try:
+        batch = parse_batch(event, max_items=max_items)
+    except InferenceError as exc:
+        return BatchOutcome(outcomes=[], error=exc)
+    outcomes = []
+    for item in batch.items:
+        try:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise DeadlineExceededError(
+                    "The function's time ran out before this item; send it again."
+                )
+            single = item_event(item, batch)
+        except InferenceError as exc:
+            outcomes.append(_error_outcome(exc))
+            continue
+        outcomes.append(
+            handle(
+                single,
+                classifier=classifier,
+                fetch_config=fetch_config,
+                s3_config=s3_config,
+                deadline=deadline,
+            )
+        )
+    return BatchOutcome(outcomes=outcomes)
+
+
+def _error_outcome(exc: InferenceError) -> Outcome:
+    payload = {"error": {"code": exc.code, "message": str(exc)}}
+    return Outcome(http=False, status=exc.http_status, payload=payload, error=exc)
+
+
+# ---------------------------------------------------------------------------
 # The Lambda handler
 
 
@@ -435,15 +634,24 @@ def handle(
 class State:
     classifier: Classifier
     fetch_config: FetchConfig
+    s3_config: S3Config = field(default_factory=S3Config)
+    max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS
 
 
 @functools.cache
 def _state() -> State:
     """Load the model and settings once per process (a failure is retried next time)."""
     start = time.perf_counter()
-    overrides = {} if os.environ.get("MODEL_DIR") else {"model_dir": HERE / "model"}
-    config = InferenceConfig.from_env(**overrides)
-    state = State(Classifier.from_config(config), FetchConfig.from_env())
+    # Unset MODEL_DIR: the bundle the Dockerfile copies in beside this file.
+    bundled = None if os.environ.get("MODEL_DIR") else HERE / "model"
+    config = InferenceConfig.from_env(os.environ, model_dir=bundled)
+    fetch_config = FetchConfig.from_env()
+    state = State(
+        Classifier.from_config(config),
+        fetch_config,
+        S3Config.from_env(max_bytes=fetch_config.max_bytes),
+        max_batch_items(),
+    )
     manifest = state.classifier.manifest
     log(
         {
@@ -456,6 +664,23 @@ def _state() -> State:
         }
     )
     return state
+
+
+def max_batch_items(environ: dict[str, str] | None = None) -> int:
+    """MAX_BATCH_ITEMS: the most items one batch event may carry (default 100).
+
+    Raises:
+        ValueError: not an integer from 1 to 10000 (the message names the variable).
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get("MAX_BATCH_ITEMS", "").strip()
+    if not raw:
+        return DEFAULT_MAX_BATCH_ITEMS
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+        raise ValueError(
+            f"MAX_BATCH_ITEMS must be an integer from 1 to 10000. Received: {raw[:40]!r}"
+        )
+    return int(raw)
 
 
 def fetch_deadline(context: Any) -> float | None:
@@ -504,10 +729,13 @@ def answer(event: Any, context: Any) -> dict[str, Any]:
     """Classify one event (direct or HTTP) and log it: the API behind the router."""
     start = time.perf_counter()
     state = _state()
+    if is_batch_event(event):
+        return answer_batch(event, context, state=state, start=start)
     outcome = handle(
         event,
         classifier=state.classifier,
         fetch_config=state.fetch_config,
+        s3_config=state.s3_config,
         deadline=fetch_deadline(context),
     )
     response = outcome.response()
@@ -516,3 +744,37 @@ def answer(event: Any, context: Any) -> dict[str, Any]:
     record["timings_ms"]["total"] = round((time.perf_counter() - start) * 1000, 3)
     log(record)
     return response
+
+
+def answer_batch(
+    event: dict[str, Any], context: Any, *, state: State, start: float
+) -> dict[str, Any]:
+    """Classify a batch event: one log line per item, then one for the batch."""
+    outcome = handle_batch(
+        event,
+        classifier=state.classifier,
+        fetch_config=state.fetch_config,
+        s3_config=state.s3_config,
+        deadline=fetch_deadline(context),
+        max_items=state.max_batch_items,
+    )
+    request_id = getattr(context, "aws_request_id", None)
+    codes: dict[str, int] = {}
+    for index, item in enumerate(outcome.outcomes):
+        record = item.log_record()
+        record.update(aws_request_id=request_id, batch_index=index)
+        log(record)
+        code = "OK" if item.error is None else item.error.code
+        codes[code] = codes.get(code, 0) + 1
+    summary: dict[str, Any] = {
+        "level": "INFO" if outcome.error is None else "WARNING",
+        "message": "batch" if outcome.error is None else "batch_rejected",
+        "aws_request_id": request_id,
+        "items": len(outcome.outcomes),
+        "outcomes": codes,
+        "total_ms": round((time.perf_counter() - start) * 1000, 3),
+    }
+    if outcome.error is not None:
+        summary.update(code=outcome.error.code, detail=str(outcome.error))
+    log(summary)
+    return outcome.response()

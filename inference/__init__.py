@@ -48,6 +48,16 @@ from inference._quiet import quiet_tensorflow
 from inference._routes import RouteConfig, request_header, route
 from inference._runtime import DEFAULT_ORDER as RUNTIME_ORDER
 from inference._runtime import RUNTIMES, RuntimeInfo, interpreter_class, make_interpreter
+from inference._s3 import (
+    S3AccessDeniedError,
+    S3BucketNotAllowedError,
+    S3Config,
+    S3ObjectNotFoundError,
+    S3ReadError,
+    S3Ref,
+    parse_s3_ref,
+    read_s3_object,
+)
 from inference._serve import LocalServer, make_server
 from inference._sniff import accepted_formats, register_heif
 from inference.preprocess import (
@@ -90,6 +100,12 @@ __all__ = [
     "RouteConfig",
     "RuntimeInfo",
     "RuntimeUnavailableError",
+    "S3AccessDeniedError",
+    "S3BucketNotAllowedError",
+    "S3Config",
+    "S3ObjectNotFoundError",
+    "S3ReadError",
+    "S3Ref",
     "URLNotAllowedError",
     "UnsupportedFormatError",
     "accepted_formats",
@@ -103,10 +119,12 @@ __all__ = [
     "make_interpreter",
     "make_server",
     "parse_form_data",
+    "parse_s3_ref",
     "preprocess_file",
     "preprocess_image",
     "quiet_tensorflow",
     "read_bundle",
+    "read_s3_object",
     "register_heif",
     "render_page",
     "request_header",

@@ -1,0 +1,276 @@
+"""Read an image from S3 that an event names: `read_s3_object(ref, config=...)`.
+
+    ref = parse_s3_ref({"bucket": "photos", "key": "listings/123.jpg"})
+    data = read_s3_object(ref, config=S3Config.from_env())   # bytes, at most config.max_bytes
+
+The event chooses the bucket and key, so three rules hold before a byte is read:
+
+1. The reference is checked: a bucket name as S3 names them (3-63 characters,
+   lower-case letters, digits, `.` and `-`), a key of 1 to 1024 UTF-8 bytes
+   (S3's own limit, "Naming Amazon S3 objects" in the S3 user guide).
+2. The bucket must be in `allowed_buckets` (env S3_ALLOWED_BUCKETS). Empty
+   means S3 references are refused, so a function whose role can read some
+   bucket does not lend that right to whoever can invoke it.
+3. One ranged GET (`Range: bytes=0-<max_bytes>`) reads at most one byte past
+   the cap, and the body is read with the same bound, so an object of any size
+   costs at most `max_bytes + 1` bytes of memory. One request, not HeadObject
+   then GetObject, so the object cannot change between the two.
+
+boto3 is imported on first use: the Lambda Python base image ships it
+("Lambda runtimes" in the Lambda developer guide), and the serve install does
+not (its install-size budget), so `import inference` never needs it. The
+endpoint is boto3's: env AWS_ENDPOINT_URL_S3 (or AWS_ENDPOINT_URL), which
+botocore reads itself ("Service-specific endpoints" in the AWS SDKs and Tools
+reference guide), is how the tests point it at a local S3 server.
+
+Errors are the runtime's typed errors, each with a stable code; the S3 error
+code behind one is chained as `__cause__` for the log, never in the message.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from inference._errors import (
+    InferenceError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+)
+
+# S3's limits ("Bucket naming rules", "Naming Amazon S3 objects" in the S3 user guide).
+MAX_KEY_BYTES = 1024
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # FETCH_MAX_BYTES' default: one cap for every source
+
+
+class S3BucketNotAllowedError(InferenceError):
+    """The bucket is not in S3_ALLOWED_BUCKETS (or the list is empty): HTTP 403."""
+
+    code = "S3_BUCKET_NOT_ALLOWED"
+    http_status = 403
+
+
+class S3ObjectNotFoundError(InferenceError):
+    """No such key (or no such bucket): HTTP 404."""
+
+    code = "S3_OBJECT_NOT_FOUND"
+    http_status = 404
+
+
+class S3AccessDeniedError(InferenceError):
+    """S3 refused the function's role (no s3:GetObject, a bucket policy, KMS): HTTP 403."""
+
+    code = "S3_ACCESS_DENIED"
+    http_status = 403
+
+
+class S3ReadError(InferenceError):
+    """Any other S3 failure: connection, timeout, throttling past the retries (HTTP 502)."""
+
+    code = "S3_READ_FAILED"
+    http_status = 502
+
+
+@dataclass(frozen=True)
+class S3Ref:
+    """An object named by an event: `{"s3": {"bucket": "photos", "key": "a/b.jpg"}}`."""
+
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """Limits of `read_s3_object`; `from_env` reads S3_ALLOWED_BUCKETS.
+
+    allowed_buckets: the only buckets an event may name; empty refuses every S3 reference.
+    max_bytes: the largest object read (the Lambda handler passes FETCH_MAX_BYTES).
+    connect_timeout_s, read_timeout_s, max_attempts: botocore's; standard retry
+        mode retries throttling and 5xx answers with backoff (botocore "Retries" guide).
+    """
+
+    allowed_buckets: tuple[str, ...] = ()
+    max_bytes: int = DEFAULT_MAX_BYTES
+    connect_timeout_s: float = 2.0
+    read_timeout_s: float = 5.0
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        for bucket in self.allowed_buckets:
+            if not isinstance(bucket, str) or not _BUCKET_NAME.fullmatch(bucket):
+                raise ValueError(
+                    "`allowed_buckets` entries must be S3 bucket names (3-63 characters: "
+                    f"a-z, 0-9, '.', '-'). Received: {bucket!r}"
+                )
+        if not isinstance(self.max_bytes, int) or self.max_bytes < 1:
+            raise ValueError(
+                f"`max_bytes` must be an int >= 1. Received: max_bytes={self.max_bytes!r}"
+            )
+        for name in ("connect_timeout_s", "read_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 < value < 900:
+                raise ValueError(f"`{name}` must be a number in (0, 900). Received: {value!r}")
+        if not isinstance(self.max_attempts, int) or not 1 <= self.max_attempts <= 10:
+            raise ValueError(
+                f"`max_attempts` must be an int from 1 to 10. Received: {self.max_attempts!r}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> S3Config:
+        """S3_ALLOWED_BUCKETS: comma-separated bucket names; unset or empty refuses S3.
+
+        Raises:
+            ValueError: a listed name is not a bucket name (the message names the variable).
+        """
+        env = os.environ if environ is None else environ
+        raw = env.get("S3_ALLOWED_BUCKETS", "")
+        buckets = tuple(b.strip() for b in raw.split(",") if b.strip())
+        try:
+            return cls(allowed_buckets=buckets, **overrides)
+        except ValueError as exc:
+            raise ValueError(f"S3_ALLOWED_BUCKETS: {exc}") from None
+
+
+def parse_s3_ref(value: Any) -> S3Ref:
+    """Check an event's `s3` field: `{"bucket": str, "key": str}`.
+
+    Raises:
+        InvalidRequestError: not an object, a missing or non-string field, a bucket
+            that is not a bucket name, an empty key or one over 1024 UTF-8 bytes.
+    """
+    if not isinstance(value, dict):
+        raise InvalidRequestError(
+            '`s3` must be an object like {"bucket": "photos", "key": "a/b.jpg"}. '
+            f"Received: {type(value).__name__}"
+        )
+    bucket, key = value.get("bucket"), value.get("key")
+    if not isinstance(bucket, str) or not _BUCKET_NAME.fullmatch(bucket):
+        raise InvalidRequestError(
+            "`s3.bucket` must be an S3 bucket name (3-63 characters: a-z, 0-9, '.', '-'). "
+            f"Received: bucket={_short(bucket)}"
+        )
+    if not isinstance(key, str) or not key:
+        raise InvalidRequestError(
+            f"`s3.key` must be a non-empty string. Received: key={_short(key)}"
+        )
+    n_bytes = len(key.encode("utf-8", errors="surrogatepass"))
+    if n_bytes > MAX_KEY_BYTES:
+        raise InvalidRequestError(
+            f"`s3.key` must be at most {MAX_KEY_BYTES} UTF-8 bytes (S3's limit). "
+            f"Received: {n_bytes} bytes"
+        )
+    return S3Ref(bucket=bucket, key=key)
+
+
+def check_bucket_allowed(ref: S3Ref, *, config: S3Config) -> None:
+    """Raise `S3BucketNotAllowedError` unless `ref.bucket` is in `config.allowed_buckets`."""
+    if not config.allowed_buckets:
+        raise S3BucketNotAllowedError(
+            "S3 references are turned off: the function's S3_ALLOWED_BUCKETS is empty."
+        )
+    if ref.bucket not in config.allowed_buckets:
+        raise S3BucketNotAllowedError(
+            f"Bucket {ref.bucket!r} is not in the function's S3_ALLOWED_BUCKETS."
+        )
+
+
+def read_s3_object(ref: S3Ref, *, config: S3Config, client: Any = None) -> bytes:
+    """The object's bytes, read with one ranged GET of at most `config.max_bytes + 1` bytes.
+
+    Args:
+        ref: the bucket and key (from `parse_s3_ref`).
+        config: the allowlist and limits.
+        client: a boto3 S3 client; default one per process (`s3_client(config)`).
+
+    Returns:
+        The object's bytes (length <= config.max_bytes); an empty object gives b"".
+
+    Raises:
+        S3BucketNotAllowedError: the bucket is not allowed (checked before any request).
+        PayloadTooLargeError: the object is over `config.max_bytes`.
+        S3ObjectNotFoundError, S3AccessDeniedError, S3ReadError: what S3 answered.
+    """
+    check_bucket_allowed(ref, config=config)
+    s3 = s3_client(config) if client is None else client
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        answer = s3.get_object(Bucket=ref.bucket, Key=ref.key, Range=f"bytes=0-{config.max_bytes}")
+        total = _total_size(answer)
+        if total is not None and total > config.max_bytes:
+            raise PayloadTooLargeError(
+                f"The S3 object is {total} bytes, over the limit of {config.max_bytes}."
+            )
+        with answer["Body"] as body:
+            data: bytes = body.read(config.max_bytes + 1)  # bounded even if the range was ignored
+    except ClientError as exc:
+        if _error_code(exc) == "InvalidRange":  # a ranged GET of an empty object: S3 answers 416
+            return b""
+        raise _client_error(exc, ref) from exc
+    except BotoCoreError as exc:
+        raise S3ReadError(f"Reading s3://{ref.bucket}/{_short_key(ref.key)} failed.") from exc
+    if len(data) > config.max_bytes:
+        raise PayloadTooLargeError(f"The S3 object is over the limit of {config.max_bytes} bytes.")
+    return data
+
+
+def _total_size(answer: dict[str, Any]) -> int | None:
+    """The object's full size from `Content-Range: bytes 0-N/TOTAL` (None when absent)."""
+    match = re.fullmatch(r"bytes \d+-\d+/(\d+)", str(answer.get("ContentRange") or ""))
+    return int(match.group(1)) if match else None
+
+
+_NOT_FOUND = frozenset({"NoSuchKey", "NoSuchBucket", "NotFound", "404"})
+_DENIED = frozenset({"AccessDenied", "AllAccessDisabled", "403", "KMS.AccessDeniedException"})
+
+
+def _error_code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _client_error(exc: Any, ref: S3Ref) -> InferenceError:
+    code = _error_code(exc)
+    where = f"s3://{ref.bucket}/{_short_key(ref.key)}"
+    if code in _NOT_FOUND:
+        return S3ObjectNotFoundError(f"There is no object {where}.")
+    if code in _DENIED:
+        return S3AccessDeniedError(f"The function may not read {where}.")
+    return S3ReadError(f"Reading {where} failed.")
+
+
+@functools.cache
+def s3_client(config: S3Config = S3Config()) -> Any:  # frozen, so hashable: one client per config
+    """One boto3 S3 client per process and config (clients are thread-safe, slow to build).
+
+    Raises:
+        S3ReadError: boto3 is not installed (the serve install leaves it out; the
+            Lambda base image has it).
+    """
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as exc:
+        raise S3ReadError(
+            "S3 references need boto3, which is not installed here (the Lambda base image has it)."
+        ) from exc
+    return boto3.client(
+        "s3",
+        config=Config(
+            connect_timeout=config.connect_timeout_s,
+            read_timeout=config.read_timeout_s,
+            retries={"max_attempts": config.max_attempts, "mode": "standard"},
+        ),
+    )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _short_key(key: str) -> str:
+    return key if len(key) <= 80 else key[:77] + "..."
