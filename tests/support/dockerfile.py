@@ -12,9 +12,11 @@ out the files it copies in a folder shaped like the image's /var/task:
     python = make_venv(spec, venv_dir)
 
 It understands the instructions this project's Dockerfile uses (FROM, ARG,
-ENV, RUN pip install / python -m compileall, COPY, CMD) and refuses anything
-else, so a new kind of step makes the contract test fail instead of being
-silently skipped.
+ENV, RUN pip install / python -m compileall / python <build script> / rm,
+chained with &&, COPY, CMD) and refuses anything else, so a new kind of step
+makes the contract test fail instead of being silently skipped. A COPY into
+/tmp/ is a build-time file (docker/prune_site_packages.py): `make_venv` runs
+the scripts the Dockerfile runs after `pip install`, with the venv's python.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class DockerfileSpec:
     copies: tuple[tuple[str, str], ...]  # (source, destination), ${VAR}s unexpanded
     runs: tuple[str, ...]  # every RUN command line
     cmd: tuple[str, ...] = field(default=())
+    build_copies: tuple[tuple[str, str], ...] = ()  # COPY into /tmp/: build-time files
+    build_scripts: tuple[str, ...] = ()  # `python /tmp/x.py` run after pip install (sources)
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
@@ -72,6 +76,8 @@ def parse_dockerfile(path: str | Path) -> DockerfileSpec:
     options: list[str] = []
     copies: list[tuple[str, str]] = []
     runs: list[str] = []
+    build_copies: list[tuple[str, str]] = []
+    scripts: list[str] = []  # destinations, mapped to their COPY sources below
     cmd: tuple[str, ...] = ()
     for word, rest in _instructions(Path(path).read_text()):
         if word not in KNOWN:
@@ -86,31 +92,34 @@ def parse_dockerfile(path: str | Path) -> DockerfileSpec:
             env[name.strip()] = value.strip().strip('"')
         elif word == "RUN":
             runs.append(rest)
-            tokens = shlex.split(rest)
-            if tokens[:2] == ["pip", "install"] or tokens[:4] == ["python", "-m", "pip", "install"]:
-                start = tokens.index("install") + 1
-                for token in tokens[start:]:
-                    if token in ("&&", ";", "|"):
-                        raise ValueError(f"Chained RUN not understood: {rest!r}")
-                    if token.startswith("-"):
-                        if token in ("-r", "-c", "-e", "--requirement", "--constraint"):
-                            raise ValueError(f"pip option {token} not understood: {rest!r}")
-                        options.append(token)
-                    else:
-                        packages.append(token)
-            elif tokens[:3] != ["python", "-m", "compileall"]:
-                raise ValueError(f"RUN step not understood by {__name__}: {rest!r}")
+            for tokens in _commands(rest):
+                if tokens[:2] == ["pip", "install"] or tokens[:4] == [
+                    "python",
+                    "-m",
+                    "pip",
+                    "install",
+                ]:
+                    _pip_install(tokens, rest, packages, options)
+                elif len(tokens) == 2 and tokens[0] == "python" and tokens[1].startswith("/tmp/"):
+                    scripts.append(tokens[1])
+                elif tokens[0] == "rm" and all(t.startswith("/tmp/") for t in tokens[1:]):
+                    pass  # removes a build-time file: nothing to rebuild
+                elif tokens[:3] != ["python", "-m", "compileall"]:
+                    raise ValueError(f"RUN step not understood by {__name__}: {rest!r}")
         elif word == "COPY":
             tokens = shlex.split(rest)
             if any(t.startswith("--") for t in tokens):
                 raise ValueError(f"COPY flags not understood: {rest!r}")
             *sources, dest = tokens
-            copies.extend((source, dest) for source in sources)
+            target = build_copies if dest.startswith("/tmp/") else copies
+            target.extend((source, dest) for source in sources)
         elif word == "CMD":
             import json
 
             cmd = tuple(json.loads(rest))
     return DockerfileSpec(
+        build_copies=tuple(build_copies),
+        build_scripts=tuple(_script_source(script, build_copies) for script in scripts),
         base_image=base,
         args=args,
         env=env,
@@ -120,6 +129,39 @@ def parse_dockerfile(path: str | Path) -> DockerfileSpec:
         runs=tuple(runs),
         cmd=cmd,
     )
+
+
+def _commands(run: str) -> list[list[str]]:
+    """A RUN line's commands, split on `&&` (other shell operators are refused)."""
+    commands: list[list[str]] = [[]]
+    for token in shlex.split(run):
+        if token == "&&":
+            commands.append([])
+        elif token in (";", "|", "||", "&"):
+            raise ValueError(f"RUN with {token!r} not understood: {run!r}")
+        else:
+            commands[-1].append(token)
+    if not all(commands):
+        raise ValueError(f"Empty command in RUN: {run!r}")
+    return commands
+
+
+def _pip_install(tokens: list[str], run: str, packages: list[str], options: list[str]) -> None:
+    for token in tokens[tokens.index("install") + 1 :]:
+        if token.startswith("-"):
+            if token in ("-r", "-c", "-e", "--requirement", "--constraint"):
+                raise ValueError(f"pip option {token} not understood: {run!r}")
+            options.append(token)
+        else:
+            packages.append(token)
+
+
+def _script_source(script: str, build_copies: list[tuple[str, str]]) -> str:
+    """The repo path COPY put at `script` (a file or into a /tmp/ folder)."""
+    for source, dest in build_copies:
+        if dest == script or (dest.endswith("/") and dest + Path(source).name == script):
+            return source
+    raise ValueError(f"RUN python {script}: no COPY puts a file there.")
 
 
 def expand(text: str, values: dict[str, str]) -> str:
@@ -166,10 +208,20 @@ def _dockerignored(directory: str, names: list[str]) -> set[str]:
     return {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
 
 
-def make_venv(spec: DockerfileSpec, dest: str | Path, *, quiet: bool = True) -> Path:
-    """A fresh venv (no system site-packages) with exactly the Dockerfile's pip packages.
+def make_venv(
+    spec: DockerfileSpec,
+    dest: str | Path,
+    *,
+    quiet: bool = True,
+    repo: str | Path | None = None,
+    build_scripts: bool = True,
+) -> Path:
+    """A fresh venv (no system site-packages) with exactly the Dockerfile's pip packages,
+    then the Dockerfile's build scripts (the site-packages pruning) run with its python.
 
     -> its python executable. Uses the pip index configured on this machine.
+    repo: where the scripts' COPY sources are (default: the Dockerfile's checkout, this repo).
+    build_scripts: False gives the install as pip leaves it (the "before" of bench.size).
     """
     dest = Path(dest)
     venv.EnvBuilder(with_pip=True, clear=True, symlinks=os.name != "nt").create(dest)
@@ -180,7 +232,18 @@ def make_venv(spec: DockerfileSpec, dest: str | Path, *, quiet: bool = True) -> 
     if done.returncode != 0:
         tail = (done.stderr or "")[-3000:]
         raise RuntimeError(f"pip install of the Dockerfile's packages failed:\n{tail}")
+    if build_scripts:
+        run_build_scripts(spec, python, repo=repo)
     return python
+
+
+def run_build_scripts(spec: DockerfileSpec, python: str | Path, *, repo: str | Path | None) -> None:
+    """Run the Dockerfile's `python /tmp/<script>` steps with `python`, in order."""
+    root = Path(repo) if repo is not None else Path(__file__).resolve().parents[2]
+    for source in spec.build_scripts:
+        done = subprocess.run([str(python), str(root / source)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"Dockerfile step `python {source}` failed:\n{done.stderr[-3000:]}")
 
 
 _INSTALLER = ("pip", "setuptools", "_distutils_hack", "pkg_resources", "distutils-precedence")
