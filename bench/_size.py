@@ -12,12 +12,17 @@
 
 Sizes are bytes of site-packages (tests/support/dockerfile.py `site_packages_sizes`:
 pip and setuptools left out, as they are the installer, not what runs), in MiB.
+`lambda_mib` is the serve venv less what the Lambda image prunes
+(docker/prune_site_packages.py, counted without deleting); `python -m bench.size`
+gives the image's own install per package, before and after the prune.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
+import json
 import subprocess
 import sys
 import sysconfig
@@ -31,6 +36,7 @@ from bench._config import REPO
 from tests.support.dockerfile import site_packages_sizes
 
 MIB = 2**20
+PRUNE_SCRIPT = REPO / "docker" / "prune_site_packages.py"
 SERVE_VENV = "serve-venv"
 _MARKER = ".bench-pyproject.sha256"
 
@@ -70,8 +76,70 @@ def serve_venv(work_dir: Path, *, log: Callable[[str], None]) -> Path:
     return python
 
 
+def load_prune() -> Any:
+    """docker/prune_site_packages.py as a module (a script in the image, not a package)."""
+    name = "prune_site_packages"
+    spec = importlib.util.spec_from_file_location(name, PRUNE_SCRIPT)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"Cannot load {PRUNE_SCRIPT}.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def site_packages_of(python: Path) -> Path:
+    """The site-packages folder of the environment `python` runs in."""
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip())
+
+
+# Run by the measured environment's python: bytes per distribution, from each
+# RECORD (pip records the .pyc files it compiles), each file counted once.
+_PER_DISTRIBUTION = """
+import importlib.metadata, json, sys, sysconfig
+from pathlib import Path
+site = Path(sysconfig.get_paths()["purelib"]).resolve()
+sizes, seen = {}, set()
+for dist in importlib.metadata.distributions(path=[str(site)]):
+    total = 0
+    for file in dist.files or ():
+        path = Path(str(dist.locate_file(file))).resolve()
+        if path in seen or not path.is_relative_to(site) or not path.is_file():
+            continue
+        seen.add(path)
+        total += path.stat().st_size
+    sizes[dist.metadata["Name"]] = total
+rest = sum(p.stat().st_size for p in site.rglob("*")
+           if p.is_file() and not p.is_symlink() and p.resolve() not in seen)
+sizes["(files in no RECORD)"] = rest
+print(json.dumps(sizes))
+"""
+
+INSTALLER = ("pip", "setuptools")  # the installer, not what runs: left out as everywhere
+
+
+def distribution_sizes(python: Path) -> dict[str, int]:
+    """Bytes per installed distribution in `python`'s site-packages (pip, setuptools left out).
+
+    Files no RECORD lists (e.g. `__pycache__` a later import wrote) are one entry,
+    "(files in no RECORD)".
+    """
+    out = subprocess.run(
+        [str(python), "-c", _PER_DISTRIBUTION], check=True, capture_output=True, text=True
+    )
+    sizes: dict[str, int] = json.loads(out.stdout)
+    return {name: size for name, size in sizes.items() if name.lower() not in INSTALLER}
+
+
 def install_sizes(*, serve_python: Path) -> dict[str, Any]:
     serve = site_packages_sizes(serve_python)
+    prune = load_prune()
+    try:  # the serve extra is not pinned: a newer ai-edge-litert may not match the rules
+        pruned: int | None = prune.prune(site_packages_of(serve_python), dry_run=True)
+    except prune.PruneError:
+        pruned = None
     training = site_packages_sizes(sys.executable)
     purelib = Path(sysconfig.get_paths()["purelib"])
     tensorflow = _dist_bytes(("tensorflow", "tensorflow-cpu"), purelib)
@@ -80,6 +148,7 @@ def install_sizes(*, serve_python: Path) -> dict[str, Any]:
     total_training = sum(training.values())
     return {
         "serve_mib": sum(serve.values()) / MIB,
+        "lambda_mib": None if pruned is None else (sum(serve.values()) - pruned) / MIB,
         "serve_biggest_mib": _biggest(serve),
         "training_mib": total_training / MIB,
         "training_biggest_mib": _biggest(training),

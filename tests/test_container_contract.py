@@ -224,3 +224,28 @@ def test_dockerfile_reader_refuses_unknown_shell_in_run(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not understood"):
         parse_dockerfile(dockerfile)
     assert isinstance(parse_dockerfile(REPO / "Dockerfile"), DockerfileSpec)
+
+
+def test_size_table_per_package_before_and_after() -> None:
+    from bench.size import table
+
+    mib = 2**20
+    figures = {
+        "before": {"numpy": 68 * mib, "protobuf": 2 * mib, "pillow": 21 * mib},
+        "after": {"numpy": 51 * mib, "pillow": 21 * mib},
+    }
+    rows = table(figures)
+    assert rows[2] == "| numpy | 68.0 | 51.0 | 17.0 |"  # biggest first
+    assert rows[3] == "| pillow | 21.0 | 21.0 |  |"
+    assert rows[4] == "| protobuf | 2.0 | removed | 2.0 |"
+    assert rows[-1] == "| **total** | **91.0** | **72.0** | 19.0 |"
+
+
+@pytest.mark.parametrize("budget", ["0", "-5"])
+def test_size_cli_refuses_a_bad_budget(budget: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.size import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--budget", budget])
+    assert exit_info.value.code == 2
+    assert f"Received: --budget={float(budget)}" in capsys.readouterr().err
