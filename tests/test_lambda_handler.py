@@ -175,7 +175,9 @@ def load_event(name: str, server: ImageServer) -> Any:
 
 
 def test_every_golden_file_is_in_the_table() -> None:
-    assert sorted(p.name for p in EVENTS.glob("*.json")) == sorted(GOLDEN)
+    # s3_*.json and items_*.json have their own tables (tests/test_s3.py, tests/test_items.py).
+    names = [p.name for p in EVENTS.glob("*.json") if not p.name.startswith(("s3_", "items_"))]
+    assert sorted(names) == sorted(GOLDEN)
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))

@@ -1,0 +1,340 @@
+"""S3 object references: the real handler and real boto3 against moto's S3 server.
+
+The server (tests/support/s3_server.py) listens on 127.0.0.1 at a random port;
+boto3 finds it through AWS_ENDPOINT_URL_S3 with fake credentials, and the
+network guard (tests/support/net.py) lets no connection leave loopback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+import lambda_function
+from inference import (
+    Classifier,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    S3AccessDeniedError,
+    S3BucketNotAllowedError,
+    S3Config,
+    S3ObjectNotFoundError,
+    S3ReadError,
+    S3Ref,
+    parse_s3_ref,
+    read_s3_object,
+)
+from inference._s3 import _client_error, s3_client
+from tests.support.net import JPEG, NetGuard, jpeg_bytes, net_guard
+from tests.support.s3_server import (
+    ALLOWED_BUCKET,
+    DELETED_BUCKET,
+    MAX_BYTES,
+    LocalS3,
+    fake_aws_env,
+    golden_objects,
+    local_s3,
+)
+
+EVENTS = Path(__file__).parent / "events"
+OTHER_JPEG = jpeg_bytes(size=(120, 90), color=(50, 60, 220))
+OBJECTS = golden_objects(JPEG, OTHER_JPEG)
+ANSWER_KEYS = {
+    "label",
+    "unsure",
+    "confidence",
+    "unsure_threshold",
+    "scores",
+    "logits",
+    "top",
+    "model",
+}
+
+
+class Context:
+    """The parts of awslambdaric's LambdaContext the handler reads."""
+
+    def __init__(self, remaining_ms: int = 30_000) -> None:
+        self.aws_request_id = "req-s3"
+        self._deadline = time.monotonic() + remaining_ms / 1000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self._deadline - time.monotonic()) * 1000)
+
+
+@pytest.fixture(scope="module")
+def s3_server() -> Iterator[LocalS3]:
+    with local_s3() as server:
+        for key, data in OBJECTS.items():
+            server.put(ALLOWED_BUCKET, key, data)
+        server.put("someone-elses-bucket", "listings/pants.jpg", JPEG)
+        yield server
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_bundle: Path) -> Classifier:
+    return Classifier.load(tiny_bundle)
+
+
+@pytest.fixture
+def net(monkeypatch: pytest.MonkeyPatch) -> Iterator[NetGuard]:
+    with net_guard(monkeypatch) as guard:
+        guard.names["127.0.0.1"] = ["127.0.0.1"]  # the S3 endpoint is an address literal
+        yield guard
+
+
+@pytest.fixture
+def handler(
+    tiny_bundle: Path, s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch, net: NetGuard
+) -> Iterator[NetGuard]:
+    """lambda_function.lambda_handler as deployed: settings from env, boto3 to the local S3."""
+    fake_aws_env(monkeypatch, s3_server.endpoint_url)
+    monkeypatch.setenv("MODEL_DIR", str(tiny_bundle))
+    monkeypatch.setenv("S3_ALLOWED_BUCKETS", f"{ALLOWED_BUCKET}, {DELETED_BUCKET}")
+    monkeypatch.setenv("FETCH_MAX_BYTES", str(MAX_BYTES))
+    monkeypatch.setenv("FETCH_ALLOW_LOOPBACK", "1")
+    lambda_function._state.cache_clear()
+    s3_client.cache_clear()
+    yield net
+    lambda_function._state.cache_clear()
+    s3_client.cache_clear()
+
+
+def invoke(event: Any) -> dict[str, Any]:
+    response = lambda_function.lambda_handler(event, Context())
+    json.dumps(response, allow_nan=False)  # what Lambda will serialize
+    return response
+
+
+# ---------------------------------------------------------------------------
+# Golden events: tests/events/s3_*.json through the handler.
+
+# file: (error code or None, top_k, key whose bytes the answer must match)
+GOLDEN: dict[str, tuple[str | None, int, str | None]] = {
+    "s3_ok.json": (None, 3, "listings/pants.jpg"),
+    "s3_ok_top_k.json": (None, 5, "listings/2026/11/shoe photo (1).jpg"),
+    "s3_bad_bucket_not_allowed.json": ("S3_BUCKET_NOT_ALLOWED", 0, None),
+    "s3_bad_missing_key.json": ("S3_OBJECT_NOT_FOUND", 0, None),
+    "s3_bad_missing_bucket.json": ("S3_OBJECT_NOT_FOUND", 0, None),
+    "s3_bad_too_large.json": ("PAYLOAD_TOO_LARGE", 0, None),
+    "s3_bad_corrupt.json": ("CORRUPT_IMAGE", 0, None),
+    "s3_bad_empty_object.json": ("CORRUPT_IMAGE", 0, None),
+    "s3_bad_not_an_image.json": ("UNSUPPORTED_FORMAT", 0, None),
+    "s3_bad_empty_key.json": ("INVALID_REQUEST", 0, None),
+    "s3_bad_long_key.json": ("INVALID_REQUEST", 0, None),
+    "s3_bad_bucket_name.json": ("INVALID_REQUEST", 0, None),
+    "s3_bad_not_object.json": ("INVALID_REQUEST", 0, None),
+    "s3_bad_with_url.json": ("INVALID_REQUEST", 0, None),
+}
+
+
+def test_every_s3_golden_file_is_in_the_table() -> None:
+    assert sorted(p.name for p in EVENTS.glob("s3_*.json")) == sorted(GOLDEN)
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_s3_events(name: str, handler: NetGuard, classifier: Classifier) -> None:
+    code, top_k, key = GOLDEN[name]
+    body = invoke(json.loads((EVENTS / name).read_text()))
+    if code is None:
+        assert key is not None
+        assert set(body) == ANSWER_KEYS
+        assert len(body["top"]) == top_k
+        expected = classifier.predict_bytes(OBJECTS[key]).to_dict()
+        assert body["scores"] == expected["scores"]  # the object's own bytes were classified
+    else:
+        assert set(body) == {"error"}, body
+        assert body["error"]["code"] == code
+        assert body["error"]["message"]
+    handler.assert_no_connection_except("127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("name", "connects"),
+    [("s3_bad_bucket_not_allowed.json", False), ("s3_bad_empty_key.json", False),
+     ("s3_ok.json", True)],
+)  # fmt: skip
+def test_refused_references_never_reach_s3(name: str, connects: bool, handler: NetGuard) -> None:
+    invoke(json.loads((EVENTS / name).read_text()))
+    assert bool(handler.connections) is connects
+
+
+def test_s3_over_http_is_refused(handler: NetGuard) -> None:
+    body = {"s3": {"bucket": ALLOWED_BUCKET, "key": "listings/pants.jpg"}}
+    event = {
+        "version": "2.0",
+        "routeKey": "POST /predict",
+        "rawPath": "/predict",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"http": {"method": "POST", "path": "/predict"}},
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+    response = invoke(event)
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"])["error"]["code"] == "INVALID_REQUEST"
+    assert handler.connections == []
+
+
+def test_empty_allowlist_refuses_every_bucket(
+    handler: NetGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("S3_ALLOWED_BUCKETS", "")
+    lambda_function._state.cache_clear()
+    body = invoke(json.loads((EVENTS / "s3_ok.json").read_text()))
+    assert body["error"]["code"] == "S3_BUCKET_NOT_ALLOWED"
+    assert handler.connections == []
+
+
+def test_log_line_names_the_bucket(handler: NetGuard, capsys: pytest.CaptureFixture[str]) -> None:
+    invoke(json.loads((EVENTS / "s3_bad_missing_key.json").read_text()))
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["source"] == "s3"
+    assert record["s3_bucket"] == ALLOWED_BUCKET
+    assert record["code"] == "S3_OBJECT_NOT_FOUND"
+    assert "NoSuchKey" in record["cause"]  # S3's own code, for the log only
+
+
+# ---------------------------------------------------------------------------
+# read_s3_object: the byte cap is a ranged read, not a read-then-check.
+
+
+def test_oversize_object_is_never_downloaded(s3_server: LocalS3, handler: NetGuard) -> None:
+    client = s3_server.client()
+    received: list[int] = []
+
+    def count(http_response: Any, **kwargs: Any) -> None:
+        received.append(int(http_response.headers.get("content-length", -1)))
+
+    client.meta.events.register("after-call.s3.GetObject", count)
+    config = S3Config(allowed_buckets=(ALLOWED_BUCKET,), max_bytes=MAX_BYTES)
+    with pytest.raises(PayloadTooLargeError):
+        read_s3_object(S3Ref(ALLOWED_BUCKET, "listings/huge.jpg"), config=config, client=client)
+    assert len(OBJECTS["listings/huge.jpg"]) > MAX_BYTES + 100_000
+    assert received == [MAX_BYTES + 1]  # one GET, of the cap plus one byte
+
+
+@pytest.mark.parametrize("max_bytes", [len(JPEG), len(JPEG) - 1])
+def test_cap_is_inclusive(s3_server: LocalS3, handler: NetGuard, max_bytes: int) -> None:
+    config = S3Config(allowed_buckets=(ALLOWED_BUCKET,), max_bytes=max_bytes)
+    ref = S3Ref(ALLOWED_BUCKET, "listings/pants.jpg")
+    if max_bytes >= len(JPEG):
+        assert read_s3_object(ref, config=config, client=s3_server.client()) == JPEG
+    else:
+        with pytest.raises(PayloadTooLargeError):
+            read_s3_object(ref, config=config, client=s3_server.client())
+
+
+def test_missing_boto3_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "boto3", None)  # import boto3 -> ImportError
+    s3_client.cache_clear()
+    config = S3Config(allowed_buckets=(ALLOWED_BUCKET,))
+    with pytest.raises(S3ReadError, match="boto3"):
+        read_s3_object(S3Ref(ALLOWED_BUCKET, "a.jpg"), config=config)
+    s3_client.cache_clear()
+
+
+# S3's error codes (real botocore ClientError objects, as botocore raises them).
+@pytest.mark.parametrize(
+    ("s3_code", "error"),
+    [
+        ("NoSuchKey", S3ObjectNotFoundError),
+        ("NoSuchBucket", S3ObjectNotFoundError),
+        ("404", S3ObjectNotFoundError),
+        ("AccessDenied", S3AccessDeniedError),
+        ("403", S3AccessDeniedError),
+        ("KMS.AccessDeniedException", S3AccessDeniedError),
+        ("SlowDown", S3ReadError),
+        ("InternalError", S3ReadError),
+        ("InvalidObjectState", S3ReadError),
+    ],
+)
+def test_s3_error_codes(s3_code: str, error: type[Exception]) -> None:
+    exc = ClientError({"Error": {"Code": s3_code, "Message": "..."}}, "GetObject")
+    mapped = _client_error(exc, S3Ref(ALLOWED_BUCKET, "a.jpg"))
+    assert type(mapped) is error
+    assert s3_code not in str(mapped)  # the S3 code goes to the log, as __cause__
+    assert mapped.http_status == {S3ObjectNotFoundError: 404, S3AccessDeniedError: 403}.get(
+        error, 502
+    )
+
+
+# ---------------------------------------------------------------------------
+# Parsing and settings.
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ({"bucket": "photos", "key": "a.jpg"}, True),
+        ({"bucket": "my.photos-2", "key": "dir/sub dir/ü.jpg"}, True),
+        ({"bucket": "photos", "key": "k" * 1024}, True),
+        ({"bucket": "photos", "key": "é" * 512}, True),  # 1024 UTF-8 bytes
+        ({"bucket": "photos", "key": "é" * 513}, False),  # 1026 bytes
+        ({"bucket": "photos", "key": "k" * 1025}, False),
+        ({"bucket": "photos", "key": ""}, False),
+        ({"bucket": "photos", "key": 5}, False),
+        ({"bucket": "photos"}, False),
+        ({"key": "a.jpg"}, False),
+        ({"bucket": "ab", "key": "a.jpg"}, False),  # 3 characters at least
+        ({"bucket": "b" * 64, "key": "a.jpg"}, False),
+        ({"bucket": "Photos", "key": "a.jpg"}, False),
+        ({"bucket": "photos/other", "key": "a.jpg"}, False),
+        ({"bucket": "-photos", "key": "a.jpg"}, False),
+        ("s3://photos/a.jpg", False),
+        (["photos", "a.jpg"], False),
+    ],
+)
+def test_parse_s3_ref(value: Any, ok: bool) -> None:
+    if ok:
+        ref = parse_s3_ref(value)
+        assert (ref.bucket, ref.key) == (value["bucket"], value["key"])
+    else:
+        with pytest.raises(InvalidRequestError):
+            parse_s3_ref(value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "buckets"),
+    [
+        ("", ()),
+        ("photos", ("photos",)),
+        (" photos , archive.2026 ,", ("photos", "archive.2026")),
+        ("Photos", None),
+        ("photos,s3://archive", None),
+        ("*", None),
+    ],
+)
+def test_allowed_buckets_from_env(raw: str, buckets: tuple[str, ...] | None) -> None:
+    if buckets is None:
+        with pytest.raises(ValueError, match="S3_ALLOWED_BUCKETS"):
+            S3Config.from_env({"S3_ALLOWED_BUCKETS": raw})
+    else:
+        assert S3Config.from_env({"S3_ALLOWED_BUCKETS": raw}).allowed_buckets == buckets
+
+
+@pytest.mark.parametrize(
+    ("allowed", "bucket", "refused"),
+    [((), "photos", True), (("photos",), "photos", False), (("photos",), "photos2", True)],
+)
+def test_allowlist_is_checked_before_any_request(
+    allowed: tuple[str, ...], bucket: str, refused: bool
+) -> None:
+    class NoClient:
+        def get_object(self, **kwargs: Any) -> Any:
+            raise AssertionError("S3 was called")
+
+    config = S3Config(allowed_buckets=allowed)
+    if refused:
+        with pytest.raises(S3BucketNotAllowedError):
+            read_s3_object(S3Ref(bucket, "a.jpg"), config=config, client=NoClient())
+    else:
+        with pytest.raises(AssertionError, match="S3 was called"):
+            read_s3_object(S3Ref(bucket, "a.jpg"), config=config, client=NoClient())
