@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from inference import write_atomic, write_json_atomic
 
 VARIANT_ORDER = ("keras", "float32", "float16", "dynamic", "int8")
 RUNTIME_ORDER = ("ai-edge-litert", "tflite-runtime", "tensorflow")  # inference's DEFAULT_ORDER
@@ -60,20 +60,9 @@ def write_result(result: dict[str, Any], *, out_dir: Path) -> tuple[Path, Path]:
         out_dir, quick=result["mode"] == "quick", before=result["created_at"]
     )
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    _write_atomic(json_path, json.dumps(result, indent=2, sort_keys=False) + "\n")
-    _write_atomic(md_path, render_markdown(result, previous=previous))
+    write_json_atomic(json_path, result)
+    write_atomic(md_path, render_markdown(result, previous=previous))
     return json_path, md_path
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- headline figures -------------------------------------------------------

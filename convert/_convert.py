@@ -5,21 +5,17 @@ Layout written (the bundle format is inference/_bundle.py's):
     OUT_DIR/float32/model.tflite   OUT_DIR/float32/manifest.json
     OUT_DIR/int8/model.tflite      OUT_DIR/int8/manifest.json   ...
 
-Atomicity: everything is built in a hidden sibling folder (`.OUT_DIR.partial-*`,
-same filesystem, so the rename is atomic on POSIX) and renamed to OUT_DIR only
-once every variant converted. A failure or Ctrl-C deletes the sibling; a kill -9
-leaves it behind, hidden and never at the path a runtime loads.
+Atomicity (inference/_publish.py): everything is built in a hidden sibling folder
+(`.OUT_DIR.partial-*`, same filesystem, so the rename is atomic on POSIX) and
+renamed to OUT_DIR only once every variant converted. A failure or Ctrl-C
+deletes the sibling; a kill -9 leaves it behind, hidden and never at the path a runtime loads.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import os
-import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +39,16 @@ from convert._source import (
     sample_images,
     source_sha256,
 )
-from inference import MANIFEST_FILENAME, MODEL_FILENAME, InferenceError, Manifest, preprocess_file
+from inference import (
+    MANIFEST_FILENAME,
+    MODEL_FILENAME,
+    InferenceError,
+    Manifest,
+    preprocess_file,
+    staging_dir,
+    write_atomic,
+    write_json_atomic,
+)
 
 log = logging.getLogger("convert")
 
@@ -105,13 +110,8 @@ def convert_model(config: ConvertConfig) -> ConvertResult:
         for x in calibration_arrays:
             yield [x[np.newaxis]]
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkdtemp: its folders are mode 0700, and a bundle COPY'd into an
-    # image must stay readable by a non-root runtime user. mkdir honours the umask.
-    staging = out_dir.parent / f".{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
-    staging.mkdir()
     seconds: dict[str, float] = {}
-    try:
+    with staging_dir(out_dir) as staging:  # hidden sibling, umask-honouring (inference/_publish.py)
         for variant in config.variants:
             start = time.perf_counter()
             content = tflite_bytes(
@@ -128,10 +128,6 @@ def convert_model(config: ConvertConfig) -> ConvertResult:
             log.info(
                 "converted %s: %.1f MB in %.1f s", variant, len(content) / 1e6, seconds[variant]
             )
-        _publish(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return ConvertResult(
         out_dir=out_dir,
         bundles={v: out_dir / v for v in config.variants},
@@ -206,26 +202,7 @@ def _write_bundle(
         unsure_goal=train.unsure_goal,
     )
     directory.mkdir()
-    _write_synced(directory / MODEL_FILENAME, content)
-    text = json.dumps(manifest.to_json(), indent=2) + "\n"
-    _write_synced(directory / MANIFEST_FILENAME, text.encode("utf-8"))
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    # fsync before the publishing rename, so a crash cannot expose a renamed
+    # Durable writes (fsync before rename), so a crash cannot expose a published
     # folder whose files were never flushed.
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Move the finished staging folder to `out_dir`, replacing an old one (force)."""
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(out_dir, old)
-        os.rename(staging, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, out_dir)
+    write_atomic(directory / MODEL_FILENAME, content)
+    write_json_atomic(directory / MANIFEST_FILENAME, manifest.to_json())

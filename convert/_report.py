@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 from convert._check import CheckReport, Latency, VariantResult
+from inference import write_atomic, write_json_atomic
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -207,17 +205,6 @@ def _machine(env: dict[str, Any]) -> str:
 
 
 def write_report(report: CheckReport, out_dir: Path) -> None:
-    """Write report.json and report.md, each atomically (temp file + os.replace)."""
-    _write_atomic(out_dir / REPORT_JSON, json.dumps(report_to_json(report), indent=2) + "\n")
-    _write_atomic(out_dir / REPORT_MD, report_to_markdown(report))
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    # A sibling temp name + os.replace; open() (unlike mkstemp's 0600) honours the umask.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write report.json and report.md, each atomically (inference.write_atomic)."""
+    write_json_atomic(out_dir / REPORT_JSON, report_to_json(report))
+    write_atomic(out_dir / REPORT_MD, report_to_markdown(report))

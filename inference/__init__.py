@@ -44,6 +44,7 @@ from inference._errors import (
 from inference._fetch import FetchConfig, fetch_url
 from inference._form import FormData, is_form_data, parse_form_data
 from inference._page import render_page
+from inference._publish import publish_dir, staging_dir, write_atomic, write_json_atomic
 from inference._quiet import quiet_tensorflow
 from inference._routes import RouteConfig, request_header, route
 from inference._runtime import DEFAULT_ORDER as RUNTIME_ORDER
@@ -122,6 +123,7 @@ __all__ = [
     "parse_s3_ref",
     "preprocess_file",
     "preprocess_image",
+    "publish_dir",
     "quiet_tensorflow",
     "read_bundle",
     "read_s3_object",
@@ -131,5 +133,8 @@ __all__ = [
     "route",
     "sha256_file",
     "softmax",
+    "staging_dir",
     "to_rgb",
+    "write_atomic",
+    "write_json_atomic",
 ]

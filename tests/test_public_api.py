@@ -71,6 +71,7 @@ EXPECTED_ALL = [
     "parse_s3_ref",
     "preprocess_file",
     "preprocess_image",
+    "publish_dir",
     "quiet_tensorflow",
     "read_bundle",
     "read_s3_object",
@@ -80,7 +81,10 @@ EXPECTED_ALL = [
     "route",
     "sha256_file",
     "softmax",
+    "staging_dir",
     "to_rgb",
+    "write_atomic",
+    "write_json_atomic",
 ]
 
 # Everything outside inference/ that ships or runs from the checkout.

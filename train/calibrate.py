@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from inference import IMAGE_SUFFIXES, InferenceError
+from inference import IMAGE_SUFFIXES, InferenceError, write_json_atomic
 from train.features import load_preprocessed
 
 if TYPE_CHECKING:  # run.py imports this module: types only
@@ -855,12 +855,7 @@ def recalibrate(
         result.unsure["not_sure"]["dir"] = str(unsure_dir)
     metrics.update(result.to_json())
     plot_calibration(result, Path(model_dir), title=f"{image_size} px")
-    tmp = metrics_path.with_name(f".{metrics_path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, metrics_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_json_atomic(metrics_path, metrics)
     return dict(metrics)
 
 

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from inference import InferenceError, decode_image, preprocess_image
+from inference import InferenceError, decode_image, preprocess_image, write_atomic
 from inference.preprocess import PREPROCESSING, RESIZE
 from train.model import FEATURES
 
@@ -120,7 +118,7 @@ class FeatureCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             if not meta_path.exists():
-                _atomic_write(meta_path, json.dumps(expected, indent=2).encode())
+                write_atomic(meta_path, json.dumps(expected, indent=2), durable=False)
         except OSError as exc:
             raise OSError(
                 f"Feature cache folder {str(self.directory)!r} is not writable ({exc.strerror}); "
@@ -149,18 +147,8 @@ class FeatureCache:
             raise ValueError(f"`vector` must have {FEATURES} floats. Received: {len(body) // 4}")
         path = self._path(image_sha256)
         path.parent.mkdir(exist_ok=True)
-        _atomic_write(path, body + hashlib.sha256(body).digest())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        # Not durable: a torn entry fails its checksum on read and is recomputed.
+        write_atomic(path, body + hashlib.sha256(body).digest(), durable=False)
 
 
 @dataclass(frozen=True)

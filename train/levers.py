@@ -31,11 +31,12 @@ import keras
 import matplotlib
 import numpy as np
 
+from inference import staging_dir
 from train.config import SEED_RECIPE, TRAIN_VIEWS, TrainConfig
 from train.data import load_dataset
 from train.fit import validation_scores
 from train.model import build_base, build_full_model, build_head, head_logits
-from train.run import CachedFeatures, add_views, prepare_features, publish, train_head
+from train.run import CachedFeatures, add_views, prepare_features, train_head
 
 matplotlib.use("Agg")  # files only, no display (CI, servers)
 import matplotlib.pyplot as plt
@@ -342,10 +343,8 @@ def plot_sizes(result: dict[str, Any], path: Path) -> None:
 
 def write_result(result: dict[str, Any], out: Path, *, stem: str) -> None:
     """JSON + PNG + markdown table, staged in a temp folder, then moved into place."""
-    staging = out.with_name(f".{out.name}.{stem}")
-    staging.mkdir(parents=True, exist_ok=True)
-    (staging / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    table = format_levers(result) if stem == "levers" else format_sizes(result)
-    (staging / f"{stem}.md").write_text(table + "\n")
-    (plot_levers if stem == "levers" else plot_sizes)(result, staging / f"{stem}.png")
-    publish(staging, out)
+    with staging_dir(out) as staging:
+        (staging / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+        table = format_levers(result) if stem == "levers" else format_sizes(result)
+        (staging / f"{stem}.md").write_text(table + "\n")
+        (plot_levers if stem == "levers" else plot_sizes)(result, staging / f"{stem}.png")

@@ -32,10 +32,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from inference import InferenceError, decode_image, preprocess_image
+from inference import InferenceError, decode_image, preprocess_image, staging_dir
 from train.config import default_data_dir
 from train.data import load_dataset
-from train.run import publish
 
 PAGE_JPEG_QUALITY = 90  # inference/_page.py JPEG_QUALITY = 0.9
 
@@ -195,11 +194,9 @@ def run_robustness(args: argparse.Namespace) -> int:
     table = format_table(result)
     print(table)
     if args.output is not None:
-        staging = args.output.with_name(f".{args.output.name}.robustness")
-        staging.mkdir(parents=True, exist_ok=True)
-        (staging / "robustness.json").write_text(json.dumps(result, indent=2) + "\n")
-        (staging / "robustness.md").write_text(table + "\n")
-        publish(staging, args.output)
+        with staging_dir(args.output) as staging:
+            (staging / "robustness.json").write_text(json.dumps(result, indent=2) + "\n")
+            (staging / "robustness.md").write_text(table + "\n")
         print(f"\nwrote {args.output}/robustness.json, robustness.md")
     worst = max(r["drop_points"] for r in result["variants"].values())
     if worst > args.max_drop:

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from inference import InferenceError
+from inference import InferenceError, staging_dir
 from train.calibrate import CalibrationResult, calibrate_trained
 from train.config import TrainConfig
 from train.data import DataError, Dataset, Split, load_dataset
@@ -391,13 +388,7 @@ def write_outputs(
     *,
     calibration: CalibrationResult | None = None,
 ) -> None:
-    out = config.output_dir
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the published folder should not be private
-    try:
+    with staging_dir(config.output_dir) as tmp:
         trained.model.save(tmp / "model.keras")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         plot_learning_curves(
@@ -414,18 +405,3 @@ def write_outputs(
         )
         if calibration is not None:
             plot_calibration(calibration, tmp, title=f"{config.image_size} px")
-        publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def publish(tmp: Path, out: Path) -> None:
-    """Move a finished folder into place; an old one is swapped out, then removed."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import sys
 from typing import Any
 
+from inference import staging_dir
 from train.config import TrainConfig
 from train.data import load_dataset
 from train.model import build_base
 from train.report import plot_sweep
-from train.run import check_output_dir, prepare_features, publish, train_model
+from train.run import check_output_dir, prepare_features, train_model
 
 SWEEPABLE = ("droprate", "learning_rate", "size_inner")
 
@@ -50,40 +50,38 @@ def sweep(config: TrainConfig, *, param: str, values: list[float]) -> dict[str, 
     dataset = load_dataset(config.data_dir, max_per_class=config.max_per_class, seed=config.seed)
     base = build_base(image_size=config.image_size, base_weights=config.base_weights)
     features = prepare_features(dataset, base, config)  # once for all values
-    staging = config.output_dir.with_name(f".{config.output_dir.name}.sweep")
-    shutil.rmtree(staging, ignore_errors=True)  # leftovers of an interrupted sweep
-    results: list[dict[str, Any]] = []
-    for value in values:
-        typed = int(value) if param == "size_inner" else float(value)
-        print(f"\n== {param}={typed}", file=sys.stderr)
-        overrides: dict[str, Any] = {param: typed}
-        run = dataclasses.replace(
-            config, **overrides, output_dir=staging / f"{param}={typed}", force=True
+    with staging_dir(config.output_dir) as staging:
+        results: list[dict[str, Any]] = []
+        for value in values:
+            typed = int(value) if param == "size_inner" else float(value)
+            print(f"\n== {param}={typed}", file=sys.stderr)
+            overrides: dict[str, Any] = {param: typed}
+            run = dataclasses.replace(
+                config, **overrides, output_dir=staging / f"{param}={typed}", force=True
+            )
+            metrics = train_model(run, features=features)
+            results.append(
+                {
+                    "value": typed,
+                    "val_accuracy": metrics["val_accuracy"],
+                    "best_epoch": metrics["best_epoch"],
+                    "test_accuracy": metrics["test_accuracy"],
+                    "val_curve": [e["val_accuracy"] for e in metrics["history"]],
+                    "dir": f"{param}={typed}",
+                }
+            )
+        best = max(results, key=lambda r: r["val_accuracy"])
+        summary = {
+            "param": param,
+            "results": results,
+            "best": {"value": best["value"], "dir": best["dir"]},
+        }
+        (staging / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
+        plot_sweep(
+            {str(r["value"]): r["val_curve"] for r in results},
+            staging / "sweep_val_accuracy.png",
+            param=param,
         )
-        metrics = train_model(run, features=features)
-        results.append(
-            {
-                "value": typed,
-                "val_accuracy": metrics["val_accuracy"],
-                "best_epoch": metrics["best_epoch"],
-                "test_accuracy": metrics["test_accuracy"],
-                "val_curve": [e["val_accuracy"] for e in metrics["history"]],
-                "dir": f"{param}={typed}",
-            }
-        )
-    best = max(results, key=lambda r: r["val_accuracy"])
-    summary = {
-        "param": param,
-        "results": results,
-        "best": {"value": best["value"], "dir": best["dir"]},
-    }
-    (staging / "sweep.json").write_text(json.dumps(summary, indent=2) + "\n")
-    plot_sweep(
-        {str(r["value"]): r["val_curve"] for r in results},
-        staging / "sweep_val_accuracy.png",
-        param=param,
-    )
-    publish(staging, config.output_dir)
     return summary
 
 
