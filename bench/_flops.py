@@ -4,6 +4,15 @@
     count.macs                         # multiply-adds of one image
     peak = gemm_peak(seconds, threads=1)    # from gemm_worker(threads=1) timings
     fraction_of_peak(macs=count.macs, latency_ms=40.0, peak_gflops=peak.gflops)
+    int8 = gemm_peak(seconds, threads=1, dtype="int8")  # from int8_gemm_worker(threads=1)
+
+Two peaks, each measured the same way (a 2048^3 product, timed in the latency
+rounds, median): float32 through numpy's BLAS (OpenBLAS sgemm), and int8
+through onnxruntime's MatMulInteger (uint8 x int8 -> int32, MLAS: AVX512-VNNI
+`vpdpbusd` kernels where the CPU has them, AMX where the OS exposes it). numpy
+cannot give the int8 one: its integer matmul has no BLAS and runs scalar loops.
+The int8 peak needs onnxruntime (the `onnx` extra); without it the integer
+variants get no fraction, and the report says why.
 
 Multiply-adds per layer (channels-last, one image; out_positions = product of
 the output's spatial dims):
@@ -147,10 +156,11 @@ def xception_macs(*, image_size: int) -> MacCount:
 @dataclass(frozen=True)
 class GemmPeak:
     threads: int
-    gflops: float  # median over every timed product: the "measured GEMM peak"
+    gflops: float  # median over every timed product: the "measured GEMM peak" (GOP/s for int8)
     best_gflops: float  # fastest product
     runs: int
     size: int = GEMM_SIZE
+    dtype: str = "float32"  # "float32" (numpy sgemm) | "int8" (onnxruntime MatMulInteger)
 
 
 # A worker (bench/_worker.py protocol): the BLAS thread count comes from the
@@ -189,7 +199,59 @@ def gemm_worker(*, threads: int, size: int = GEMM_SIZE) -> Worker:
     )
 
 
-def gemm_peak(seconds: list[float], *, threads: int, size: int = GEMM_SIZE) -> GemmPeak:
+# The int8 twin of _GEMM_SCRIPT: onnxruntime's MatMulInteger with B a constant
+# initializer (prepacked once, as a model's weights are), A uint8 and B int8,
+# MLAS's u8s8 layout, the one its VNNI kernels take.
+_INT8_GEMM_SCRIPT = """
+import json, sys, time
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+n, threads = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+a = rng.integers(0, 256, (n, n), dtype=np.uint8)
+b = numpy_helper.from_array(rng.integers(-128, 128, (n, n), dtype=np.int8), "b")
+graph = helper.make_graph(
+    [helper.make_node("MatMulInteger", ["a", "b"], ["y"])], "gemm",
+    [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+    [helper.make_tensor_value_info("y", TensorProto.INT32, [n, n])], initializer=[b])
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+options = ort.SessionOptions()
+options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+session = ort.InferenceSession(model.SerializeToString(), options,
+                               providers=["CPUExecutionProvider"])
+session.run(None, {"a": a})  # warm-up: thread pool start, B prepacked, page faults
+print(json.dumps({"ready": True, "onnxruntime": ort.__version__}), flush=True)
+for line in sys.stdin:
+    words = line.split()
+    if not words or words[0] == "quit":
+        break
+    times = []
+    for _ in range(int(words[1])):
+        t = time.perf_counter()
+        session.run(None, {"a": a})
+        times.append(time.perf_counter() - t)
+    print(json.dumps({"seconds": times}), flush=True)
+"""
+
+
+def int8_gemm_worker(*, threads: int, size: int = GEMM_SIZE) -> Worker:
+    """A process timing onnxruntime's int8 MatMulInteger (size x size) on `threads` threads.
+
+    Starting it fails (Worker.wait_ready raises) when onnxruntime or onnx is not installed.
+    """
+    return Worker(
+        [sys.executable, "-c", _INT8_GEMM_SCRIPT, str(size), str(threads)],
+        name=f"int8 GEMM {threads}-thread",
+        cwd=Path.cwd(),
+        env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+    )
+
+
+def gemm_peak(
+    seconds: list[float], *, threads: int, size: int = GEMM_SIZE, dtype: str = "float32"
+) -> GemmPeak:
+    """The peak from the timed products: 2 * size^3 operations each (a multiply and an add)."""
     flops = 2 * size**3
     return GemmPeak(
         threads=threads,
@@ -197,6 +259,7 @@ def gemm_peak(seconds: list[float], *, threads: int, size: int = GEMM_SIZE) -> G
         best_gflops=flops / min(seconds) / 1e9,
         runs=len(seconds),
         size=size,
+        dtype=dtype,
     )
 
 
