@@ -26,7 +26,7 @@ from convert._convert import (
     convert_model,
 )
 from convert._errors import ConvertError
-from convert._export import VARIANTS, builtin_operators
+from convert._export import TFLITE_VARIANTS, VARIANTS, builtin_operators
 from convert._logging import log_to_stderr
 from convert._report import REPORT_JSON, REPORT_MD, report_to_json, report_to_markdown
 
@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "REPORT_JSON",
     "REPORT_MD",
+    "TFLITE_VARIANTS",
     "VARIANTS",
     "CheckConfig",
     "CheckReport",

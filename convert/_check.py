@@ -48,6 +48,7 @@ from convert._source import (
     source_sha256,
 )
 from inference import (
+    FORMAT_RUNTIMES,
     MANIFEST_FILENAME,
     RUNTIMES,
     Bundle,
@@ -82,6 +83,8 @@ DEFAULT_THRESHOLDS: Mapping[str, Threshold] = MappingProxyType(
         "float16": Threshold(min_agreement_pct=99.5),
         "dynamic": Threshold(min_agreement_pct=98.0, max_accuracy_drop_pts=1.5),
         "int8": Threshold(min_agreement_pct=98.0, max_accuracy_drop_pts=1.5),
+        # ONNX float32 (tf2onnx) is the same function as Keras: float32's bar.
+        "onnx": Threshold(min_agreement_pct=100.0, max_abs_logit_diff=1e-4),
     }
 )
 
@@ -186,6 +189,7 @@ class VariantResult:
     answered_accuracy_pct: float | None = None
     decision_changes: int = 0  # answered by one of variant/Keras, unsure by the other
     decision_change_pct: float = 0.0
+    model_format: str = "tflite"  # the manifest's format: "tflite" | "onnx"
 
     @property
     def passed(self) -> bool:
@@ -414,9 +418,11 @@ def _check_variant(
     truth: np.ndarray,
     labeled: np.ndarray,
 ) -> VariantResult:
-    load_ms, clf = _timed_load(
-        bundle.directory, threads=max(config.threads), runtime=config.runtime
-    )
+    runtime = _serving_runtime(config.runtime, bundle.manifest.format)
+    try:
+        load_ms, clf = _timed_load(bundle.directory, threads=max(config.threads), runtime=runtime)
+    except InferenceError as exc:  # e.g. no runtime installed for this bundle's format
+        raise ConvertError(f"{variant}: cannot load the bundle: {exc}") from None
     try:
         logits = np.stack([np.asarray(clf.predict_file(p).logits) for p in images])
     except InferenceError as exc:
@@ -448,14 +454,26 @@ def _check_variant(
         load_ms=load_ms,
         latency=(),  # filled in by _with_latencies
         reference_latency=(),
-        loads_with=tuple(_loads_with(name, bundle.model_bytes) for name in RUNTIMES),
+        loads_with=tuple(
+            _loads_with(name, bundle.model_bytes) for name in FORMAT_RUNTIMES[m.format]
+        ),
         failures=failures,
         max_abs_score_diff=float(np.max(np.abs(ours.scores - theirs.scores))),
         unsure_pct=ours.unsure_pct,
         answered_accuracy_pct=ours.answered_accuracy_pct(truth, labeled),
         decision_changes=changes,
         decision_change_pct=float(100.0 * changes / len(images)),
+        model_format=m.format,
     )
+
+
+def _serving_runtime(runtime: str | None, model_format: str) -> str | None:
+    """`runtime` for bundles of a format it runs; None (the format's own) for the others.
+
+    `--runtime tflite-runtime` then still checks an ONNX bundle (with onnxruntime)
+    instead of stopping at the mismatch that `Classifier.load` reports.
+    """
+    return runtime if runtime in FORMAT_RUNTIMES[model_format] else None
 
 
 def _timed_load(directory: Path, *, threads: int, runtime: str | None) -> tuple[float, Classifier]:
@@ -488,8 +506,10 @@ def _with_latencies(
     (the previous job left its own weights in the caches).
     """
     jobs: list[tuple[int, str | None, int]] = []  # (result index, runtime, threads)
+    serving: list[str | None] = []  # per result: config.runtime, or None for another format
     for i, result in enumerate(results):
-        jobs += [(i, config.runtime, t) for t in config.threads]
+        serving.append(_serving_runtime(config.runtime, result.model_format))
+        jobs += [(i, serving[i], t) for t in config.threads]
         reference = config.reference_runtime
         if result.variant == "float32" and reference not in (None, result.runtime.split()[0]):
             loads = {x.runtime: x.status for x in result.loads_with}
@@ -513,7 +533,7 @@ def _with_latencies(
                 timed.append(1000.0 * (time.perf_counter() - start))
     latencies: dict[tuple[int, bool], list[Latency]] = {}
     for (i, runtime, threads), clf, timed in zip(jobs, classifiers, times, strict=True):
-        key = (i, runtime != config.runtime)  # (result, is the reference runtime)
+        key = (i, runtime != serving[i])  # (result, is the reference runtime)
         latencies.setdefault(key, []).append(
             Latency(
                 runtime=f"{clf.runtime.name} {clf.runtime.version}",
@@ -579,6 +599,8 @@ def _environment() -> dict[str, Any]:
         "keras",
         "ai-edge-litert",
         "tflite-runtime",
+        "onnxruntime",
+        "tf2onnx",
         "numpy",
     ):
         try:

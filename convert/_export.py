@@ -26,10 +26,14 @@ from typing import Any
 import numpy as np
 
 from convert._errors import ConvertError
+from convert._onnx import ONNX_VARIANTS
 
-VARIANTS = ("float32", "float16", "dynamic", "int8")
+TFLITE_VARIANTS = ("float32", "float16", "dynamic", "int8")
+# Every variant `python -m convert` makes: the TFLite ones, then the ONNX ones
+# (convert/_onnx.py, bundles with format "onnx").
+VARIANTS = TFLITE_VARIANTS + ONNX_VARIANTS
 # Variants whose conversion needs calibration images.
-CALIBRATED_VARIANTS = frozenset({"int8"})
+CALIBRATED_VARIANTS = frozenset({"int8", *(v for v in ONNX_VARIANTS if v.endswith("int8"))})
 CONVERTER_API = "tf.lite.TFLiteConverter.from_keras_model"
 
 RepresentativeDataset = Callable[[], Iterable[list[np.ndarray]]]
@@ -57,9 +61,9 @@ def tflite_bytes(
     """Convert a loaded Keras model to one TFLite variant; return the flatbuffer."""
     import tensorflow as tf  # deferred: TensorFlow takes seconds to import
 
-    if variant not in VARIANTS:
+    if variant not in TFLITE_VARIANTS:
         raise ValueError(
-            f"`variant` must be one of {list(VARIANTS)}. Received: variant={variant!r}"
+            f"`variant` must be one of {list(TFLITE_VARIANTS)}. Received: variant={variant!r}"
         )
     if variant in CALIBRATED_VARIANTS and representative_dataset is None:
         raise ValueError(f"Variant {variant!r} needs a `representative_dataset`.")

@@ -1,20 +1,23 @@
-"""A model bundle: `model.tflite` + `manifest.json`, written by `python -m convert`.
+"""A model bundle: `model.tflite` (or `model.onnx`) + `manifest.json`, from `python -m convert`.
 
 The manifest is everything the runtime needs besides the model. Its fields
 (schema 1):
 
     schema_version        1
+    format                "tflite" (model.tflite) | "onnx" (model.onnx); absent in
+                          bundles made before ONNX, which load as "tflite"
     labels                class names in output order
     image_size            square input side in pixels
     preprocessing         "xception"
     resize                "nearest"
     output                "logits"
-    variant               "float32" | "float16" | "dynamic" | "int8" | ...
-    model_sha256          sha256 of model.tflite
+    variant               "float32" | "float16" | "dynamic" | "int8" | "onnx" | ...
+    model_sha256          sha256 of the model file
     source_model_sha256   sha256 of the Keras model it was converted from
     converter             {"tensorflow": "2.21.0", ...}
     created_at            ISO 8601 UTC time
-    operators             [{"name": "CONV_2D", "version": 3}, ...]
+    operators             [{"name": "CONV_2D", "version": 3}, ...] (ONNX: op types and
+                          the opset version of their domain)
     temperature           T > 0: scores are softmax(logits / T), fitted on the
                           validation split (Guo et al. 2017); absent in bundles
                           made before calibration, which then load with T = 1
@@ -39,6 +42,10 @@ from inference.preprocess import PREPROCESSING, RESIZE
 MODEL_FILENAME = "model.tflite"
 MANIFEST_FILENAME = "manifest.json"
 SCHEMA_VERSION = 1
+# Bundle format -> its model file. "tflite" is the default: manifests written
+# before the field existed are TFLite bundles.
+MODEL_FILENAMES = {"tflite": MODEL_FILENAME, "onnx": "model.onnx"}
+DEFAULT_FORMAT = "tflite"
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,13 @@ class Manifest:
     temperature: float | None = None  # None: a bundle made before calibration (T = 1)
     unsure_threshold: float | None = None
     unsure_goal: float | None = None
+    format: str = DEFAULT_FORMAT  # "tflite" | "onnx": which model file and runtimes
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def model_filename(self) -> str:
+        """The model file this manifest's format names: "model.tflite" or "model.onnx"."""
+        return MODEL_FILENAMES[self.format]
 
     @property
     def calibrated(self) -> bool:
@@ -111,6 +124,12 @@ class Manifest:
                 raise BundleError(
                     f"{source}: `{key}` must be {allowed!r}. Received: {key}={data.get(key)!r}"
                 )
+        model_format = data.get("format", DEFAULT_FORMAT)
+        if model_format not in MODEL_FILENAMES:
+            raise BundleError(
+                f"{source}: `format` must be one of {sorted(MODEL_FILENAMES)} (or absent: "
+                f"{DEFAULT_FORMAT!r}). Received: format={model_format!r}"
+            )
         return cls(
             labels=tuple(labels),
             image_size=image_size,
@@ -123,6 +142,7 @@ class Manifest:
             temperature=_optional_number(data, "temperature", source, low=0.0, open_low=True),
             unsure_threshold=_optional_number(data, "unsure_threshold", source, low=0.0, high=1.0),
             unsure_goal=_optional_number(data, "unsure_goal", source, low=0.0, high=1.0),
+            format=model_format,
         )
 
 
@@ -178,15 +198,16 @@ class Bundle:
 
     @property
     def model_path(self) -> Path:
-        """The bundle's `model.tflite`."""
-        return self.directory / MODEL_FILENAME
+        """The bundle's model file: `model.tflite`, or `model.onnx` for an ONNX bundle."""
+        return self.directory / self.manifest.model_filename
 
 
 def read_bundle(directory: str | Path, *, verify: bool = True) -> Bundle:
     """Read a bundle folder and check the model's sha256 against the manifest.
 
     Args:
-        directory: a folder holding `manifest.json` and `model.tflite`.
+        directory: a folder holding `manifest.json` and the model file its
+            `format` names (`model.tflite`, or `model.onnx`).
         verify: compare the model's sha256 with the manifest's `model_sha256`
             (the model is read in full either way).
 
@@ -203,15 +224,16 @@ def read_bundle(directory: str | Path, *, verify: bool = True) -> Bundle:
     if not directory.is_dir():
         raise BundleError(f"Model bundle folder not found: {str(directory)!r}")
     manifest_path = directory / MANIFEST_FILENAME
-    model_path = directory / MODEL_FILENAME
-    for path in (manifest_path, model_path):
-        if not path.is_file():
-            raise BundleError(f"Model bundle {str(directory)!r} has no {path.name}.")
+    if not manifest_path.is_file():
+        raise BundleError(f"Model bundle {str(directory)!r} has no {manifest_path.name}.")
     try:
         data = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleError(f"{manifest_path}: not valid JSON ({exc}).") from None
     manifest = Manifest.from_json(data, source=str(manifest_path))
+    model_path = directory / manifest.model_filename
+    if not model_path.is_file():
+        raise BundleError(f"Model bundle {str(directory)!r} has no {model_path.name}.")
     model_bytes = model_path.read_bytes()
     if verify:
         actual = hashlib.sha256(model_bytes).hexdigest()

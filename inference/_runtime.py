@@ -1,7 +1,9 @@
-"""Pick a TFLite interpreter: ai-edge-litert, then tflite-runtime, then tf.lite.
+"""Pick an interpreter for a bundle's format.
 
-TensorFlow is only tried last and only if installed; importing this module
-imports none of them.
+TFLite bundles: ai-edge-litert, then tflite-runtime, then tf.lite (TensorFlow is
+only tried last and only if installed). ONNX bundles: onnxruntime (the `onnx`
+extra), wrapped in inference/_ort.py so that it answers the TFLite
+interpreter's calls. Importing this module imports none of them.
 """
 
 from __future__ import annotations
@@ -23,8 +25,18 @@ RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "tflite-runtime": ("tflite_runtime.interpreter", "Interpreter", ("tflite-runtime",)),
     # tf.lite is a lazily loaded attribute of tensorflow, not an importable module.
     "tensorflow": ("tensorflow", "lite.Interpreter", ("tensorflow", "tensorflow-cpu")),
+    # The module is imported to prove onnxruntime loads; the class built is the
+    # adapter `_ort.OnnxInterpreter` (see ADAPTERS).
+    "onnxruntime": ("onnxruntime", "InferenceSession", ("onnxruntime",)),
 }
 DEFAULT_ORDER = ("ai-edge-litert", "tflite-runtime", "tensorflow")
+# Bundle format (the manifest's `format`) -> the runtimes that run it, in the order tried.
+FORMAT_RUNTIMES: dict[str, tuple[str, ...]] = {
+    "tflite": DEFAULT_ORDER,
+    "onnx": ("onnxruntime",),
+}
+# Runtimes whose interpreter is our adapter rather than the module's class.
+ADAPTERS = {"onnxruntime": ("inference._ort", "OnnxInterpreter")}
 
 
 @dataclass(frozen=True)
@@ -48,10 +60,13 @@ def interpreter_class(name: str) -> tuple[Any, RuntimeInfo]:
     """Import one runtime's Interpreter class.
 
     Args:
-        name: a `RUNTIMES` key: "ai-edge-litert", "tflite-runtime" or "tensorflow".
+        name: a `RUNTIMES` key: "ai-edge-litert", "tflite-runtime", "tensorflow"
+            or "onnxruntime".
 
     Returns:
-        (the Interpreter class, its `RuntimeInfo`).
+        (the Interpreter class, its `RuntimeInfo`). Every class is called as
+        `cls(model_content=bytes, num_threads=int | None)`; for "onnxruntime"
+        it is `inference._ort.OnnxInterpreter`, which takes ONNX bytes.
 
     Raises:
         ValueError: `name` is not a `RUNTIMES` key.
@@ -66,33 +81,80 @@ def interpreter_class(name: str) -> tuple[Any, RuntimeInfo]:
         for part in attribute.split("."):
             found = getattr(found, part)
     except Exception as exc:  # ImportError, or numpy ABI errors (tflite-runtime 2.14 + numpy 2)
-        raise RuntimeUnavailableError(
-            f"TFLite runtime {name!r} cannot be imported: {exc}"
-        ) from None
+        hint = " (pip install '.[serve,onnx]')" if name == "onnxruntime" else ""
+        raise RuntimeUnavailableError(f"Runtime {name!r} cannot be imported: {exc}{hint}") from None
+    if name in ADAPTERS:
+        adapter_module, adapter_class = ADAPTERS[name]
+        found = getattr(importlib.import_module(adapter_module), adapter_class)
     return found, RuntimeInfo(name=name, version=_version(dists))
 
 
+def runtime_order(model_format: str, runtime: str | None = None) -> tuple[str, ...]:
+    """The runtimes to try for a bundle format, or only `runtime` when it can run it.
+
+    Args:
+        model_format: the manifest's `format`: "tflite" or "onnx".
+        runtime: a `RUNTIMES` key asked for (INFERENCE_RUNTIME, --runtime); None
+            gives the format's whole order (`FORMAT_RUNTIMES`).
+
+    Returns:
+        A non-empty tuple of `RUNTIMES` keys.
+
+    Raises:
+        ValueError: an unknown `runtime` or `model_format`.
+        RuntimeUnavailableError: `runtime` does not run this format (e.g.
+            onnxruntime asked for a .tflite bundle); the message names both
+            and the runtimes that would.
+    """
+    if model_format not in FORMAT_RUNTIMES:
+        raise ValueError(
+            f"`model_format` must be one of {sorted(FORMAT_RUNTIMES)}. "
+            f"Received: model_format={model_format!r}"
+        )
+    if runtime is None:
+        return FORMAT_RUNTIMES[model_format]
+    if runtime not in RUNTIMES:
+        raise ValueError(
+            f"`runtime` must be one of {sorted(RUNTIMES)}. Received: runtime={runtime!r}"
+        )
+    if runtime not in FORMAT_RUNTIMES[model_format]:
+        raise RuntimeUnavailableError(
+            f"Runtime {runtime!r} cannot run a {model_format!r} bundle; for this bundle "
+            f"use one of {list(FORMAT_RUNTIMES[model_format])} (INFERENCE_RUNTIME, "
+            f"--runtime), or leave it unset to choose from the bundle's format."
+        )
+    return (runtime,)
+
+
 def make_interpreter(
-    model_content: bytes, *, num_threads: int | None = None, runtime: str | None = None
+    model_content: bytes,
+    *,
+    num_threads: int | None = None,
+    runtime: str | None = None,
+    model_format: str = "tflite",
 ) -> tuple[Any, RuntimeInfo]:
     """Build and allocate an interpreter from the first runtime that loads the model.
 
     Args:
-        model_content: a `.tflite` flatbuffer.
-        num_threads: interpreter threads, >= 1 (None: the runtime's default).
-        runtime: try only this `RUNTIMES` key; None tries `DEFAULT_ORDER`.
+        model_content: a `.tflite` flatbuffer, or an ONNX model's bytes.
+        num_threads: interpreter threads, >= 1 (None: the runtime's default);
+            ONNX Runtime's intra-op threads.
+        runtime: try only this `RUNTIMES` key; None tries the format's order
+            (`FORMAT_RUNTIMES`: `DEFAULT_ORDER` for "tflite").
+        model_format: "tflite" or "onnx" (the manifest's `format`).
 
     Returns:
         (an allocated Interpreter, the `RuntimeInfo` of the runtime that loaded it).
 
     Raises:
-        ValueError: `num_threads` < 1 or an unknown `runtime`.
-        RuntimeUnavailableError: no runtime tried could be imported or load the
-            model; the message lists one reason per runtime.
+        ValueError: `num_threads` < 1, an unknown `runtime` or `model_format`.
+        RuntimeUnavailableError: `runtime` does not run `model_format`, or no
+            runtime tried could be imported or load the model; the message
+            lists one reason per runtime.
     """
     if num_threads is not None and num_threads < 1:
         raise ValueError(f"`num_threads` must be >= 1. Received: num_threads={num_threads}")
-    order = (runtime,) if runtime else DEFAULT_ORDER
+    order = runtime_order(model_format, runtime or None)
     errors: list[str] = []
     for name in order:
         try:
@@ -107,6 +169,7 @@ def make_interpreter(
             errors.append(f"{name} {info.version} cannot load the model: {exc}")
             continue
         return interpreter, info
+    kind = "ONNX" if model_format == "onnx" else "TFLite"
     raise RuntimeUnavailableError(
-        "No TFLite runtime could load the model:\n  " + "\n  ".join(errors)
+        f"No {kind} runtime could load the model:\n  " + "\n  ".join(errors)
     )

@@ -19,7 +19,7 @@ import pytest
 
 import convert._convert
 from convert import (
-    VARIANTS,
+    TFLITE_VARIANTS,
     CheckConfig,
     ConvertConfig,
     ConvertError,
@@ -33,6 +33,7 @@ from inference import Classifier, preprocess_file, read_bundle, sha256_file
 from tests.conftest import LABELS, REPO, TINY_SIZE, build_tiny_keras_model, make_dataset, make_image
 
 CALIBRATION = {"temperature": 0.5, "unsure_threshold": 0.3, "unsure_goal": 0.97}
+VARIANTS = TFLITE_VARIANTS  # the ONNX variants have their own tests: tests/test_onnx.py
 
 
 @pytest.fixture(scope="session")
