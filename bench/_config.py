@@ -11,6 +11,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inference.env import (
+    DEFAULT_WEIGHTS,
+    base_weights_from_env,
+    cache_dir_from_env,
+    data_dir_from_env,
+)
 from inference.preprocess import check_image_size
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,28 +26,24 @@ DEFAULT_OUT_DIR = REPO / "bench" / "results"
 LARGE_IMAGE_SIZE = 299  # Xception's native input size (Chollet 2017, section 4.1)
 
 
+SHARED_DATA_DIR = SHARED / "data" / "clothing-dataset-small"
+SHARED_WEIGHTS = SHARED / "models" / "xception_imagenet_notop.weights.h5"
+
+
 def default_data_dir() -> Path:
-    env = os.environ.get("CLOTHING_DATA_DIR")
-    return Path(env) if env else SHARED / "data" / "clothing-dataset-small"
+    """Env CLOTHING_DATA_DIR, else the shared dataset beside the repo (inference/env.py)."""
+    return data_dir_from_env(os.environ, fallback=SHARED_DATA_DIR)
 
 
 def default_base_weights() -> str:
-    env = os.environ.get("XCEPTION_WEIGHTS")
-    if env:
-        return env
-    shared = SHARED / "models" / "xception_imagenet_notop.weights.h5"
-    return str(shared) if shared.is_file() else "imagenet"
+    """Env XCEPTION_WEIGHTS, else the shared weights file when present, else "imagenet"."""
+    fallback = str(SHARED_WEIGHTS) if SHARED_WEIGHTS.is_file() else DEFAULT_WEIGHTS
+    return base_weights_from_env(os.environ, fallback=fallback)
 
 
 def default_cache_dir() -> Path:
-    """train.config's (CLOTHING_CACHE_DIR, else ~/.cache/clothing-classifier).
-
-    Imported when called: importing `train` loads TensorFlow, which `--help`
-    and a usage error should not wait for.
-    """
-    from train.config import default_cache_dir as train_cache_dir
-
-    return train_cache_dir()
+    """Env CLOTHING_CACHE_DIR, else ~/.cache/clothing-classifier (as `python -m train`)."""
+    return cache_dir_from_env(os.environ)
 
 
 def default_work_dir() -> Path:

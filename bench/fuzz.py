@@ -26,7 +26,6 @@ import argparse
 import base64
 import io
 import json
-import os
 import random
 import struct
 import sys
@@ -41,11 +40,12 @@ from typing import Any, Literal
 from PIL import Image
 from tqdm import tqdm
 
+from bench._config import default_data_dir
 from inference import InferenceError, accepted_formats, decode_image, register_heif
 
 DEFAULT_BOUND_S = 2.0  # issue 11: every input answered in under 2 s
 MAX_BYTES = 10 * 1024 * 1024  # FetchConfig.max_bytes: larger inputs never reach the decoder
-DEFAULT_DATA = Path(os.environ.get("CLOTHING_DATA_DIR", "../shared/data/clothing-dataset-small"))
+DEFAULT_DATA = default_data_dir()  # env CLOTHING_DATA_DIR, else ../shared's
 
 
 # ---------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from typing import Any
 
 from PIL import Image
 
+from bench._config import SHARED_DATA_DIR, default_data_dir
 from tests.support.browser import (
     BrowserMissingError,
     chromium,
@@ -45,7 +46,7 @@ from tests.support.browser import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared/data/clothing-dataset-small"
+DEFAULT_DATA = SHARED_DATA_DIR
 # The page keeps the downscaled upload within this of the direct path (issue 12).
 MAX_DROP_POINTS = 1.0
 
@@ -111,13 +112,11 @@ def _enlarge(src: Path, dest: Path, factor: int) -> Path:
 
 
 def _accuracy(args: argparse.Namespace) -> int:
-    import os
-
     from tqdm import tqdm
 
     from inference import Classifier
 
-    data_dir = args.data_dir or Path(os.environ.get("CLOTHING_DATA_DIR", DEFAULT_DATA))
+    data_dir = args.data_dir or default_data_dir()
     items = _images(data_dir, args.split, args.limit)
     classifier = Classifier.load(args.model)
     rows: list[dict[str, Any]] = []

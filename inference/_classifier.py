@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from inference._bundle import Manifest, read_bundle
 from inference._decode import DEFAULT_MAX_PIXELS, decode_image, load_image
 from inference._errors import BundleError
 from inference._runtime import RuntimeInfo, make_interpreter
+from inference.env import env_fraction, env_int, env_str
 from inference.preprocess import preprocess_image
 
 
@@ -39,37 +41,52 @@ class InferenceConfig:
     unsure_threshold: float | None = None  # None: the manifest's
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "model_dir", Path(self.model_dir))
+        if self.num_threads is not None and not _is_int(self.num_threads, minimum=1):
+            raise ValueError(
+                "`num_threads` must be an int >= 1 or None. "
+                f"Received: num_threads={self.num_threads!r}"
+            )
+        if not _is_int(self.max_pixels, minimum=1):
+            raise ValueError(
+                f"`max_pixels` must be an int >= 1. Received: max_pixels={self.max_pixels!r}"
+            )
         if self.unsure_threshold is not None:
             check_unsure_threshold(self.unsure_threshold)
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> InferenceConfig:
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> InferenceConfig:
         """Settings from env MODEL_DIR, INFERENCE_THREADS, INFERENCE_RUNTIME,
         MAX_IMAGE_PIXELS and UNSURE_THRESHOLD; `overrides` that are not None win.
 
         Args:
+            environ: where to read the variables (tests pass a dict).
             **overrides: field name -> value (e.g. CLI flags); None keeps the env's.
 
         Returns:
             A validated `InferenceConfig`. Unset or empty env vars keep the field
-            defaults (MAX_IMAGE_PIXELS=0 also means the default).
+            defaults.
 
         Raises:
-            ValueError: INFERENCE_THREADS or MAX_IMAGE_PIXELS is not an integer,
-                or UNSURE_THRESHOLD (or an `unsure_threshold` override) is not
-                a number from 0 to 1; the message names the variable and echoes it.
+            ValueError: INFERENCE_THREADS or MAX_IMAGE_PIXELS is not an integer
+                >= 1 (MAX_IMAGE_PIXELS=0 is an error, not the default), or
+                UNSURE_THRESHOLD (or an `unsure_threshold` override) is not a
+                number from 0 to 1; the message names the variable and echoes it.
             TypeError: an override names no field.
         """
-        env = os.environ
         values: dict[str, Any] = {
-            "model_dir": Path(env.get("MODEL_DIR", "model")),
-            "num_threads": _int_env("INFERENCE_THREADS"),
-            "runtime": env.get("INFERENCE_RUNTIME") or None,
-            "max_pixels": _int_env("MAX_IMAGE_PIXELS") or DEFAULT_MAX_PIXELS,
-            "unsure_threshold": _threshold_env("UNSURE_THRESHOLD"),
+            "model_dir": Path(env_str(environ, "MODEL_DIR") or "model"),
+            "num_threads": env_int(environ, "INFERENCE_THREADS", minimum=1),
+            "runtime": env_str(environ, "INFERENCE_RUNTIME"),
+            "max_pixels": env_int(environ, "MAX_IMAGE_PIXELS", minimum=1),
+            "unsure_threshold": env_fraction(environ, "UNSURE_THRESHOLD"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(**{k: v for k, v in values.items() if v is not None})
+
+
+def _is_int(value: object, *, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def check_unsure_threshold(value: Any, *, name: str = "unsure_threshold") -> float:
@@ -78,29 +95,6 @@ def check_unsure_threshold(value: Any, *, name: str = "unsure_threshold") -> flo
     if not ok or not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"`{name}` must be a number from 0 to 1. Received: {name}={value!r}")
     return float(value)
-
-
-def _threshold_env(name: str) -> float | None:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not 0.0 <= value <= 1.0:  # also refuses nan
-        raise ValueError(f"Env var {name} must be a number from 0 to 1. Received: {name}={raw!r}")
-    return value
-
-
-def _int_env(name: str) -> int | None:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"Env var {name} must be an integer. Received: {name}={raw!r}") from None
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,7 @@ from inference._errors import (
     UnsupportedFormatError,
     URLNotAllowedError,
 )
+from inference.env import env_flag, env_float, env_int, env_list, env_str
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -149,41 +151,28 @@ class FetchConfig:
             )
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> FetchConfig:
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> FetchConfig:
         """FETCH_TIMEOUT_S, FETCH_CONNECT_TIMEOUT_S, FETCH_MAX_BYTES, FETCH_MAX_REDIRECTS,
         FETCH_ALLOWED_HOSTS (comma-separated), FETCH_ALLOW_LOOPBACK (1/true/yes),
-        FETCH_USER_AGENT. Unset or empty means the default."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for key, name, kind in (
-            ("timeout_s", "FETCH_TIMEOUT_S", float),
-            ("connect_timeout_s", "FETCH_CONNECT_TIMEOUT_S", float),
-            ("max_bytes", "FETCH_MAX_BYTES", int),
-            ("max_redirects", "FETCH_MAX_REDIRECTS", int),
-        ):
-            raw = env.get(name, "").strip()
-            if raw:
-                try:
-                    values[key] = kind(raw)
-                except ValueError:
-                    raise ValueError(
-                        f"Env var {name} must be {'an integer' if kind is int else 'a number'}. "
-                        f"Received: {name}={raw!r}"
-                    ) from None
-        hosts = env.get("FETCH_ALLOWED_HOSTS", "")
-        values["allowed_hosts"] = tuple(
-            h.strip().lower().rstrip(".") for h in hosts.split(",") if h.strip()
-        )
-        loopback = env.get("FETCH_ALLOW_LOOPBACK", "").strip().lower()
-        if loopback not in ("", "0", "false", "no", "1", "true", "yes"):
-            raise ValueError(
-                "Env var FETCH_ALLOW_LOOPBACK must be one of 1/true/yes/0/false/no. "
-                f"Received: FETCH_ALLOW_LOOPBACK={loopback!r}"
-            )
-        values["allow_loopback"] = loopback in ("1", "true", "yes")
-        if env.get("FETCH_USER_AGENT", "").strip():
-            values["user_agent"] = env["FETCH_USER_AGENT"].strip()
-        return cls(**values)
+        FETCH_USER_AGENT. Unset or empty means the default; `overrides` that are
+        not None win.
+
+        Raises:
+            ValueError: a variable does not parse (the message names it and
+                echoes its value), or a value fails `__post_init__`'s checks.
+        """
+        hosts = env_list(environ, "FETCH_ALLOWED_HOSTS")
+        values: dict[str, Any] = {
+            "timeout_s": env_float(environ, "FETCH_TIMEOUT_S"),
+            "connect_timeout_s": env_float(environ, "FETCH_CONNECT_TIMEOUT_S"),
+            "max_bytes": env_int(environ, "FETCH_MAX_BYTES"),
+            "max_redirects": env_int(environ, "FETCH_MAX_REDIRECTS"),
+            "allowed_hosts": tuple(h.lower().rstrip(".") for h in hosts),
+            "allow_loopback": env_flag(environ, "FETCH_ALLOW_LOOPBACK"),
+            "user_agent": env_str(environ, "FETCH_USER_AGENT"),
+        }
+        values.update(overrides)
+        return cls(**{k: v for k, v in values.items() if v is not None})
 
 
 # ---------------------------------------------------------------------------

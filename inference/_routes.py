@@ -18,14 +18,16 @@ routed by API Gateway already: they go to the API as they always did.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from inference._page import page_csp, render_page
+from inference.env import env_list
 
 Event = dict[str, Any]
 Response = dict[str, Any]
@@ -66,19 +68,21 @@ class RouteConfig:
                 )
 
     @classmethod
-    def from_env(cls) -> RouteConfig:
-        """Origins from env CORS_ALLOWED_ORIGINS (comma-separated; unset or empty: CORS off).
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> RouteConfig:
+        """Origins from env CORS_ALLOWED_ORIGINS (comma-separated; unset or empty: CORS off);
+        `overrides` that are not None win.
 
         Raises:
             ValueError: an entry is not an origin; the message names the env var
                 and echoes its value.
         """
-        raw = os.environ.get(CORS_ENV, "")
-        origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+        raw = environ.get(CORS_ENV, "")
+        origins = tuple(o.rstrip("/") for o in env_list(environ, CORS_ENV))
         try:
-            return cls(cors_origins=origins)
+            config = cls(cors_origins=origins)
         except ValueError as exc:
             raise ValueError(f"Env var {CORS_ENV}: {exc}. Received: {CORS_ENV}={raw!r}") from None
+        return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def route(event: Event, *, api: Api, config: RouteConfig) -> Response:

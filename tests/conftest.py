@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench._config import SHARED_DATA_DIR, SHARED_WEIGHTS
+from inference.env import base_weights_from_env, data_dir_from_env
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SHARED_DIR", REPO.parent / "shared"))
-DATA_DIR = Path(os.environ.get("CLOTHING_DATA_DIR", SHARED / "data" / "clothing-dataset-small"))
-WEIGHTS = Path(
-    os.environ.get("XCEPTION_WEIGHTS", SHARED / "models" / "xception_imagenet_notop.weights.h5")
-)
+
+# The real data and weights: env CLOTHING_DATA_DIR / XCEPTION_WEIGHTS, else ../shared's.
+DATA_DIR = data_dir_from_env(os.environ, fallback=SHARED_DATA_DIR)
+WEIGHTS = Path(base_weights_from_env(os.environ, fallback=str(SHARED_WEIGHTS)))
 LABELS = (
     "dress",
     "hat",

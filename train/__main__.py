@@ -31,20 +31,14 @@ lines are off unless --verbose or env CLOTHING_VERBOSE=1 (inference/_quiet.py).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from inference.env import base_weights_from_env, cache_dir_from_env, data_dir_from_env
 from train.calibrate import add_calibrate_arguments, format_unsure, run_calibrate
-from train.config import (
-    MONITORS,
-    SEED_RECIPE,
-    TRAIN_VIEWS,
-    TrainConfig,
-    default_base_weights,
-    default_cache_dir,
-    default_data_dir,
-)
+from train.config import MONITORS, SEED_RECIPE, TRAIN_VIEWS, TrainConfig
 from train.data import DataError
 from train.levers import format_levers, format_sizes, measure_levers, measure_sizes, write_result
 from train.model import WeightsError
@@ -60,7 +54,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="dataset root with train/, validation/, optional test/ "
-        f"(env CLOTHING_DATA_DIR; now {default_data_dir()})",
+        f"(env CLOTHING_DATA_DIR; now {data_dir_from_env()})",
     )
     parser.add_argument(
         "--output", type=Path, default=d["output_dir"].default, help="output folder"
@@ -69,13 +63,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--base-weights",
         default=None,
         help="'imagenet' or a .weights.h5 path "
-        f"(env XCEPTION_WEIGHTS; now {default_base_weights()})",
+        f"(env XCEPTION_WEIGHTS; now {base_weights_from_env()})",
     )
     parser.add_argument(
         "--cache-dir",
         type=Path,
         default=None,
-        help=f"feature cache (env CLOTHING_CACHE_DIR; now {default_cache_dir()})",
+        help=f"feature cache (env CLOTHING_CACHE_DIR; now {cache_dir_from_env()})",
     )
     parser.add_argument("--image-size", type=int, default=d["image_size"].default)
     parser.add_argument("--epochs", type=int, default=d["epochs"].default)
@@ -233,7 +227,7 @@ def config_from_args(args: argparse.Namespace, **extra: object) -> TrainConfig:
         "unsure_dir": args.unsure_dir,
         **extra,
     }
-    return TrainConfig(**{k: v for k, v in given.items() if v is not None})
+    return TrainConfig.from_env(os.environ, **given)
 
 
 MODES = ("sweep", "levers", "sizes", "robustness", "calibrate")

@@ -9,8 +9,9 @@ min-validation-loss epoch) did not help on validation and are off; each has a
 field and a flag. `TrainConfig.seed_recipe()` (CLI: `--recipe seed`) turns
 every lever off and gives the seed recipe back (the sweep and the X/O lesson
 compare against it).
-Env vars give defaults for where things live, so that a
-user with internet and this team's machines run the same command:
+Env vars give defaults for where things live (read by inference/env.py, the one
+parser of env values; `TrainConfig.from_env` and the field defaults both use
+it), so that a user with internet and this team's machines run the same command:
 
     CLOTHING_DATA_DIR   dataset root (train/, validation/, optional test/)
     XCEPTION_WEIGHTS    "imagenet" (Keras download) or a .weights.h5 path
@@ -21,10 +22,12 @@ user with internet and this team's machines run the same command:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference.env import base_weights_from_env, cache_dir_from_env, data_dir_from_env
 from inference.preprocess import check_image_size
 
 # Xception has 14 blocks (Chollet 2017, fig. 5): entry 1-4, middle 5-12, exit 13-14.
@@ -42,25 +45,6 @@ SEED_RECIPE: dict[str, Any] = {
 }
 
 
-def default_data_dir() -> Path:
-    """Env CLOTHING_DATA_DIR, else ./clothing-dataset-small."""
-    return Path(os.environ.get("CLOTHING_DATA_DIR", "clothing-dataset-small"))
-
-
-def default_base_weights() -> str:
-    """Env XCEPTION_WEIGHTS (a .weights.h5 path), else "imagenet" (Keras downloads them)."""
-    return os.environ.get("XCEPTION_WEIGHTS", "imagenet")
-
-
-def default_cache_dir() -> Path:
-    """Env CLOTHING_CACHE_DIR, else $XDG_CACHE_HOME (or ~/.cache)/clothing-classifier."""
-    env = os.environ.get("CLOTHING_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "clothing-classifier"
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run's settings; `__post_init__` validates them (ValueError naming
@@ -69,7 +53,7 @@ class TrainConfig:
     `size_inner` the head's hidden units, `droprate` its dropout rate; `seed_recipe`
     gives the course's recipe (every accuracy lever off)."""
 
-    data_dir: Path = field(default_factory=default_data_dir)
+    data_dir: Path = field(default_factory=data_dir_from_env)
     output_dir: Path = Path("runs/model")
     image_size: int = 150
     learning_rate: float = 1e-3
@@ -78,8 +62,8 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 32
     seed: int = 1
-    base_weights: str = field(default_factory=default_base_weights)
-    cache_dir: Path = field(default_factory=default_cache_dir)
+    base_weights: str = field(default_factory=base_weights_from_env)
+    cache_dir: Path = field(default_factory=cache_dir_from_env)
     max_per_class: int | None = None  # a per-split subset, for quick runs and tests
     fine_tune: int = 0  # unfreeze the last N Xception blocks; trains from images
     augment: bool = False  # flip/zoom/shear; trains from images
@@ -97,6 +81,24 @@ class TrainConfig:
     unsure_dir: Path | None = None
     force: bool = False  # replace an existing output dir
     verbose: bool = True
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> TrainConfig:
+        """Where data, weights and the cache live from env CLOTHING_DATA_DIR,
+        XCEPTION_WEIGHTS and CLOTHING_CACHE_DIR (inference/env.py); `overrides`
+        that are not None win (the CLI's flags).
+
+        Raises:
+            ValueError: a field fails `__post_init__`'s checks (named and echoed).
+            TypeError: an override names no field.
+        """
+        values: dict[str, Any] = {
+            "data_dir": data_dir_from_env(environ),
+            "base_weights": base_weights_from_env(environ),
+            "cache_dir": cache_dir_from_env(environ),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
 
     @classmethod
     def seed_recipe(cls, **overrides: Any) -> TrainConfig:

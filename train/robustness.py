@@ -33,7 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from inference import InferenceError, decode_image, preprocess_image, staging_dir
-from train.config import default_data_dir
+from inference.env import data_dir_from_env
 from train.data import load_dataset
 
 PAGE_JPEG_QUALITY = 90  # inference/_page.py JPEG_QUALITY = 0.9
@@ -83,7 +83,7 @@ def measure_robustness(
     if max_side < 1:
         raise ValueError(f"`max_side` must be >= 1. Received: max_side={max_side!r}")
     metrics = _read_metrics(model_dir)
-    root = Path(data_dir or metrics.get("data_dir") or default_data_dir())
+    root = Path(data_dir or metrics.get("data_dir") or data_dir_from_env())
     split = load_dataset(root).test
     if split is None:
         raise ValueError(f"`data_dir` must have a test/ split. Received: data_dir={str(root)!r}")
