@@ -11,7 +11,8 @@ Usage:
     find photos -name '*.jpg' | python -m inference batch - --output labels.jsonl   # stdin
 
 Env vars: MODEL_DIR (default of --model), INFERENCE_RUNTIME (ai-edge-litert,
-tflite-runtime or tensorflow), INFERENCE_THREADS, MAX_IMAGE_PIXELS,
+tflite-runtime or tensorflow; onnxruntime for ONNX bundles; unset: from the
+bundle's format), INFERENCE_THREADS, MAX_IMAGE_PIXELS,
 UNSURE_THRESHOLD (default of --unsure-threshold; unset: the bundle's).
 Scores are calibrated probabilities; below the unsure threshold an image is
 printed as "unsure" with its suggestions (JSON: "label": null, "unsure": true).
@@ -73,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     for p in (predict, bench, batch):
         p.add_argument("--model", type=Path, default=None, help="bundle folder (env MODEL_DIR)")
         p.add_argument(
-            "--runtime", default=None, help="ai-edge-litert | tflite-runtime | tensorflow"
+            "--runtime",
+            default=None,
+            help="ai-edge-litert | tflite-runtime | tensorflow (TFLite bundles) | "
+            "onnxruntime (ONNX bundles); default: from the bundle's format",
         )
         p.add_argument("--max-pixels", type=int, default=None)
     predict.add_argument("--threads", type=int, default=None)
@@ -148,7 +152,9 @@ def _add_batch_arguments(batch: argparse.ArgumentParser) -> None:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    # SIGTERM (kill, a scheduler's stop) ends the run like Ctrl-C: rows flushed, exit 130.
+    # Ctrl-C, and SIGTERM (kill, a scheduler's stop), end the run the same way: rows
+    # flushed, exit 130. Set both: a shell starts background jobs with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         config = BatchConfig.from_env(

@@ -262,14 +262,13 @@ class RowWriter:
         """True when `tail` is empty or one row cut short (no final newline)."""
         if not tail:
             return True
-        if tail.endswith("\n"):
-            return False
         if self.fmt == "jsonl":
             return "\n" not in tail
-        try:  # a CSV row may hold a newline inside a quoted path
+        try:
+            records = list(csv.reader(io.StringIO(tail, newline=""), strict=True))
+        except csv.Error:  # cut inside a quoted field, which may hold a newline (a path's)
             return len(list(csv.reader(io.StringIO(tail, newline="")))) <= 1
-        except csv.Error:
-            return True
+        return len(records) <= 1 and not tail.endswith("\n")
 
     def _valid_prefix(self, text: str) -> int:
         """Characters of `text` made of whole rows we could have written."""

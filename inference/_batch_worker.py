@@ -6,12 +6,16 @@ parent sends it a path (read here) or fetched bytes and gets a row back.
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
+import time
 
 from inference._batch_io import Row
 from inference._classifier import Classifier, InferenceConfig, Prediction
 from inference._errors import InferenceError
 
+PARENT_CHECK_S = 0.5  # how soon an orphaned worker notices and exits
 _classifier: Classifier | None = None
 _model_id = ""
 
@@ -21,8 +25,18 @@ def init_worker(config: InferenceConfig, model_id: str) -> None:
     global _classifier, _model_id
     # Ctrl-C reaches the whole process group; the parent stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A parent killed by SIGKILL cannot stop us, and its pipes need not close
+    # (siblings hold their ends): leave when it is gone (our parent changes).
+    parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     _classifier = Classifier.from_config(config)
     _model_id = model_id
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(1)
 
 
 def classify(item: str, data: bytes | None) -> Row:

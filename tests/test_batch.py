@@ -1,0 +1,487 @@
+"""`python -m inference batch`: inputs x outputs, bad rows, resume after kills, workers, hosts.
+
+Tiny float32 bundle (Xception weights=None at 71 px), generated JPEGs, URLs
+served on 127.0.0.1 by a server in this file that counts concurrent requests.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inference import FetchConfig, InferenceConfig
+from inference.__main__ import main
+from inference._batch import BatchConfig, run_batch
+from inference._batch_hosts import HostLimiter
+from inference._batch_io import RowWriter, csv_header, read_inputs
+from tests.conftest import LABELS, REPO, make_image
+from tests.support.net import JPEG, net_guard
+
+COLORS = [(220, 40, 40), (40, 200, 60), (50, 60, 220), (220, 220, 40)]
+
+
+def make_images(folder: Path, n: int) -> list[str]:
+    """n small JPEGs in two subfolders (the folder input is recursive)."""
+    return [
+        str(make_image(folder / f"sub{i % 2}" / f"{i:04d}.jpg", color=COLORS[i % 4], seed=i))
+        for i in range(n)
+    ]
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The output's rows in JSONL shape (CSV rows are mapped back to it)."""
+    if path.suffix == ".jsonl":
+        text = path.read_text()
+        assert text.endswith("\n")
+        return [json.loads(line) for line in text.splitlines()]
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == csv_header(LABELS)
+        rows = []
+        for r in reader:
+            error = (
+                {"code": r["error_code"], "message": r["error_message"]}
+                if r["error_code"]
+                else None
+            )
+            scores = None if error else {lab: float(r[f"score_{lab}"]) for lab in LABELS}
+            rows.append(
+                {"input": r["input"], "label": r["label"] or None, "error": error, "scores": scores}
+            )
+        return rows
+
+
+def assert_valid(rows: list[dict[str, Any]], expected_inputs: list[str]) -> None:
+    """Every input exactly once; classified rows have a label and scores summing to 1."""
+    inputs = [r["input"] for r in rows]
+    assert sorted(inputs) == sorted(expected_inputs), "each input exactly once"
+    for row in rows:
+        if row["error"] is None:
+            assert row["label"] in LABELS
+            assert sum(row["scores"].values()) == pytest.approx(1.0, abs=1e-6)
+            assert row["label"] == max(row["scores"], key=row["scores"].get)
+
+
+# ---------------------------------------------------------------------------
+# Input kinds x output formats, through the CLI's main().
+
+
+def write_source(kind: str, tmp_path: Path, items: list[str]) -> tuple[str, list[str]]:
+    """INPUT and extra CLI flags for one input kind."""
+    if kind == "folder":
+        return str(tmp_path / "photos"), []
+    if kind == "text":
+        path = tmp_path / "list.txt"
+        path.write_text("# photos to classify\n\n" + "\n".join(items) + "\n" + items[0] + "\n")
+        return str(path), []
+    if kind == "csv":
+        path = tmp_path / "listings.csv"
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["listing_id", "photo"])
+            writer.writerows([[i, item] for i, item in enumerate(items)])
+        return str(path), ["--column", "photo"]
+    return "-", []
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+@pytest.mark.parametrize("kind", ["folder", "text", "csv", "stdin"])
+def test_every_input_kind_to_every_format(
+    kind: str,
+    fmt: str,
+    tiny_bundle: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+) -> None:
+    items = make_images(tmp_path / "photos", 6)
+    source, flags = write_source(kind, tmp_path, items)
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(items) + "\n"))
+    out = tmp_path / f"labels.{fmt}"
+    argv = ["batch", source, "--model", str(tiny_bundle), "--output", str(out), "--workers", "1"]
+    assert main([*argv, *flags]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["inputs"], summary["written"], summary["errors"]) == (6, 6, 0)
+    assert summary["images_per_s"] > 0
+    assert_valid(read_rows(out), items)
+
+
+# ---------------------------------------------------------------------------
+# Bad inputs are rows with their error code.
+
+BAD_FILES = [
+    # name, bytes, expected code
+    ("corrupt.jpg", JPEG[: len(JPEG) // 3], "CORRUPT_IMAGE"),
+    ("empty.jpg", b"", "CORRUPT_IMAGE"),
+    ("doc.jpg", b"%PDF-1.4 not an image", "UNSUPPORTED_FORMAT"),
+    ("missing.jpg", None, "FILE_NOT_FOUND"),
+]
+BAD_URLS = [
+    # path on the local server (or a whole URL), expected code
+    ("/status/404", "FETCH_FAILED"),
+    ("/truncated.jpg", "CORRUPT_IMAGE"),
+    ("http://10.1.2.3/a.jpg", "URL_NOT_ALLOWED"),
+    ("ftp://127.0.0.1/a.jpg", "URL_NOT_ALLOWED"),
+]
+
+
+class CountingServer:
+    """Serves JPEG after `delay_s`; records, per Host header, peak concurrency and start times."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.lock = threading.Lock()
+        self.active: dict[str, int] = {}
+        self.peak: dict[str, int] = {}
+        self.starts: dict[str, list[float]] = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                host = self.headers.get("Host", "").rsplit(":", 1)[0]
+                with server.lock:
+                    server.starts.setdefault(host, []).append(time.monotonic())
+                    server.active[host] = server.active.get(host, 0) + 1
+                    server.peak[host] = max(server.peak.get(host, 0), server.active[host])
+                time.sleep(server.delay_s)
+                with server.lock:  # before answering: the client may ask again at once
+                    server.active[host] -= 1
+                body, status = (JPEG, 200) if self.path.startswith("/img") else (b"no", 404)
+                if self.path == "/truncated.jpg":
+                    body, status = JPEG[: len(JPEG) // 3], 200
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http.daemon_threads = True
+        threading.Thread(target=self.http.serve_forever, daemon=True).start()
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.http.server_address[1]}{path}"
+
+
+@pytest.fixture
+def server() -> Iterator[CountingServer]:
+    s = CountingServer()
+    yield s
+    s.http.shutdown()
+    s.http.server_close()
+
+
+def loopback_config(source: str, output: Path, model: Path, **kwargs: Any) -> BatchConfig:
+    return BatchConfig(
+        source=source,
+        output=output,
+        inference=InferenceConfig(model_dir=model),
+        fetch=FetchConfig(allow_loopback=True, timeout_s=5.0),
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_bad_inputs_are_rows_with_their_code(
+    fmt: str, tiny_bundle: Path, tmp_path: Path, server: CountingServer
+) -> None:
+    good = make_images(tmp_path / "photos", 2)
+    expected: dict[str, str | None] = dict.fromkeys(good)
+    for name, data, code in BAD_FILES:
+        if data is not None:
+            (tmp_path / name).write_bytes(data)
+        expected[str(tmp_path / name)] = code
+    for path, code in BAD_URLS:
+        expected[path if "://" in path else server.url(path)] = code
+    expected[server.url("/img/ok.jpg")] = None
+    (tmp_path / "list.txt").write_text("\n".join(expected) + "\n")
+    out = tmp_path / f"out.{fmt}"
+    config = loopback_config(str(tmp_path / "list.txt"), out, tiny_bundle, workers=1, rate=0)
+    summary = run_batch(config, stderr=io.StringIO())
+    rows = read_rows(out)
+    assert_valid(rows, list(expected))
+    got = {r["input"]: (r["error"] or {}).get("code") for r in rows}
+    assert got == expected
+    assert all(r["error"]["message"] for r in rows if r["error"])
+    assert summary.errors == sum(code is not None for code in expected.values())
+
+
+# ---------------------------------------------------------------------------
+# Resume: killed halfway, the same command continues; each input exactly once.
+
+
+N_KILL = 120  # images: the kill lands after 10 rows, long before the last one
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "inference", "batch", *args]
+
+
+def count_rows(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("sig", "fmt", "expected_rc"),
+    [
+        (signal.SIGKILL, "jsonl", -signal.SIGKILL),
+        (signal.SIGKILL, "csv", -signal.SIGKILL),
+        (signal.SIGINT, "jsonl", 130),  # Ctrl-C: sent to the whole group, as a terminal does
+        (signal.SIGTERM, "csv", 130),
+    ],
+)
+def test_killed_halfway_then_resumed_holds_each_input_once(
+    sig: signal.Signals, fmt: str, expected_rc: int, tiny_bundle: Path, tmp_path: Path
+) -> None:
+    items = make_images(tmp_path / "photos", N_KILL)
+    out = tmp_path / f"labels.{fmt}"
+    argv = cli(str(tmp_path / "photos"), "--model", str(tiny_bundle), "--output", str(out))
+    argv += ["--workers", "2", "--threads-per-worker", "1"]
+    proc = subprocess.Popen(
+        argv, cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while count_rows(out) < 10 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)
+    else:
+        os.kill(proc.pid, sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == expected_rc, stderr
+    if sig != signal.SIGKILL:
+        assert "run the same command again to continue" in stderr
+        assert "Traceback" not in stderr
+    first = count_rows(out)
+    assert 0 < first < N_KILL + (fmt == "csv"), "killed halfway"
+    with out.open("ab") as f:  # a power cut mid-row: the rerun must cut it off
+        f.write(b'{"input": "half a row' if fmt == "jsonl" else b"/half/a,row")
+    again = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["skipped"] + summary["written"] == N_KILL
+    assert summary["skipped"] >= first - (fmt == "csv") and summary["dropped_partial_row"]
+    assert_valid(read_rows(out), items)
+    assert count_rows(out) == N_KILL + (fmt == "csv")
+    assert not group_members(proc.pid), "the workers outlived the killed parent"
+
+
+def group_members(pgid: int) -> str:
+    """Processes still in the killed run's process group (its workers), after a grace second."""
+    for _ in range(10):
+        ps = subprocess.run(["ps", "-o", "pid=", "-g", str(pgid)], capture_output=True, text=True)
+        if not ps.stdout.strip():
+            break
+        time.sleep(0.1)
+    return ps.stdout.strip()
+
+
+# ---------------------------------------------------------------------------
+# Workers: the same answers with 1 and 2 processes.
+
+
+def test_one_and_two_workers_give_identical_rows(tiny_bundle: Path, tmp_path: Path) -> None:
+    make_images(tmp_path / "photos", 24)
+    answers = []
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}.jsonl"
+        config = loopback_config(
+            str(tmp_path / "photos"), out, tiny_bundle, workers=workers, threads_per_worker=1
+        )
+        summary = run_batch(config, stderr=io.StringIO())
+        assert (summary.workers, summary.written) == (workers, 24)
+        answers.append({r["input"]: (r["label"], r["scores"]) for r in read_rows(out)})
+    assert answers[0] == answers[1]
+
+
+# ---------------------------------------------------------------------------
+# URLs: per-host concurrency limit and rate.
+
+
+@pytest.mark.parametrize("per_host", [1, 2])
+def test_per_host_limit_is_honoured(
+    per_host: int, tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = CountingServer(delay_s=0.15)
+    hosts = ("127.0.0.1", "images.test")  # two names for one server: counted apart
+    urls = [server.url(f"/img/{i}.jpg", host) for i in range(8) for host in hosts]
+    (tmp_path / "urls.txt").write_text("\n".join(urls))
+    config = loopback_config(
+        str(tmp_path / "urls.txt"),
+        tmp_path / "out.jsonl",
+        tiny_bundle,
+        workers=1,
+        per_host=per_host,
+        rate=0,
+    )
+    with net_guard(monkeypatch):
+        run_batch(config, stderr=io.StringIO())
+    server.http.shutdown()
+    assert server.peak == dict.fromkeys(hosts, per_host)  # reached, never passed
+    assert_valid(read_rows(tmp_path / "out.jsonl"), urls)
+
+
+def test_rate_spaces_request_starts_per_host(tiny_bundle: Path, tmp_path: Path) -> None:
+    server = CountingServer()
+    urls = [server.url(f"/img/{i}.jpg") for i in range(6)]
+    (tmp_path / "urls.txt").write_text("\n".join(urls))
+    config = loopback_config(
+        str(tmp_path / "urls.txt"),
+        tmp_path / "out.jsonl",
+        tiny_bundle,
+        workers=1,
+        per_host=4,
+        rate=10,
+    )
+    run_batch(config, stderr=io.StringIO())
+    server.http.shutdown()
+    starts = server.starts["127.0.0.1"]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(starts) == 6
+    assert min(gaps) >= 0.09, gaps  # 1 / rate, less a little clock slack
+
+
+# ---------------------------------------------------------------------------
+# Bad usage: a clear message and exit 2, nothing written.
+
+
+def test_usage_errors_exit_2_with_a_message(tiny_bundle: Path, tmp_path: Path, capsys: Any) -> None:
+    make_images(tmp_path / "photos", 1)
+    two_columns = tmp_path / "two.csv"
+    two_columns.write_text("id,photo\n1,a.jpg\n")
+    foreign = tmp_path / "notes.jsonl"
+    foreign.write_text("my own notes\n")
+    other_model = tmp_path / "other.jsonl"
+    other_model.write_text(json.dumps({"input": "x.jpg", "model": "0123456789ab"}) + "\n")
+    photos, model = str(tmp_path / "photos"), str(tiny_bundle)
+    cases = [
+        # argv, words the message must hold
+        (
+            [str(tmp_path / "nope"), "--model", model, "--output", str(tmp_path / "o.jsonl")],
+            "INPUT",
+        ),
+        ([photos, "--model", model, "--output", str(tmp_path / "o.txt")], "--output"),
+        ([photos, "--model", model, "--output", str(tmp_path / "o.parquet")], ".parquet"),
+        ([photos, "--model", str(tmp_path), "--output", str(tmp_path / "o.jsonl")], "manifest"),
+        (
+            [photos, "--model", model, "--output", str(tmp_path / "o.jsonl"), "--workers", "0"],
+            "workers",
+        ),
+        ([str(two_columns), "--model", model, "--output", str(tmp_path / "o.jsonl")], "--column"),
+        (
+            [
+                str(two_columns),
+                "--model",
+                model,
+                "--output",
+                str(tmp_path / "o.jsonl"),
+                "--column",
+                "x",
+            ],
+            "photo",
+        ),
+        ([photos, "--model", model, "--output", str(tmp_path / "no" / "o.jsonl")], "folder"),
+        ([photos, "--model", model, "--output", str(foreign)], "line 1"),
+        ([photos, "--model", model, "--output", str(other_model)], "0123456789ab"),
+        (
+            [
+                str(tmp_path / "photos" / "sub0" / "0000.jpg"),
+                "--model",
+                model,
+                "--output",
+                str(tmp_path / "o.jsonl"),
+            ],
+            "predict",
+        ),
+    ]
+    for argv, words in cases:
+        assert main(["batch", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err, (argv, err)
+        assert "Traceback" not in err
+    assert not (tmp_path / "o.jsonl").exists()
+    assert foreign.read_text() == "my own notes\n"  # someone else's file is left as it was
+
+
+# ---------------------------------------------------------------------------
+# Units: the output file's read-back, inputs, the limiter's arguments.
+
+
+HEADER = ",".join(csv_header(("x",))) + "\n"
+ROW_A = "a,x,false,0.9,,,m,0.9\n"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "content", "after", "done"),
+    [
+        # a partial last row is cut; whole rows are read back as done
+        (
+            "jsonl",
+            '{"input": "a", "model": "m"}\n{"input": "b", "mo',
+            '{"input": "a", "model": "m"}\n',
+            {"a"},
+        ),
+        ("jsonl", '{"input": "a", "model": "m"}\n', '{"input": "a", "model": "m"}\n', {"a"}),
+        ("jsonl", "", "", set()),
+        ("csv", HEADER + ROW_A + "b,x,fal", HEADER + ROW_A, {"a"}),
+        ("csv", HEADER[:9], HEADER, set()),  # a cut header is written again
+        (
+            "csv",
+            HEADER + '"a\nb",x,false,0.9,,,m,0.9\n"c\n',
+            HEADER + '"a\nb",x,false,0.9,,,m,0.9\n',
+            {"a\nb"},
+        ),
+    ],
+)
+def test_resume_reads_rows_back_and_cuts_a_partial_one(
+    fmt: str, content: str, after: str, done: set[str], tmp_path: Path
+) -> None:
+    path = tmp_path / f"out.{fmt}"
+    path.write_text(content)
+    with RowWriter.open(path, labels=("x",), model="m") as out:
+        assert out.done == done
+        assert (out.dropped_bytes > 0) == (content != after)
+    assert path.read_text() == after
+
+
+def test_read_inputs_skips_blank_comment_and_duplicate_lines(tmp_path: Path) -> None:
+    (tmp_path / "l.txt").write_text("\ufeffa.jpg\n\n# note\n https://x.test/b.jpg \na.jpg\n")
+    assert read_inputs(str(tmp_path / "l.txt")) == ["a.jpg", "https://x.test/b.jpg"]
+    assert read_inputs("-", column="u", stdin=io.StringIO("u,v\nc.jpg,1\n,2\n")) == ["c.jpg"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [({"per_host": 0, "rate": 1.0}, "per_host"), ({"per_host": 1, "rate": -1.0}, "rate")],
+)
+def test_host_limiter_rejects_bad_settings(kwargs: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValueError, match=f"Received: {words}="):
+        HostLimiter(**kwargs)
+
+
+def test_batch_modules_never_import_tensorflow() -> None:
+    code = (
+        "import sys, inference._batch, inference._batch_worker; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
+        "sys.exit(1 if bad else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
