@@ -4,6 +4,7 @@ Usage: `Classifier.load("runs/bundles/int8", num_threads=2).predict_file("shirt.
 gives the label, the scores of every class, the logits and the top k.
 """
 
+from inference._batch import BatchConfig, BatchSummary, run_batch
 from inference._bundle import (
     MANIFEST_FILENAME,
     MODEL_FILENAME,
@@ -82,6 +83,8 @@ __all__ = [
     "RUNTIMES",
     "RUNTIME_ORDER",
     "SCHEMA_VERSION",
+    "BatchConfig",
+    "BatchSummary",
     "Bundle",
     "BundleError",
     "Classifier",
@@ -131,6 +134,7 @@ __all__ = [
     "render_page",
     "request_header",
     "route",
+    "run_batch",
     "sha256_file",
     "softmax",
     "staging_dir",
