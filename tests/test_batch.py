@@ -485,3 +485,43 @@ def test_batch_modules_never_import_tensorflow() -> None:
         "sys.exit(1 if bad else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+# ---------------------------------------------------------------------------
+# The benchmark command: its table from real runs on a tiny dataset.
+
+
+def test_bench_batch_prints_the_scaling_table(
+    tiny_bundle: Path, tmp_path: Path, capsys: Any
+) -> None:
+    from bench import batch as bench_batch
+
+    make_images(tmp_path / "data" / "test" / "hat", 4)
+    make_images(tmp_path / "data" / "validation" / "hat", 4)
+    argv = ["--model", str(tiny_bundle), "--images", "6", "--data-dir", str(tmp_path / "data")]
+    argv += ["--plan", "1x1", "2x1", "--out", str(tmp_path / "out")]
+    assert bench_batch.main(argv) == 0
+    table = capsys.readouterr().out
+    assert "| 1 x 1 |" in table and "| 2 x 1 |" in table and "1.00x" in table
+    doc = json.loads((tmp_path / "out" / "batch.json").read_text())
+    assert [(r["workers"], r["images"], r["errors"]) for r in doc["rows"]] == [(1, 6, 0), (2, 6, 0)]
+    assert all(r["steady_images_per_s"] > 0 for r in doc["rows"])
+    assert (tmp_path / "out" / "batch.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--plan", "2"], "WORKERSxTHREADS"),
+        (["--plan", "0x1"], "WORKERSxTHREADS"),
+        (["--repeat", "0"], "--repeat"),
+        (["--images", "1000"], "--images"),
+    ],
+)
+def test_bench_batch_usage_errors(argv: list[str], words: str, tmp_path: Path, capsys: Any) -> None:
+    from bench import batch as bench_batch
+
+    make_images(tmp_path / "data" / "test" / "hat", 2)
+    base = ["--model", str(tmp_path), "--data-dir", str(tmp_path / "data"), "--images", "2"]
+    assert bench_batch.main([*base, *argv]) == 2
+    assert words in capsys.readouterr().err
