@@ -175,7 +175,10 @@ def _batch(args: argparse.Namespace) -> int:
         )
         summary = run_batch(config)
     except KeyboardInterrupt:
-        print("interrupted before the first row; nothing was written", file=sys.stderr)
+        print(
+            "interrupted: rows written so far are kept; run the same command again to continue",
+            file=sys.stderr,
+        )
         return 130
     except WorkersDiedError as exc:
         print(f"error: {exc}", file=sys.stderr)

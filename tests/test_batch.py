@@ -525,3 +525,32 @@ def test_bench_batch_usage_errors(argv: list[str], words: str, tmp_path: Path, c
     base = ["--model", str(tmp_path), "--data-dir", str(tmp_path / "data"), "--images", "2"]
     assert bench_batch.main([*base, *argv]) == 2
     assert words in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------
+# Progress: a tqdm bar on a terminal, plain lines otherwise.
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("stream", "expected"),
+    [
+        (FakeTerminal(), "img/s"),  # tqdm's bar, with its rate and ETA
+        (io.StringIO(), "batch: 3/10 (30.0%), 1 error(s)"),  # plain lines, every every_s
+    ],
+)
+def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(
+    stream: io.StringIO, expected: str
+) -> None:
+    from inference._batch_progress import Progress
+
+    progress = Progress(total=10, every_s=0.01, err=stream)
+    time.sleep(0.02)
+    progress.update(3, 1)
+    progress.close()
+    assert expected in stream.getvalue()
+    assert ("batch: " in stream.getvalue()) is not isinstance(stream, FakeTerminal)
