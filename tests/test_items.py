@@ -29,6 +29,7 @@ from tests.support.s3_server import (
     golden_objects,
     local_s3,
 )
+from tests.support.state_machine import SAMPLE_SUBSTITUTIONS, definition, load_template
 
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = REPO / "tests" / "events"
@@ -265,11 +266,7 @@ def test_answer_size_leaves_room_under_the_step_functions_limit(handler: NetGuar
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    from cfnlint.decode import decode
-
-    parsed, matches = decode(str(REPO / "template.yaml"))
-    assert not matches, matches
-    return json.loads(json.dumps(parsed))  # plain dicts
+    return load_template(REPO / "template.yaml")
 
 
 def test_template_passes_cfn_lint() -> None:
@@ -282,9 +279,11 @@ def test_template_passes_cfn_lint() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def definition(template: dict[str, Any]) -> dict[str, Any]:
-    states: dict[str, Any] = template["Resources"]["BulkClassifier"]["Properties"]["Definition"]
-    return states
+def test_substitutions_cover_every_placeholder(template: dict[str, Any]) -> None:
+    """The sample values .ci/run validates with (asl-validator) name every substitution."""
+    names = template["Resources"]["BulkClassifier"]["Properties"]["DefinitionSubstitutions"]
+    assert set(names) == set(SAMPLE_SUBSTITUTIONS)
+    assert "${" not in json.dumps(definition(template, SAMPLE_SUBSTITUTIONS))
 
 
 def test_state_machine_is_well_formed(template: dict[str, Any]) -> None:
@@ -292,6 +291,8 @@ def test_state_machine_is_well_formed(template: dict[str, Any]) -> None:
     state, both Maps are distributed, batched, bounded and write their results."""
     states = definition(template)["States"]
     assert definition(template)["StartAt"] in states
+    nested = [n for s in states.values() for n in s.get("ItemProcessor", {}).get("States", {})]
+    assert len(set(nested) | set(states)) == len(nested) + len(states)  # names unique overall
     targets = [s.get("Next") for s in states.values()] + [
         c["Next"] for s in states.values() for c in s.get("Choices", [])
     ] + [states["Source"]["Default"]]  # fmt: skip
@@ -301,7 +302,7 @@ def test_state_machine_is_well_formed(template: dict[str, Any]) -> None:
         assert state["ItemProcessor"]["ProcessorConfig"]["Mode"] == "DISTRIBUTED"
         assert state["ItemBatcher"]["MaxItemsPerBatchPath"] == "$.settings.batch_size"
         assert state["ResultWriter"]["Resource"] == "arn:aws:states:::s3:putObject"
-        task = state["ItemProcessor"]["States"]["Classify"]
+        task = state["ItemProcessor"]["States"][state["ItemProcessor"]["StartAt"]]
         assert task["Parameters"] == {"FunctionName": "${FunctionArn}", "Payload.$": "$"}
 
 
