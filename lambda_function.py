@@ -489,7 +489,7 @@ class Batch:
     """A parsed batch event: its items, and what BatchInput adds to each."""
 
     items: list[Any]
-    defaults: dict[str, Any]  # BatchInput's top_k / unsure_threshold, under each item's own
+    defaults: dict[str, Any]  # top_k / unsure_threshold of the envelope or BatchInput
     bucket: str | None  # BatchInput's bucket, for S3 listing items {"Key": ...}
 
 
@@ -538,7 +538,13 @@ def parse_batch(event: dict[str, Any], *, max_items: int) -> Batch:
         raise InvalidRequestError(
             f"`BatchInput.bucket` must be a string. Received: {_json_type(bucket)}"
         )
-    defaults = {k: batch_input[k] for k in ("top_k", "unsure_threshold") if k in batch_input}
+    # top_k / unsure_threshold for every item without its own: the envelope's, else BatchInput's.
+    defaults = {
+        k: source[k]
+        for source in (batch_input, event)
+        for k in ("top_k", "unsure_threshold")
+        if source.get(k) is not None
+    }
     return Batch(items=items, defaults=defaults, bucket=bucket)
 
 

@@ -171,10 +171,24 @@ def test_each_item_is_answered_as_its_own_event(
         assert invoke(single) == answer
 
 
-def test_batch_input_defaults_yield_to_the_item(handler: NetGuard) -> None:
+@pytest.mark.parametrize(
+    ("envelope", "expected"),
+    [
+        ({"Items": [], "BatchInput": {"top_k": 2}}, [2, 4]),
+        ({"items": [], "top_k": 5}, [5, 4]),
+        ({"items": [], "top_k": 5, "BatchInput": {"top_k": 2}}, [5, 4]),  # the envelope's wins
+        ({"items": []}, [3, 4]),
+        ({"items": [], "top_k": 0}, ["INVALID_REQUEST", 4]),  # checked as the item's own
+    ],
+)
+def test_defaults_yield_to_the_item(
+    envelope: dict[str, Any], expected: list[Any], handler: NetGuard
+) -> None:
     item = {"s3": {"bucket": ALLOWED_BUCKET, "key": "listings/pants.jpg"}}
-    body = invoke({"Items": [item, {**item, "top_k": 4}], "BatchInput": {"top_k": 2}})
-    assert [len(answer["top"]) for answer in body["items"]] == [2, 4]
+    name = "Items" if "Items" in envelope else "items"
+    body = invoke({**envelope, name: [item, {**item, "top_k": 4}]})
+    got = [a["error"]["code"] if "error" in a else len(a["top"]) for a in body["items"]]
+    assert got == expected
 
 
 def test_one_log_line_per_item_and_one_per_batch(
