@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from inference._batch_hosts import HostLimiter, StoppedError
-from inference._batch_io import Row, RowWriter, is_url, read_inputs
+from inference._batch_io import Row, RowWriter, is_url, output_format, read_inputs
+from inference._batch_parquet import parquet_log, write_parquet
 from inference._batch_progress import Progress
 from inference._batch_worker import classify, error_row, init_worker
 from inference._classifier import Classifier, InferenceConfig
@@ -195,7 +196,9 @@ def run_batch(
     labels, model = probe.manifest.labels, probe.manifest.model_sha256[:12]
     del probe
     items = read_inputs(config.source, column=config.column, stdin=stdin)
-    with RowWriter.open(config.output, labels=labels, model=model) as out:
+    parquet = output_format(config.output) == "parquet"
+    rows_path = parquet_log(config.output) if parquet else config.output
+    with RowWriter.open(rows_path, labels=labels, model=model) as out:
         if out.dropped_bytes:
             print(
                 f"batch: cut a partial last row ({out.dropped_bytes} bytes) from {out.path}",
@@ -204,6 +207,8 @@ def run_batch(
         todo = [item for item in items if item not in out.done]
         run = _Run(config, out, model=model, workers=workers, threads=threads, err=err)
         interrupted = run.classify(todo)
+    if parquet and not interrupted:
+        write_parquet(rows_path, config.output, labels=labels)
     elapsed = run.elapsed_s()
     return BatchSummary(
         output=str(config.output),

@@ -13,7 +13,9 @@ the working directory, as a shell would read them. An input given twice is
 classified once.
 
 Outputs, by extension: `.jsonl` (one JSON object a line) and `.csv` (a header,
-then one line a row; the scores are one `score_<label>` column per class).
+then one line a row; the scores are one `score_<label>` column per class);
+`.parquet` where pyarrow is installed (`_batch_parquet.py`: rows go to a
+`.jsonl` log, the Parquet file is written from it at the end).
 Exactly once, across kills: a row is encoded in full and appended with one
 `write(2)` on an `O_APPEND` file, so a process killed by Ctrl-C or SIGKILL
 leaves whole rows only (the kernel finishes a write to a regular file once it
@@ -36,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from inference._batch_parquet import parquet_available
 from inference._decode import IMAGE_SUFFIXES
 
 FORMATS = {".jsonl": "jsonl", ".csv": "csv"}
@@ -43,23 +46,26 @@ Row = dict[str, Any]
 
 
 def output_format(path: str | Path) -> str:
-    """ "jsonl" or "csv" from the output file's extension (case-insensitive).
+    """ "jsonl", "csv" or "parquet" from the output file's extension (case-insensitive).
 
     Raises:
-        ValueError: any other extension; `.parquet` says that it needs pyarrow,
-            which is not a dependency of this project.
+        ValueError: any other extension, or `.parquet` where pyarrow is not
+            installed (it is not a dependency of this project).
     """
     suffix = Path(path).suffix.lower()
     if suffix in FORMATS:
         return FORMATS[suffix]
     if suffix == ".parquet":
-        # Parquet cannot be appended to, so resuming would need a side log and
-        # a rewrite of the whole file at the end; pyarrow is ~150 MB. Not done.
+        if parquet_available():
+            return "parquet"
         raise ValueError(
-            "`--output` .parquet is not supported: write .jsonl or .csv and convert "
-            f"afterwards (e.g. pyarrow or duckdb). Received: --output={str(path)!r}"
+            "`--output` .parquet needs pyarrow, which is not installed (and not a dependency "
+            "of this project): `pip install pyarrow`, or write .jsonl or .csv. "
+            f"Received: --output={str(path)!r}"
         )
-    raise ValueError(f"`--output` must end in .jsonl or .csv. Received: --output={str(path)!r}")
+    raise ValueError(
+        f"`--output` must end in .jsonl, .csv or .parquet. Received: --output={str(path)!r}"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -223,7 +229,10 @@ class RowWriter:
                 command's rows (other columns, another model, not JSON).
         """
         path = Path(path)
-        writer = cls(path, fmt=output_format(path), labels=labels, model=model)
+        fmt = output_format(path)
+        if fmt not in ("jsonl", "csv"):  # run_batch appends Parquet's rows to a .jsonl log
+            raise ValueError(f"`path` must be .jsonl or .csv. Received: path={str(path)!r}")
+        writer = cls(path, fmt=fmt, labels=labels, model=model)
         if not path.parent.is_dir():
             raise ValueError(
                 f"`--output`'s folder does not exist. Received: --output={str(path)!r}"

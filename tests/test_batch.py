@@ -364,7 +364,10 @@ def test_rate_spaces_request_starts_per_host(tiny_bundle: Path, tmp_path: Path) 
 # Bad usage: a clear message and exit 2, nothing written.
 
 
-def test_usage_errors_exit_2_with_a_message(tiny_bundle: Path, tmp_path: Path, capsys: Any) -> None:
+def test_usage_errors_exit_2_with_a_message(
+    tiny_bundle: Path, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("inference._batch_io.parquet_available", lambda: False)
     make_images(tmp_path / "photos", 1)
     two_columns = tmp_path / "two.csv"
     two_columns.write_text("id,photo\n1,a.jpg\n")
@@ -380,7 +383,7 @@ def test_usage_errors_exit_2_with_a_message(tiny_bundle: Path, tmp_path: Path, c
             "INPUT",
         ),
         ([photos, "--model", model, "--output", str(tmp_path / "o.txt")], "--output"),
-        ([photos, "--model", model, "--output", str(tmp_path / "o.parquet")], ".parquet"),
+        ([photos, "--model", model, "--output", str(tmp_path / "o.parquet")], "needs pyarrow"),
         ([photos, "--model", str(tmp_path), "--output", str(tmp_path / "o.jsonl")], "manifest"),
         (
             [photos, "--model", model, "--output", str(tmp_path / "o.jsonl"), "--workers", "0"],
@@ -554,3 +557,25 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_otherwise(
     progress.close()
     assert expected in stream.getvalue()
     assert ("batch: " in stream.getvalue()) is not isinstance(stream, FakeTerminal)
+
+
+def test_parquet_output_where_pyarrow_is_installed(tiny_bundle: Path, tmp_path: Path) -> None:
+    # pyarrow is not a dependency: this runs where it happens to be installed.
+    pq = pytest.importorskip("pyarrow.parquet")
+    items = make_images(tmp_path / "photos", 3)
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    out = tmp_path / "labels.parquet"
+    for _ in range(2):  # the second run resumes from the log and rewrites the same file
+        config = loopback_config(str(tmp_path / "photos"), out, tiny_bundle, workers=1)
+        run_batch(config, stderr=io.StringIO())
+    (tmp_path / "more.txt").write_text("\n".join([*items, str(tmp_path / "bad.jpg")]))
+    config = loopback_config(str(tmp_path / "more.txt"), out, tiny_bundle, workers=1)
+    assert run_batch(config, stderr=io.StringIO()).written == 1
+    table = pq.read_table(out).to_pylist()
+    assert sorted(r["input"] for r in table) == sorted([*items, str(tmp_path / "bad.jpg")])
+    bad = next(r for r in table if r["error_code"])
+    assert (
+        bad["error_code"] == "CORRUPT_IMAGE" and bad["label"] is None and bad["score_hat"] is None
+    )
+    good = [r for r in table if not r["error_code"]]
+    assert all(sum(r[f"score_{lab}"] for lab in LABELS) == pytest.approx(1.0) for r in good)
