@@ -6,6 +6,10 @@
     # check existing bundles again, on other images, with a looser float16 bar
     python -m convert check runs/150 --out bundles --images photos/ --min-agreement float16=99
 
+    # choose which blocks int8/dynamic keep in float, on the validation split
+    python -m convert select runs/150 --out runs/quant/select
+    python -m convert runs/150 --out bundles --variants int8 --int8-float-blocks none  # all-int8
+
 TRAIN_OUTPUT_DIR is what `python -m train` wrote (model.keras + metrics.json).
 int8 is calibrated on --calibration-dir, by default the train split of the
 data_dir that metrics.json records; the check uses --images, by default its
@@ -36,6 +40,7 @@ from convert._convert import DEFAULT_CALIBRATION_SIZE, ConvertConfig, convert_mo
 from convert._errors import ConvertError
 from convert._export import VARIANTS
 from convert._logging import log_to_stderr
+from convert._quantize import BLOCKS, DEFAULT_RECIPES, QuantRecipe
 from convert._report import REPORT_MD, report_to_markdown
 from inference import RUNTIMES
 
@@ -135,6 +140,17 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         default=DEFAULT_CALIBRATION_SIZE,
         help=f"calibration images to sample (default {DEFAULT_CALIBRATION_SIZE})",
     )
+    for variant in DEFAULT_RECIPES:
+        default = " ".join(DEFAULT_RECIPES[variant].float_blocks) or "none"
+        convert.add_argument(
+            f"--{variant}-float-blocks",
+            nargs="+",
+            choices=[*BLOCKS, "none"],
+            metavar="BLOCK",
+            help=f"{variant}: Xception blocks (block1..block14, head) kept in float32, "
+            f"or none for the converter's all-quantized recipe (default {default}; "
+            "chosen by `python -m convert select`)",
+        )
     convert.add_argument("--force", action="store_true", help="replace --out if it exists")
     convert.add_argument("--no-check", action="store_true", help="skip the check after converting")
     _add_check_options(convert)
@@ -152,6 +168,16 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     )
     _add_check_options(check)
     return convert, check
+
+
+def _recipes(args: argparse.Namespace) -> dict[str, QuantRecipe]:
+    recipes = dict(DEFAULT_RECIPES)
+    for variant in DEFAULT_RECIPES:
+        blocks = getattr(args, f"{variant}_float_blocks")
+        if blocks is not None:
+            chosen = () if blocks == ["none"] else tuple(blocks)
+            recipes[variant] = QuantRecipe(float_blocks=chosen)
+    return recipes
 
 
 def _thresholds(args: argparse.Namespace) -> Mapping[str, Threshold]:
@@ -189,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     log_to_stderr()
     convert_parser, check_parser = _parsers()
+    if argv and argv[0] == "select":
+        from convert._select import main as select_main
+
+        return select_main(argv[1:])
     is_check = bool(argv) and argv[0] == "check"
     parser = check_parser if is_check else convert_parser
     args = parser.parse_args(argv[1:] if is_check else argv)  # exits 2 on bad usage
@@ -204,6 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 calibration_size=args.calibration_size,
                 seed=args.seed,
                 force=args.force,
+                recipes=_recipes(args),
             )
             check = _check_config(args, convert.variants)
     except ValueError as exc:  # the configs' own validation

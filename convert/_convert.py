@@ -1,9 +1,10 @@
-"""`convert_model`: a training output -> one bundle folder per TFLite variant.
+"""`convert_model`: a training output -> one bundle folder per variant (TFLite or ONNX).
 
 Layout written (the bundle format is inference/_bundle.py's):
 
     OUT_DIR/float32/model.tflite   OUT_DIR/float32/manifest.json
     OUT_DIR/int8/model.tflite      OUT_DIR/int8/manifest.json   ...
+    OUT_DIR/onnx/model.onnx        OUT_DIR/onnx/manifest.json   (format "onnx")
 
 Atomicity (inference/_publish.py): everything is built in a hidden sibling folder
 (`.OUT_DIR.partial-*`, same filesystem, so the rename is atomic on POSIX) and
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +32,8 @@ from convert._export import (
     converter_versions,
     tflite_bytes,
 )
+from convert._onnx import ONNX_VARIANTS, onnx_bytes, onnx_converter_versions, onnx_operators
+from convert._quantize import DEFAULT_RECIPES, QuantRecipe
 from convert._source import (
     TrainOutput,
     list_images,
@@ -41,7 +44,6 @@ from convert._source import (
 )
 from inference import (
     MANIFEST_FILENAME,
-    MODEL_FILENAME,
     InferenceError,
     Manifest,
     preprocess_file,
@@ -71,6 +73,8 @@ class ConvertConfig:
     calibration_size: int = DEFAULT_CALIBRATION_SIZE
     seed: int = 1  # picks the calibration sample
     force: bool = False  # replace an existing out_dir
+    # int8/dynamic: which blocks stay float32 (convert/_quantize.py, chosen on validation)
+    recipes: Mapping[str, QuantRecipe] = field(default_factory=lambda: DEFAULT_RECIPES)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_dir", Path(self.train_dir))
@@ -114,15 +118,24 @@ def convert_model(config: ConvertConfig) -> ConvertResult:
     with staging_dir(out_dir) as staging:  # hidden sibling, umask-honouring (inference/_publish.py)
         for variant in config.variants:
             start = time.perf_counter()
-            content = tflite_bytes(
-                model,
-                variant=variant,
-                representative_dataset=(
-                    representative_dataset if variant in CALIBRATED_VARIANTS else None
-                ),
-            )
+            if variant in ONNX_VARIANTS:  # convert/_onnx.py: tf2onnx
+                content = onnx_bytes(model, variant=variant, image_size=train.image_size)
+            else:
+                content = tflite_bytes(
+                    model,
+                    variant=variant,
+                    representative_dataset=(
+                        representative_dataset if variant in CALIBRATED_VARIANTS else None
+                    ),
+                    recipe=config.recipes.get(variant),
+                )
             _write_bundle(
-                staging / variant, content, train=train, variant=variant, source_hash=source_hash
+                staging / variant,
+                content,
+                train=train,
+                variant=variant,
+                source_hash=source_hash,
+                recipe=config.recipes.get(variant),
             )
             seconds[variant] = time.perf_counter() - start
             log.info(
@@ -185,18 +198,35 @@ def _preprocess_all(paths: list[Path], *, image_size: int) -> list[np.ndarray]:
     return arrays
 
 
+def _with_recipe(converter: dict[str, str], recipe: QuantRecipe | None) -> dict[str, str]:
+    """The manifest's `converter` record, plus the quantization recipe of int8/dynamic."""
+    if recipe is None:
+        return converter
+    return {**converter, "float32_blocks": ",".join(recipe.float_blocks) or "none"}
+
+
 def _write_bundle(
-    directory: Path, content: bytes, *, train: TrainOutput, variant: str, source_hash: str
+    directory: Path,
+    content: bytes,
+    *,
+    train: TrainOutput,
+    variant: str,
+    source_hash: str,
+    recipe: QuantRecipe | None = None,
 ) -> None:
+    is_onnx = variant in ONNX_VARIANTS
     manifest = Manifest(
         labels=train.labels,
         image_size=train.image_size,
         variant=variant,
         model_sha256=hashlib.sha256(content).hexdigest(),
         source_model_sha256=source_hash,
-        converter=converter_versions(),
+        converter=(
+            onnx_converter_versions() if is_onnx else _with_recipe(converter_versions(), recipe)
+        ),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        operators=builtin_operators(content),
+        operators=onnx_operators(content) if is_onnx else builtin_operators(content),
+        format="onnx" if is_onnx else "tflite",
         temperature=train.temperature,
         unsure_threshold=train.unsure_threshold,
         unsure_goal=train.unsure_goal,
@@ -204,5 +234,5 @@ def _write_bundle(
     directory.mkdir()
     # Durable writes (fsync before rename), so a crash cannot expose a published
     # folder whose files were never flushed.
-    write_atomic(directory / MODEL_FILENAME, content)
+    write_atomic(directory / manifest.model_filename, content)
     write_json_atomic(directory / MANIFEST_FILENAME, manifest.to_json())

@@ -10,6 +10,10 @@ The four variants follow TensorFlow's post-training quantization guide
 | dynamic | Optimize.DEFAULT                                           | int8    | mixed   |
 | int8    | Optimize.DEFAULT + representative_dataset + BUILTINS_INT8  | int8    | int8    |
 
+`int8` and `dynamic` follow a `QuantRecipe` (convert/_quantize.py): the blocks
+that cost the most agreement on validation images may stay float32 (selective
+quantization); `QuantRecipe(float_blocks=())` is the table's recipe.
+
 Input and output stay float32 in every variant (inference_input_type and
 inference_output_type keep their float32 default), so a caller feeds the same
 preprocessed image and reads the same logits whichever variant it loads.
@@ -27,13 +31,14 @@ import numpy as np
 
 from convert._errors import ConvertError
 from convert._onnx import ONNX_VARIANTS
+from convert._quantize import QuantRecipe, calibrate, dynamic_range, quantize_calibrated
 
 TFLITE_VARIANTS = ("float32", "float16", "dynamic", "int8")
 # Every variant `python -m convert` makes: the TFLite ones, then the ONNX ones
 # (convert/_onnx.py, bundles with format "onnx").
 VARIANTS = TFLITE_VARIANTS + ONNX_VARIANTS
 # Variants whose conversion needs calibration images.
-CALIBRATED_VARIANTS = frozenset({"int8", *(v for v in ONNX_VARIANTS if v.endswith("int8"))})
+CALIBRATED_VARIANTS = frozenset({"int8"})
 CONVERTER_API = "tf.lite.TFLiteConverter.from_keras_model"
 
 RepresentativeDataset = Callable[[], Iterable[list[np.ndarray]]]
@@ -56,9 +61,17 @@ def check_variants(variants: object, *, optional: bool = False) -> None:
 
 
 def tflite_bytes(
-    model: Any, *, variant: str, representative_dataset: RepresentativeDataset | None = None
+    model: Any,
+    *,
+    variant: str,
+    representative_dataset: RepresentativeDataset | None = None,
+    recipe: QuantRecipe | None = None,
 ) -> bytes:
-    """Convert a loaded Keras model to one TFLite variant; return the flatbuffer."""
+    """Convert a loaded Keras model to one TFLite variant; return the flatbuffer.
+
+    `recipe` (int8 and dynamic; None or no float blocks: the converter's own
+    recipe) names the blocks kept in float32 (convert/_quantize.py).
+    """
     import tensorflow as tf  # deferred: TensorFlow takes seconds to import
 
     if variant not in TFLITE_VARIANTS:
@@ -67,6 +80,13 @@ def tflite_bytes(
         )
     if variant in CALIBRATED_VARIANTS and representative_dataset is None:
         raise ValueError(f"Variant {variant!r} needs a `representative_dataset`.")
+    if recipe is not None and recipe.float_blocks and variant in ("int8", "dynamic"):
+        if variant == "dynamic":
+            float_model = tflite_bytes(model, variant="float32")
+            return dynamic_range(float_model, float_blocks=recipe.float_blocks)
+        assert representative_dataset is not None  # checked above
+        calibrated = calibrate(model, representative_dataset)
+        return quantize_calibrated(calibrated, float_blocks=recipe.float_blocks)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

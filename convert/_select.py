@@ -1,0 +1,368 @@
+"""`select_recipes`: choose which blocks each quantized variant keeps in float, on validation.
+
+    python -m convert select runs/acc/fast_150 --out runs/quant/select
+    python -m convert select runs/acc/fast_150 --out runs/quant/select --variants int8 \
+        --target int8=99 --max-blocks 4
+
+For each variant (`int8`, `dynamic`): per-block sensitivity (only that block
+quantized, RMS logit difference against Keras on a subsample of the validation
+images), then the most sensitive blocks kept in float one at a time until the
+agreement on all validation images reaches the target (convert/_quantize.py).
+Calibration images come from the train split, as in `python -m convert`. The
+test split is refused: it measures (`python -m convert check`), never chooses.
+
+Writes OUT/selection.json, OUT/selection.md and OUT/sensitivity.png; pass the
+chosen blocks to `python -m convert --int8-float-blocks ... --dynamic-float-blocks ...`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from convert._errors import ConvertError
+from convert._quantize import (
+    QUANTIZED_VARIANTS,
+    Selection,
+    agreement_pct,
+    block_sensitivity,
+    calibrate,
+    choose_float_blocks,
+    dynamic_range,
+    model_blocks,
+    quantize_calibrated,
+    tflite_logits,
+)
+from convert._source import (
+    TrainOutput,
+    list_images,
+    load_keras_model,
+    read_train_output,
+    sample_images,
+)
+from inference import InferenceError, preprocess_file, write_json_atomic
+
+log = logging.getLogger("convert")
+
+# Validation targets: the check's test bars (convert/_check.py) plus 0.5 points,
+# so that a recipe chosen at the bar on 341 validation images (one image = 0.29
+# points) does not land under it on the 372 test images by chance.
+DEFAULT_TARGETS: Mapping[str, float] = MappingProxyType({"int8": 99.0, "dynamic": 99.5})
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """What to select for; `python -m convert select` flags override these."""
+
+    train_dir: Path
+    out_dir: Path
+    variants: tuple[str, ...] = QUANTIZED_VARIANTS
+    images_dir: Path | None = None  # None: the validation split of metrics.json's data_dir
+    calibration_dir: Path | None = None  # None: the train split
+    calibration_size: int = 200
+    seed: int = 1
+    targets: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TARGETS)
+    max_blocks: int = 6  # more float blocks cost the speed quantization is for
+    sensitivity_stride: int = 3  # sensitivity on every 3rd validation image (speed)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train_dir", Path(self.train_dir))
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if not self.variants or not set(self.variants) <= set(QUANTIZED_VARIANTS):
+            raise ValueError(
+                f"`variants` must be a non-empty tuple from {list(QUANTIZED_VARIANTS)}. "
+                f"Received: variants={self.variants!r}"
+            )
+        for name in ("calibration_size", "max_blocks", "sensitivity_stride"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be an int >= 1. Received: {name}={value!r}")
+        for variant in self.variants:
+            target = self.targets.get(variant)
+            if not isinstance(target, int | float) or not 0 < target <= 100:
+                raise ValueError(
+                    f"`targets` must give each variant an agreement in (0, 100]. "
+                    f"Received: targets[{variant!r}]={target!r}"
+                )
+
+
+@dataclass(frozen=True)
+class VariantSelection:
+    variant: str
+    target_pct: float
+    sensitivity: dict[str, float]  # block -> RMS logit difference, only that block quantized
+    selection: Selection
+    seconds: float
+
+
+def select_recipes(config: SelectConfig) -> list[VariantSelection]:
+    """Measure per-block sensitivity and choose float blocks per variant, on validation.
+
+    Returns:
+        One `VariantSelection` per variant, also written to `out_dir`.
+
+    Raises:
+        ConvertError: bad training output, no validation or calibration images,
+            the test split given as selection images, or a conversion failed.
+    """
+    train = read_train_output(config.train_dir)
+    images_dir = _selection_dir(config, train)
+    paths = list_images(images_dir)
+    if not paths:
+        raise ConvertError(f"No images found in {str(images_dir)!r}.")
+    images = _preprocess(paths, train.image_size)
+    model = load_keras_model(train)
+    reference = np.concatenate(
+        [
+            np.asarray(model.predict_on_batch(images[i : i + 32]), dtype=np.float32)
+            for i in range(0, len(images), 32)
+        ]
+    )
+    log.info("selecting on %d images from %s", len(paths), images_dir)
+    results = []
+    for variant in config.variants:
+        start = time.perf_counter()
+        quantize = _quantizer(variant, model, train, config)
+        results.append(_select_one(variant, quantize, images, reference, config, start=start))
+    _write(config, train, images_dir, len(paths), results)
+    return results
+
+
+def _selection_dir(config: SelectConfig, train: TrainOutput) -> Path:
+    directory = config.images_dir or train.split("validation")
+    if directory is None:
+        raise ConvertError(
+            "No selection images: pass --images (images_dir=) a validation folder; "
+            "metrics.json records no data_dir with a validation split."
+        )
+    test = train.split("test")
+    if test is not None and Path(directory).resolve() == test.resolve():
+        raise ConvertError(
+            f"{str(directory)!r} is the test split: it measures the chosen recipe "
+            "(python -m convert check) and must not choose it; pass validation images."
+        )
+    return Path(directory)
+
+
+def _preprocess(paths: list[Path], image_size: int) -> np.ndarray:
+    try:
+        return np.stack([preprocess_file(p, image_size=image_size) for p in paths])
+    except (InferenceError, OSError) as exc:
+        raise ConvertError(f"Cannot read a selection image: {exc}") from None
+
+
+def _quantizer(
+    variant: str, model: Any, train: TrainOutput, config: SelectConfig
+) -> Callable[[tuple[str, ...]], bytes]:
+    from convert._export import tflite_bytes
+
+    if variant == "dynamic":
+        float_model = tflite_bytes(model, variant="float32")
+        return lambda blocks: dynamic_range(float_model, float_blocks=blocks)
+    directory = config.calibration_dir or train.split("train")
+    if directory is None:
+        raise ConvertError("int8 needs calibration images: pass --calibration-dir.")
+    chosen = sample_images(list_images(directory), size=config.calibration_size, seed=config.seed)
+    if not chosen:
+        raise ConvertError(f"int8 needs calibration images; none found in {str(directory)!r}.")
+    arrays = _preprocess(chosen, train.image_size)
+    calibrated = calibrate(model, lambda: ([x[np.newaxis]] for x in arrays))
+    return lambda blocks: quantize_calibrated(calibrated, float_blocks=blocks)
+
+
+def _select_one(
+    variant: str,
+    quantize: Callable[[tuple[str, ...]], bytes],
+    images: np.ndarray,
+    reference: np.ndarray,
+    config: SelectConfig,
+    *,
+    start: float,
+) -> VariantSelection:
+    blocks = model_blocks(quantize(()))
+    stride = config.sensitivity_stride
+    sensitivity = block_sensitivity(blocks, quantize, images[::stride], reference[::stride])
+    for block, rmse in sorted(sensitivity.items(), key=lambda kv: -kv[1]):
+        log.info("%s sensitivity: %s %.4f", variant, block, rmse)
+
+    def agreement_of(float_blocks: tuple[str, ...]) -> float:
+        agreement = agreement_pct(tflite_logits(quantize(float_blocks), images), reference)
+        log.info("%s with float %s: agreement %.2f%%", variant, list(float_blocks), agreement)
+        return agreement
+
+    target = float(config.targets[variant])
+    selection = choose_float_blocks(
+        sensitivity, agreement_of, target_pct=target, max_blocks=config.max_blocks
+    )
+    return VariantSelection(
+        variant=variant,
+        target_pct=target,
+        sensitivity=sensitivity,
+        selection=selection,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def selection_to_json(results: list[VariantSelection]) -> dict[str, Any]:
+    """The `variants` part of selection.json."""
+    return {
+        r.variant: {
+            "target_agreement_pct": r.target_pct,
+            "float_blocks": list(r.selection.float_blocks),
+            "reached_target": r.selection.reached_target,
+            "sensitivity_rms_logit_diff": r.sensitivity,
+            "curve": [{"float_blocks": list(b), "agreement_pct": a} for b, a in r.selection.curve],
+            "seconds": round(r.seconds, 1),
+        }
+        for r in results
+    }
+
+
+def selection_to_markdown(results: list[VariantSelection], *, n_images: int) -> str:
+    """selection.md: the sensitivity ranking and the agreement curve per variant."""
+    lines = [f"# Quantization recipe selection ({n_images} validation images)", ""]
+    for r in results:
+        verdict = "reached" if r.selection.reached_target else "**not reached**"
+        lines += [
+            f"## {r.variant}: float blocks {list(r.selection.float_blocks)} "
+            f"(target {r.target_pct:g}% {verdict})",
+            "",
+            "| float32 blocks | validation agreement |",
+            "|---|---|",
+        ]
+        lines += [f"| {', '.join(b) or '(none)'} | {a:.2f}% |" for b, a in r.selection.curve]
+        lines += ["", "| block | RMS logit diff, only this block quantized |", "|---|---|"]
+        ranked = sorted(r.sensitivity.items(), key=lambda kv: -kv[1])
+        lines += [f"| {b} | {v:.4f} |" for b, v in ranked]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _write(
+    config: SelectConfig,
+    train: TrainOutput,
+    images_dir: Path,
+    n_images: int,
+    results: list[VariantSelection],
+) -> None:
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    data = {
+        "train_dir": str(train.directory),
+        "images_dir": str(images_dir),
+        "n_images": n_images,
+        "calibration_size": config.calibration_size,
+        "variants": selection_to_json(results),
+        "convert_flags": " ".join(
+            f"--{r.variant}-float-blocks {' '.join(r.selection.float_blocks) or 'none'}"
+            for r in results
+        ),
+    }
+    write_json_atomic(out / "selection.json", data)
+    (out / "selection.md").write_text(selection_to_markdown(results, n_images=n_images))
+    _plot(results, out / "sensitivity.png")
+
+
+def _plot(results: list[VariantSelection], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    for ax, r in zip(axes[0], results, strict=True):
+        blocks = list(r.sensitivity)
+        colors = ["tab:orange" if b in r.selection.float_blocks else "tab:blue" for b in blocks]
+        ax.bar(blocks, [r.sensitivity[b] for b in blocks], color=colors)
+        ax.set_title(f"{r.variant}: only this block quantized (orange: kept float32)")
+        ax.set_ylabel("RMS logit difference vs Keras")
+        ax.tick_params(axis="x", rotation=60)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _target(text: str) -> tuple[str, float]:
+    """argparse type for VARIANT=PCT."""
+    import argparse
+
+    name, sep, raw = text.partition("=")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not sep or name not in QUANTIZED_VARIANTS or not 0 < value <= 100:
+        raise argparse.ArgumentTypeError(
+            f"expected VARIANT=PCT with VARIANT one of {list(QUANTIZED_VARIANTS)} and PCT "
+            f"in (0, 100]. Received: {text!r}"
+        )
+    return name, value
+
+
+def main(argv: list[str]) -> int:
+    """`python -m convert select`; exit 0 when every variant reached its target, else 1."""
+    import argparse
+    import sys
+
+    from convert._logging import log_to_stderr
+
+    log_to_stderr()
+    p = argparse.ArgumentParser(
+        prog="python -m convert select",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("train_dir", type=Path, metavar="TRAIN_OUTPUT_DIR")
+    p.add_argument("--out", type=Path, required=True, help="folder for selection.json/.md/.png")
+    p.add_argument(
+        "--variants", nargs="+", choices=QUANTIZED_VARIANTS, default=list(QUANTIZED_VARIANTS)
+    )
+    p.add_argument("--images", type=Path, help="selection images (default: validation split)")
+    p.add_argument("--calibration-dir", type=Path, help="int8 calibration (default: train split)")
+    p.add_argument("--calibration-size", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1, help="calibration sample seed")
+    p.add_argument(
+        "--target",
+        type=_target,
+        nargs="+",
+        default=[],
+        metavar="VARIANT=PCT",
+        help="validation agreement to reach (default int8=99 dynamic=99.5)",
+    )
+    p.add_argument("--max-blocks", type=int, default=6, help="most blocks kept in float")
+    p.add_argument("--verbose", action="store_true", help="also TensorFlow's C++ log lines")
+    args = p.parse_args(argv)
+    try:
+        config = SelectConfig(
+            train_dir=args.train_dir,
+            out_dir=args.out,
+            variants=tuple(args.variants),
+            images_dir=args.images,
+            calibration_dir=args.calibration_dir,
+            calibration_size=args.calibration_size,
+            seed=args.seed,
+            targets={**DEFAULT_TARGETS, **dict(args.target)},
+            max_blocks=args.max_blocks,
+        )
+    except ValueError as exc:
+        p.error(str(exc))
+    try:
+        results = select_recipes(config)
+    except ConvertError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    n = len(list_images(_selection_dir(config, read_train_output(config.train_dir))))
+    print(selection_to_markdown(results, n_images=n))
+    flags = " ".join(
+        f"--{r.variant}-float-blocks {' '.join(r.selection.float_blocks) or 'none'}"
+        for r in results
+    )
+    print(f"convert with: {flags}", file=sys.stderr)
+    return 0 if all(r.selection.reached_target for r in results) else 1
