@@ -50,8 +50,9 @@ RESULTS = REPO / "bench" / "results"
 # x86_64, 7.5 billion for arm64). Sources: https://aws.amazon.com/lambda/pricing/,
 # the AWS Compute Blog "Introducing tiered pricing for AWS Lambda", the whitepaper
 # "How AWS Pricing Works" (Lambda), https://aws.amazon.com/step-functions/pricing/.
-# Taken on 2026-11-29 from stored copies of those pages; rerun with --price-* flags
-# when they change.
+# Taken on 2026-11-29 from stored copies of those pages (the Lambda pricing page's
+# rate table was not in its copy: the GB-s rates are the blog's, the request price the
+# whitepaper's); rerun with --price-* flags when they change.
 PRICE_DATE = "2026-11-29"
 PRICE_GB_S = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
 PRICE_PER_REQUEST = 0.20 / 1_000_000
