@@ -83,7 +83,7 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="VARIANT=PCT",
         help="top-1 agreement with Keras, in %% (default float32=100 float16=99.5 "
-        "dynamic=98 int8=98)",
+        "dynamic=99 int8=98.5)",
     )
     g.add_argument(
         "--max-logit-diff",
@@ -99,7 +99,16 @@ def _add_check_options(p: argparse.ArgumentParser) -> None:
         nargs="+",
         default=[],
         metavar="VARIANT=PTS",
-        help="accuracy drop in points (default dynamic=1.5 int8=1.5)",
+        help="accuracy drop in points (default dynamic=1.5 int8=0.5)",
+    )
+    g.add_argument(
+        "--min-speedup",
+        type=_variant_value,
+        nargs="+",
+        default=[],
+        metavar="VARIANT=X",
+        help="float32's 1-thread latency over the variant's, when float32 is checked too "
+        "(default int8=2.5)",
     )
     g.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="latency thread counts")
     g.add_argument("--latency-runs", type=int, default=50, help="timed invokes per measurement")
@@ -186,6 +195,7 @@ def _thresholds(args: argparse.Namespace) -> Mapping[str, Threshold]:
         ("min_agreement", "min_agreement_pct"),
         ("max_logit_diff", "max_abs_logit_diff"),
         ("max_accuracy_drop", "max_accuracy_drop_pts"),
+        ("min_speedup", "min_speedup_1thread"),
     ):
         for variant, value in getattr(args, flag):
             if value is None and fieldname == "min_agreement_pct":

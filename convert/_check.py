@@ -28,7 +28,7 @@ import platform
 import resource
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +73,9 @@ class Threshold:
     min_agreement_pct: float
     max_abs_logit_diff: float | None = None
     max_accuracy_drop_pts: float | None = None
+    # float32's median 1-thread latency over this variant's, when float32 is
+    # checked in the same run (the interleaved timing phase); None: not checked.
+    min_speedup_1thread: float | None = None
 
 
 # The acceptance bar of issue 3. float32 should be the same function up to
@@ -81,8 +84,12 @@ DEFAULT_THRESHOLDS: Mapping[str, Threshold] = MappingProxyType(
     {
         "float32": Threshold(min_agreement_pct=100.0, max_abs_logit_diff=1e-4),
         "float16": Threshold(min_agreement_pct=99.5),
-        "dynamic": Threshold(min_agreement_pct=98.0, max_accuracy_drop_pts=1.5),
-        "int8": Threshold(min_agreement_pct=98.0, max_accuracy_drop_pts=1.5),
+        # Issue 13: a quantized variant must keep the model's answers. int8 must
+        # also be worth its accuracy risk: >= 2.5x float32's speed at 1 thread.
+        "dynamic": Threshold(min_agreement_pct=99.0, max_accuracy_drop_pts=1.5),
+        "int8": Threshold(
+            min_agreement_pct=98.5, max_accuracy_drop_pts=0.5, min_speedup_1thread=2.5
+        ),
         # ONNX float32 (tf2onnx) is the same function as Keras: float32's bar.
         "onnx": Threshold(min_agreement_pct=100.0, max_abs_logit_diff=1e-4),
     }
@@ -271,6 +278,7 @@ def check_bundles(config: CheckConfig) -> CheckReport:
     with _OtherLoad() as other_load:
         results = _with_latencies(config, results, sample)
     environment["other_cpu_load_during_timing"] = other_load.cores
+    results = _with_speed_failures(config, results)
     for result in results:
         log.info(
             "%s: agreement %.2f%%, max |logit diff| %.2e, %s",
@@ -550,6 +558,32 @@ def _with_latencies(
         )
         for i, result in enumerate(results)
     ]
+
+
+def _median_1thread(result: VariantResult) -> float | None:
+    return next((x.median_ms for x in result.latency if x.threads == 1), None)
+
+
+def speedup_1thread(result: VariantResult, results: Sequence[VariantResult]) -> float | None:
+    """float32's median 1-thread latency over `result`'s; None without both timings."""
+    float32 = next((r for r in results if r.variant == "float32"), None)
+    base = None if float32 is None else _median_1thread(float32)
+    own = _median_1thread(result)
+    return None if base is None or not own else base / own
+
+
+def _with_speed_failures(config: CheckConfig, results: list[VariantResult]) -> list[VariantResult]:
+    """Add a failure to each variant slower than its `min_speedup_1thread` bar."""
+    out = []
+    for result in results:
+        threshold = config.thresholds.get(result.variant)
+        bar = None if threshold is None else threshold.min_speedup_1thread
+        speedup = speedup_1thread(result, results)
+        if bar is not None and speedup is not None and speedup < bar:
+            failure = f"1-thread speedup over float32 {speedup:.2f}x < {bar:g}x"
+            result = dataclasses.replace(result, failures=(*result.failures, failure))
+        out.append(result)
+    return out
 
 
 def _loads_with(name: str, model_content: bytes) -> RuntimeLoad:
