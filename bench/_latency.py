@@ -22,7 +22,9 @@ Throughput = 1000 / median ms (one image per call).
 
 The float32 GEMM peak of each thread count (bench/_flops.py, one worker per
 thread count) takes its turn in the same rounds, so the "fraction of peak" of
-the compute floor compares figures measured under the same load.
+the compute floor compares figures measured under the same load; so does the
+int8 GEMM peak (onnxruntime MatMulInteger), for the integer variants, when
+onnxruntime is installed.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from bench._config import REPO, Effort
-from bench._flops import GemmPeak, gemm_peak, gemm_worker
+from bench._flops import GemmPeak, gemm_peak, gemm_worker, int8_gemm_worker
 from bench._worker import Worker
 from inference import RUNTIME_ORDER, Classifier, InferenceError, preprocess_file
 
@@ -78,6 +80,7 @@ class LatencyResult:
     gemm: dict[int, GemmPeak]  # threads -> float32 GEMM peak, measured in the same rounds
     not_measured: tuple[str, ...] = field(default=())  # runtimes that did not load, and why
     keras_threads: dict[int, tuple[int, int]] = field(default_factory=dict)  # (intra, inter)
+    int8_gemm: dict[int, GemmPeak] = field(default_factory=dict)  # threads -> int8 GEMM peak
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,14 +135,17 @@ def measure_latency(
         for t in threads
     }
     gemm_workers = {t: gemm_worker(threads=t) for t in threads}
-    workers = [*keras_workers.values(), *gemm_workers.values()]
+    int8_workers = {t: int8_gemm_worker(threads=t) for t in threads}
+    workers = [*keras_workers.values(), *gemm_workers.values(), *int8_workers.values()]
     samples: dict[_Key, list[float]] = {}
     gemm_seconds: dict[int, list[float]] = {t: [] for t in threads}
+    int8_seconds: dict[int, list[float]] = {t: [] for t in threads}
     try:
         interpreters, not_measured = _load_tflite(bundles_dir, variants, threads, x, effort)
         info = {t: worker.wait_ready() for t, worker in keras_workers.items()}
         for worker in gemm_workers.values():
             worker.wait_ready()
+        int8_workers = _ready_or_dropped(int8_workers, not_measured)
         keras_runtime = f"tensorflow {info[threads[0]]['tensorflow']}"
         log(
             f"latency: {len(interpreters)} TFLite and {len(KERAS_METHODS) * len(threads)} Keras "
@@ -153,6 +159,8 @@ def measure_latency(
             units.append(_tflite_unit(key, clf, x, effort.latency_runs, samples))
         for t, worker in gemm_workers.items():
             units.append(_gemm_unit(worker, effort.gemm_runs, gemm_seconds[t]))
+        for t, worker in int8_workers.items():
+            units.append(_gemm_unit(worker, effort.gemm_runs, int8_seconds[t]))
         for r in range(effort.latency_rounds):
             shift = r % len(units)
             for unit in units[shift:] + units[:shift]:
@@ -183,7 +191,28 @@ def measure_latency(
         gemm={t: gemm_peak(seconds, threads=t) for t, seconds in gemm_seconds.items()},
         not_measured=tuple(not_measured),
         keras_threads={t: (i["intra_op"], i["inter_op"]) for t, i in info.items()},
+        int8_gemm={
+            t: gemm_peak(seconds, threads=t, dtype="int8")
+            for t, seconds in int8_seconds.items()
+            if seconds
+        },
     )
+
+
+def _ready_or_dropped(workers: dict[int, Worker], not_measured: list[str]) -> dict[int, Worker]:
+    """The int8 GEMM workers that started; the reason once when they did not (no onnxruntime)."""
+    ready: dict[int, Worker] = {}
+    for t, worker in workers.items():
+        try:
+            worker.wait_ready()
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[-1]
+            note = f"int8 GEMM peak (onnxruntime MatMulInteger, the `onnx` extra): {reason}"
+            if note not in not_measured:
+                not_measured.append(note)
+            continue
+        ready[t] = worker
+    return ready
 
 
 _Key = tuple[str, str, str, str, int]  # engine, method, variant, runtime, threads

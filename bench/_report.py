@@ -298,6 +298,7 @@ def _latency(result: dict[str, Any]) -> list[str]:
     compute = result.get("compute", {})
     macs = compute.get("macs")
     peaks = compute.get("gemm", {})
+    int8_peaks = compute.get("int8_gemm", {})
     rows = []
     ordered = sorted(
         latency["rows"],
@@ -311,8 +312,10 @@ def _latency(result: dict[str, Any]) -> list[str]:
     for r in ordered:
         keras = latency_row(result, variant="keras", threads=r["threads"])
         gflops = 2 * macs / (r["median_ms"] / 1000) / 1e9 if macs else math.nan
-        peak = peaks.get(str(r["threads"]), {}).get("gflops")
         float_math = r["variant"] in ("keras", "float32", "float16")  # float16 computes in fp32
+        # dynamic and int8 run integer GEMMs: against the int8 GEMM peak
+        peak = (peaks if float_math else int8_peaks).get(str(r["threads"]), {}).get("gflops")
+        dtype = "float32" if float_math else "int8"
         rows.append(
             [
                 "Keras" if r["engine"] == "keras" else "TFLite",
@@ -324,7 +327,7 @@ def _latency(result: dict[str, Any]) -> list[str]:
                 f"{r['throughput_per_s']:.1f}",
                 f"{keras['median_ms'] / r['median_ms']:.2f}x" if keras else "—",
                 f"{gflops:.0f}" if macs else "—",
-                f"{100 * gflops / peak:.0f}%" if peak and macs and float_math else "—",
+                f"{100 * gflops / peak:.0f}% of {dtype}" if peak and macs else "—",
             ]
         )
     header = [
@@ -351,9 +354,10 @@ def _latency(result: dict[str, Any]) -> list[str]:
         lines += [f"- {_one_line(x)}" for x in latency["not_measured"]]
     lines += [
         "",
-        "GFLOP/s = 2 x multiply-adds / p50; % of peak is against the measured float32 GEMM "
-        "peak at the same thread count (float rows only: dynamic and int8 run integer "
-        "kernels, which have a different peak).",
+        "GFLOP/s = 2 x multiply-adds / p50 (GOP/s for the integer rows); % of peak is "
+        "against the GEMM peak measured in the same rounds at the same thread count: float "
+        "rows against the float32 peak (numpy sgemm), dynamic, int8 and onnx-int8 against "
+        "the int8 peak (onnxruntime MatMulInteger, VNNI); see the compute floor.",
     ]
     return lines
 
@@ -588,6 +592,38 @@ def _compute(result: dict[str, Any]) -> list[str]:
             f"(numpy float32 {g['size']}x{g['size']} matmul, median of {g['runs']} in the "
             f"latency rounds; best {g.get('best_gflops', math.nan):.0f}) -> compute floor "
             f"{floor_ms:.1f} ms per image{reached}."
+        )
+    lines += _int8_peak_lines(result)
+    return lines
+
+
+INTEGER_VARIANTS = ("dynamic", "int8", "onnx-int8")  # their GEMMs run int8 x int8 -> int32
+
+
+def _int8_peak_lines(result: dict[str, Any]) -> list[str]:
+    """One line per thread count: the int8 GEMM peak and each integer variant's share of it."""
+    c = result["compute"]
+    lines = []
+    for t, g in c.get("int8_gemm", {}).items():
+        floor_ms = 2 * c["macs"] / (g["gflops"] * 1e9) * 1000
+        reached = []
+        for variant in INTEGER_VARIANTS:
+            row = latency_row(result, variant=variant, threads=int(t))
+            if row:
+                share = 100 * floor_ms / row["median_ms"]
+                reached.append(f"{variant} {row['median_ms']:.1f} ms: **{share:.0f}%**")
+        lines.append(
+            f"- {t} thread{'s' * (int(t) > 1)}: measured int8 GEMM peak "
+            f"**{g['gflops']:.0f} GOP/s** (onnxruntime MatMulInteger, uint8 x int8 -> int32, "
+            f"{g['size']}x{g['size']}, median of {g['runs']} in the latency rounds; best "
+            f"{g.get('best_gflops', math.nan):.0f}) "
+            f"-> integer floor {floor_ms:.1f} ms per image"
+            + (f"; {', '.join(reached)} of that peak." if reached else ".")
+        )
+    if c.get("gemm") and not c.get("int8_gemm"):
+        lines.append(
+            "- int8 GEMM peak: not measured (needs onnxruntime, the `onnx` extra), so the "
+            "integer variants get no fraction of peak."
         )
     return lines
 

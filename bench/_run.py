@@ -175,6 +175,7 @@ def run_bench(config: BenchConfig, *, command: str) -> BenchOutput:
         )
         result["latency"] = latency.to_json()
         compute["gemm"] = {str(t): dataclasses.asdict(p) for t, p in latency.gemm.items()}
+        compute["int8_gemm"] = {str(t): dataclasses.asdict(p) for t, p in latency.int8_gemm.items()}
 
     serve_python: Path | None = None
     with phase("serve_venv"):

@@ -22,6 +22,7 @@ from bench._flops import (
     fraction_of_peak,
     gemm_peak,
     gemm_worker,
+    int8_gemm_worker,
     xception_macs,
 )
 from bench._report import headline, render_markdown, result_stem, write_result
@@ -89,6 +90,52 @@ def test_gemm_worker_answers_runs_and_peak_uses_the_median() -> None:
     peak = gemm_peak([1.0, 2.0, 4.0], threads=1, size=100)
     assert peak.gflops == pytest.approx(2 * 100**3 / 2.0 / 1e9)
     assert peak.best_gflops == pytest.approx(2 * 100**3 / 1.0 / 1e9)
+
+
+def test_int8_gemm_worker_times_onnxruntime_matmulinteger() -> None:
+    # onnxruntime: the `onnx` extra, installed by .ci/run (a failure here, not a skip)
+    worker = int8_gemm_worker(threads=1, size=64)
+    try:
+        ready = worker.wait_ready()
+        seconds = worker.request("run 3")["seconds"]
+    finally:
+        worker.close()
+    assert ready["ready"] is True and ready["onnxruntime"]
+    assert len(seconds) == 3 and all(s > 0 for s in seconds)
+    peak = gemm_peak(seconds, threads=1, size=64, dtype="int8")
+    assert peak.dtype == "int8" and peak.gflops <= peak.best_gflops
+
+
+@pytest.mark.parametrize(
+    ("variant", "ms", "expected"),
+    [
+        # 2e9 MACs = 4e9 ops; at 800 GOP/s the int8 floor is 5 ms
+        ("int8", 10.0, "int8 10.0 ms: **50%**"),
+        ("dynamic", 20.0, "dynamic 20.0 ms: **25%**"),
+    ],
+)
+def test_report_gives_integer_variants_their_share_of_the_int8_peak(
+    variant: str, ms: float, expected: str
+) -> None:
+    result = _fake_result()
+    result["latency"]["rows"] = [r for r in result["latency"]["rows"] if r["variant"] != "int8"] + [
+        _latency_row(variant, 1, ms)
+    ]
+    result["compute"]["int8_gemm"] = {
+        "1": {"threads": 1, "gflops": 800.0, "best_gflops": 900.0, "runs": 20, "size": 2048}
+    }
+    md = render_markdown(result)
+    assert "measured int8 GEMM peak **800 GOP/s**" in md
+    assert "integer floor 5.0 ms per image" in md and expected in md
+    # the latency table: 4e9 / (ms / 1000) / 1e9 GOP/s over 800
+    share = 100 * (4e9 / (ms / 1000) / 1e9) / 800
+    assert f"| {share:.0f}% of int8 |" in md
+    assert "| 62% of float32 |" in md  # float32 at 40 ms against 160 GFLOP/s
+
+
+def test_report_says_when_the_int8_peak_was_not_measured() -> None:
+    md = render_markdown(_fake_result())  # no int8_gemm: onnxruntime missing
+    assert "int8 GEMM peak: not measured (needs onnxruntime" in md
 
 
 # --- report ------------------------------------------------------------------
