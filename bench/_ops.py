@@ -220,11 +220,17 @@ def overhead_model() -> bytes:
 
 
 def time_models(
-    models: dict[Any, bytes], *, threads: int, rounds: int, budget_s: float = 0.05
+    models: dict[Any, bytes],
+    *,
+    threads: int,
+    rounds: int,
+    budget_s: float = 0.05,
+    each_round: Callable[[], None] | None = None,
 ) -> dict[Any, float]:
     """Median seconds per invoke of each model, interleaved over `rounds` rounds.
 
-    Each model gets about `budget_s` of invokes per round (at least 3).
+    Each model gets about `budget_s` of invokes per round (at least 3);
+    `each_round` (e.g. the GEMM peak's turn) runs once per round, between models.
     """
     timed = {key: _Timed(content, threads=threads) for key, content in models.items()}
     first = {key: statistics.median(t.run(3)) for key, t in timed.items()}
@@ -235,4 +241,6 @@ def time_models(
         shift = r % len(keys)
         for key in keys[shift:] + keys[:shift]:
             samples[key].extend(timed[key].run(runs[key]))
+            if each_round is not None and key == keys[0]:
+                each_round()
     return {key: statistics.median(s) for key, s in samples.items()}

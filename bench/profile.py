@@ -12,7 +12,7 @@ the time is between the ops (weights and activations coming from memory
 rather than cache: the one-op runs keep theirs hot). ONNX variants (onnx,
 onnx-int8): onnxruntime's own profiler (`enable_profiling`), per node, summed
 per op type. Both at --threads (default 1). The float32 and int8 GEMM peaks
-(bench/_flops.py) are measured in the same run, after the variants; a group's
+(bench/_flops.py) take a turn in every timing round; a group's
 "% of peak" is its GFLOP/s (2 x multiply-adds / time) over the peak of its
 arithmetic (float32 for float32/float16/onnx, int8 for dynamic/int8/onnx-int8).
 
@@ -44,26 +44,48 @@ FLOAT_MATH = ("float32", "float16", "onnx")  # the rest run int8 GEMMs
 GEMM_RUNS = 2  # products per round per peak, as `python -m bench` (bench/_config.py)
 
 
-def _peaks(threads: int, rounds: int, log: Callable[[str], None]) -> dict[str, float]:
-    """GFLOP/s (GOP/s for int8) of the float32 and int8 GEMM peaks, median of the rounds."""
-    peaks: dict[str, float] = {}
-    for dtype, make in (("float32", gemm_worker), ("int8", int8_gemm_worker)):
-        worker: Worker = make(threads=threads)
-        try:
-            worker.wait_ready()
-            seconds: list[float] = []
-            for _ in range(rounds):
-                seconds.extend(worker.request(f"run {GEMM_RUNS}")["seconds"])
-            peaks[dtype] = gemm_peak(seconds, threads=threads, dtype=dtype).gflops
-        except RuntimeError as exc:
-            log(f"{dtype} GEMM peak not measured: {str(exc).splitlines()[-1]}")
-        finally:
+class _Peaks:
+    """The float32 and int8 GEMM peak workers; `turn()` times each once, in the rounds."""
+
+    def __init__(self, *, threads: int, log: Callable[[str], None]) -> None:
+        self.threads = threads
+        self.workers: dict[str, Worker] = {}
+        self.seconds: dict[str, list[float]] = {}
+        for dtype, make in (("float32", gemm_worker), ("int8", int8_gemm_worker)):
+            worker: Worker = make(threads=threads)
+            try:
+                worker.wait_ready()
+            except RuntimeError as exc:
+                log(f"{dtype} GEMM peak not measured: {str(exc).strip().splitlines()[-1]}")
+                worker.close()
+                continue
+            self.workers[dtype], self.seconds[dtype] = worker, []
+
+    def turn(self) -> None:
+        for dtype, worker in self.workers.items():
+            self.seconds[dtype].extend(worker.request(f"run {GEMM_RUNS}")["seconds"])
+
+    def gflops(self) -> dict[str, float]:
+        """GFLOP/s (GOP/s for int8): the median product of every turn."""
+        return {
+            dtype: gemm_peak(seconds, threads=self.threads, dtype=dtype).gflops
+            for dtype, seconds in self.seconds.items()
+            if seconds
+        }
+
+    def close(self) -> None:
+        for worker in self.workers.values():
             worker.close()
-    return peaks
 
 
 def profile_tflite(
-    bundles: Path, variant: str, *, threads: int, rounds: int, log: Callable[[str], None]
+    bundles: Path,
+    variant: str,
+    *,
+    threads: int,
+    rounds: int,
+    log: Callable[[str], None],
+    each_round: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Per op group: count, multiply-adds, summed one-op time; and the whole model's time."""
     from bench._ops import graph_ops, overhead_model, single_op_models, time_models
@@ -77,7 +99,7 @@ def profile_tflite(
     models["overhead"] = overhead_model()
     models["whole"] = (bundles / variant / "model.tflite").read_bytes()
     log(f"{variant}: timing {len(models)} models, {rounds} interleaved rounds")
-    seconds = time_models(models, threads=threads, rounds=rounds)
+    seconds = time_models(models, threads=threads, rounds=rounds, each_round=each_round)
     overhead, whole = seconds.pop("overhead"), seconds.pop("whole")
     groups: dict[str, dict[str, float]] = defaultdict(lambda: {"ops": 0, "macs": 0, "ms": 0.0})
     for op in ops:
@@ -97,7 +119,13 @@ def profile_tflite(
 
 
 def profile_onnx(
-    bundles: Path, variant: str, *, threads: int, rounds: int, log: Callable[[str], None]
+    bundles: Path,
+    variant: str,
+    *,
+    threads: int,
+    rounds: int,
+    log: Callable[[str], None],
+    each_round: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """onnxruntime's profiler: per op type, the kernel time per run (warm-up runs left out)."""
     import numpy as np
@@ -117,8 +145,10 @@ def profile_onnx(
         shape = [d if isinstance(d, int) else 1 for d in feed.shape]
         x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
         log(f"{variant}: onnxruntime profiler, {warmup} + {runs} runs")
-        for _ in range(warmup + runs):
+        for i in range(warmup + runs):
             session.run(None, {feed.name: x})
+            if each_round is not None and i % 10 == 9:
+                each_round()
         events: list[dict[str, Any]] = json.loads(Path(session.end_profiling()).read_text())
     model_runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
     timed = model_runs[warmup:]
@@ -233,12 +263,23 @@ def main(argv: list[str] | None = None) -> int:
         print(line, file=sys.stderr, flush=True)
 
     profiles = []
-    for variant in args.variants:
-        profile = profile_onnx if variant in ONNX_VARIANTS else profile_tflite
-        profiles.append(
-            profile(args.bundles, variant, threads=args.threads, rounds=args.rounds, log=log)
-        )
-    peaks = _peaks(args.threads, args.rounds, log)
+    gemm = _Peaks(threads=args.threads, log=log)
+    try:
+        for variant in args.variants:
+            profile = profile_onnx if variant in ONNX_VARIANTS else profile_tflite
+            profiles.append(
+                profile(
+                    args.bundles,
+                    variant,
+                    threads=args.threads,
+                    rounds=args.rounds,
+                    log=log,
+                    each_round=gemm.turn,
+                )
+            )
+    finally:
+        gemm.close()
+    peaks = gemm.gflops()
     text = "\n".join(render(profiles, peaks, args.threads)) + "\n"
     print(text)
     if args.out:

@@ -70,7 +70,11 @@ def test_time_models_gives_a_median_per_model() -> None:
     small = OpSpec("RELU", ((1, 4, 4, 8),), (1, 4, 4, 8))
     big = OpSpec("CONV_2D", ((1, 32, 32, 64),), (1, 32, 32, 64), (64, 3, 3, 64))
     models = {key: tflite_bytes(keras_op(key), variant="float32") for key in (small, big)}
-    seconds = time_models(models, threads=1, rounds=2, budget_s=0.01)
+    turns: list[int] = []
+    seconds = time_models(
+        models, threads=1, rounds=3, budget_s=0.01, each_round=lambda: turns.append(1)
+    )
+    assert len(turns) == 3  # the GEMM peaks' turn, once per round
     assert set(seconds) == {small, big}
     assert 0 < seconds[small] < seconds[big]  # 38 M multiply-adds against 128 maxima
 
