@@ -78,6 +78,7 @@ class BundleError(InferenceError):
 
 
 class RuntimeUnavailableError(BundleError):
-    """No TFLite interpreter package is installed (or the one asked for is not)."""
+    """No interpreter for the bundle's format is installed, or the one asked for
+    cannot run it (e.g. INFERENCE_RUNTIME=onnxruntime for a .tflite bundle)."""
 
     code = "RUNTIME_UNAVAILABLE"

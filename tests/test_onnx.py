@@ -411,3 +411,42 @@ def test_bench_onnx_bad_usage_exits_2(
         main([str(onnx_run["train"]), "--out", str(tmp_path / "b"), *extra])
     assert info.value.code == 2
     assert not (tmp_path / "b").exists()
+
+
+# -- onnx-int8, measured but not shipped ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"activations": "uint4"}, r"`activations` must be one of \['uint8', 'int8'\]"),
+        ({"calibration": []}, "`calibration` must hold at least one image"),
+    ],
+)
+def test_quantize_int8_refuses_bad_arguments(
+    onnx_run: dict[str, Path], kwargs: dict[str, Any], message: str
+) -> None:
+    from convert._onnx import quantize_int8
+
+    content = (onnx_run["out"] / "onnx" / "model.onnx").read_bytes()
+    arguments: dict[str, Any] = {"calibration": [np.zeros((TINY_SIZE, TINY_SIZE, 3))], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        quantize_int8(content, **arguments)
+
+
+def test_quantize_int8_gives_an_integer_model(onnx_run: dict[str, Path]) -> None:
+    from convert._onnx import quantize_int8
+
+    content = (onnx_run["out"] / "onnx" / "model.onnx").read_bytes()
+    images = sorted((onnx_run["data"] / "train").rglob("*.jpg"))[:4]
+    calibration = [preprocess_file(p, image_size=TINY_SIZE) for p in images]
+    quantized = quantize_int8(content, calibration)
+    names = {op["name"] for op in onnx_operators(quantized)}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= names
+    assert len(quantized) < 0.4 * len(content)  # int8 weights
+
+
+def test_onnx_int8_is_not_a_variant() -> None:
+    """It missed int8's bar on validation images (README, "ONNX Runtime"): not offered."""
+    with pytest.raises(ValueError, match="variants"):
+        ConvertConfig(train_dir=".", out_dir="out", variants=("onnx-int8",))
