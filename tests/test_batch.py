@@ -285,6 +285,31 @@ def test_killed_halfway_then_resumed_holds_each_input_once(
     assert not group_members(proc.pid), "the workers outlived the killed parent"
 
 
+def test_a_killed_worker_is_replaced_and_its_inputs_retried(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    items = make_images(tmp_path / "photos", N_KILL)
+    out = tmp_path / "labels.jsonl"
+    argv = cli(str(tmp_path / "photos"), "--model", str(tiny_bundle), "--output", str(out))
+    proc = subprocess.Popen([*argv, "--workers", "2"], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while count_rows(out) < 10 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ps = subprocess.run(
+        ["ps", "-o", "pid=,args=", "--ppid", str(proc.pid)], capture_output=True, text=True
+    )
+    lines = ps.stdout.splitlines()  # the other child is multiprocessing's resource tracker
+    workers = [int(line.split()[0]) for line in lines if "multiprocessing.spawn" in line]
+    assert workers, ps.stdout
+    os.kill(workers[0], signal.SIGKILL)  # as the OOM killer would
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "a worker died; restarting the pool" in stderr
+    rows = read_rows(out)
+    assert_valid(rows, items)
+    assert all(r["error"] is None for r in rows), "one crash is retried, not blamed on its inputs"
+
+
 def group_members(pgid: int) -> str:
     """Processes still in the killed run's process group (its workers), after a grace second."""
     for _ in range(10):
