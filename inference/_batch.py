@@ -1,8 +1,9 @@
 """Bulk classification on one machine: `run_batch`, behind `python -m inference batch`.
 
-    config = BatchConfig.from_env(source="photos/", output=Path("labels.jsonl"), workers=2)
-    summary = run_batch(config)          # one row per input in labels.jsonl
-    print(summary.images_per_s)
+    if __name__ == "__main__":           # workers are spawned: they import the main module
+        config = BatchConfig.from_env(source="photos/", output=Path("labels.jsonl"), workers=2)
+        summary = run_batch(config)      # one row per input in labels.jsonl
+        print(summary.images_per_s)
 
 The parent process reads the inputs, fetches URLs, and is the only writer of
 the output; N worker processes (spawned, each its own interpreter and its
