@@ -10,6 +10,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 from inference._batch_io import Row
 from inference._classifier import Classifier, InferenceConfig, Prediction
@@ -29,8 +30,23 @@ def init_worker(config: InferenceConfig, model_id: str) -> None:
     # (siblings hold their ends): leave when it is gone (our parent changes).
     parent = os.getppid()
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    _classifier = Classifier.from_config(config)
+    _classifier = _quietly(Classifier.from_config, config)
     _model_id = model_id
+
+
+def _quietly(load: Callable[[InferenceConfig], Classifier], config: InferenceConfig) -> Classifier:
+    """`load(config)` with fd 2 on /dev/null: the runtime's C++ "INFO: Created TensorFlow Lite
+    XNNPACK delegate" line, once per worker, would break the progress bar. The parent
+    loaded the same bundle first with stderr open, so a real problem was shown there."""
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        return load(config)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _exit_with_parent(parent: int) -> None:
