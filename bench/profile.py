@@ -152,8 +152,6 @@ def profile_onnx(
         events: list[dict[str, Any]] = json.loads(Path(session.end_profiling()).read_text())
     model_runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])
     timed = model_runs[warmup:]
-    start = timed[0]["ts"] if timed else 0
-    kernels = [e for e in events if e.get("ts", 0) >= start]
     return {
         "variant": variant,
         "runtime": f"onnxruntime {ort.__version__}",
@@ -161,7 +159,7 @@ def profile_onnx(
         "whole_ms": statistics.median(e["dur"] for e in timed) / 1000,
         "overhead_us": 0.0,
         "macs": _float32_graph_macs(bundles),
-        "groups": _ort_groups(kernels, runs=len(timed)),
+        "groups": _ort_groups(events, runs=timed),
     }
 
 
@@ -173,19 +171,30 @@ def _float32_graph_macs(bundles: Path) -> int:
     return sum(op.macs for op in graph_ops(graph)) if graph.is_file() else 0
 
 
-def _ort_groups(events: list[dict[str, Any]], *, runs: int) -> dict[str, dict[str, float]]:
-    """Kernel events ("<node>_kernel_time") summed per op type, per run."""
-    groups: dict[str, dict[str, float]] = defaultdict(lambda: {"ops": 0, "macs": 0, "ms": 0.0})
-    nodes: set[str] = set()
-    for event in events:
-        if event.get("cat") != "Node" or not event.get("name", "").endswith("_kernel_time"):
-            continue
-        group = groups[event.get("args", {}).get("op_name", "?")]
-        group["ms"] += event["dur"] / 1000 / runs
-        if event["name"] not in nodes:
-            nodes.add(event["name"])
-            group["ops"] += 1
-    return dict(groups)
+def _ort_groups(
+    events: list[dict[str, Any]], *, runs: list[dict[str, Any]]
+) -> dict[str, dict[str, float]]:
+    """Kernel events ("<node>_kernel_time") summed per op type within each run's
+    window; the median over `runs` (the "model_run" events), like the whole model's."""
+    kernels = [
+        e
+        for e in events
+        if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time")
+    ]
+    per_run: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(runs))
+    nodes: dict[str, set[str]] = defaultdict(set)
+    for event in kernels:
+        op_type = event.get("args", {}).get("op_name", "?")
+        for i, run in enumerate(runs):
+            if run["ts"] <= event["ts"] <= run["ts"] + run["dur"]:
+                per_run[op_type][i] += event["dur"] / 1000
+                nodes[op_type].add(event["name"])
+                break
+    return {
+        op_type: {"ops": len(nodes[op_type]), "macs": 0, "ms": statistics.median(ms)}
+        for op_type, ms in per_run.items()
+        if nodes[op_type]
+    }
 
 
 def render(profiles: list[dict[str, Any]], peaks: dict[str, float], threads: int) -> list[str]:

@@ -83,19 +83,24 @@ def _event(name: str, op: str, dur_us: float, ts: int) -> dict[str, Any]:
     return {"cat": "Node", "name": name, "dur": dur_us, "ts": ts, "args": {"op_name": op}}
 
 
-def test_ort_groups_sum_kernel_time_per_op_type_per_run() -> None:
+def test_ort_groups_take_the_median_run_per_op_type() -> None:
+    runs = [{"ts": 0, "dur": 100}, {"ts": 200, "dur": 100}, {"ts": 400, "dur": 100}]
     events = [
-        _event("conv_a_kernel_time", "Conv", 1000, 1),
-        _event("conv_b_kernel_time", "Conv", 3000, 2),
-        _event("relu_kernel_time", "Relu", 500, 3),
-        _event("conv_a_fence_before", "Conv", 9999, 4),  # not a kernel event
-        _event("conv_a_kernel_time", "Conv", 1000, 5),  # the second run
-        _event("conv_b_kernel_time", "Conv", 3000, 6),
-        _event("relu_kernel_time", "Relu", 500, 7),
+        _event("conv_a_kernel_time", "Conv", 1000, 10),
+        _event("conv_b_kernel_time", "Conv", 3000, 20),
+        _event("relu_kernel_time", "Relu", 500, 30),
+        _event("conv_a_fence_before", "Conv", 9999, 40),  # not a kernel event
+        _event("conv_a_kernel_time", "Conv", 1000, 210),  # the second run
+        _event("conv_b_kernel_time", "Conv", 9000, 220),  # a slow outlier
+        _event("relu_kernel_time", "Relu", 700, 230),
+        _event("conv_a_kernel_time", "Conv", 2000, 410),  # the third run
+        _event("conv_b_kernel_time", "Conv", 3000, 420),
+        _event("relu_kernel_time", "Relu", 600, 430),
+        _event("conv_a_kernel_time", "Conv", 7777, 700),  # outside every timed run
     ]
-    groups = _ort_groups(events, runs=2)
-    assert groups["Conv"] == {"ops": 2, "macs": 0, "ms": pytest.approx(4.0)}
-    assert groups["Relu"] == {"ops": 1, "macs": 0, "ms": pytest.approx(0.5)}
+    groups = _ort_groups(events, runs=runs)
+    assert groups["Conv"] == {"ops": 2, "macs": 0, "ms": pytest.approx(5.0)}  # 4, 10, 5 ms
+    assert groups["Relu"] == {"ops": 1, "macs": 0, "ms": pytest.approx(0.6)}
 
 
 def test_render_gives_shares_and_fractions_of_the_right_peak() -> None:
