@@ -43,7 +43,7 @@ import numpy as np
 from bench._config import REPO, Effort
 from bench._flops import GemmPeak, gemm_peak, gemm_worker, int8_gemm_worker
 from bench._worker import Worker
-from inference import RUNTIME_ORDER, Classifier, InferenceError, preprocess_file
+from inference import FORMAT_RUNTIMES, Classifier, InferenceError, preprocess_file, read_bundle
 
 # bench._keras_worker's answer keys -> the names in the report.
 KERAS_METHODS = {"call": "model(x)", "predict": "predict", "graph": "tf.function"}
@@ -265,7 +265,9 @@ def _load_tflite(
     loaded: dict[_Key, Classifier] = {}
     not_measured: dict[str, None] = {}  # ordered, without repeats
     for variant in variants:
-        for runtime in RUNTIME_ORDER:
+        # The runtimes of the bundle's format: TFLite ones for .tflite, onnxruntime for ONNX.
+        model_format = read_bundle(bundles_dir / variant, verify=False).manifest.format
+        for runtime in FORMAT_RUNTIMES[model_format]:
             for t in threads:
                 try:
                     with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice

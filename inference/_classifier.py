@@ -36,7 +36,7 @@ class InferenceConfig:
 
     model_dir: Path = Path("model")
     num_threads: int | None = None
-    runtime: str | None = None  # None: ai-edge-litert, then tflite-runtime, then tf.lite
+    runtime: str | None = None  # None: from the bundle's format (inference/_runtime.py)
     max_pixels: int = DEFAULT_MAX_PIXELS
     unsure_threshold: float | None = None  # None: the manifest's
 
@@ -228,11 +228,14 @@ class Classifier:
         """Read a bundle folder and build its interpreter.
 
         Args:
-            model_dir: the bundle folder (`manifest.json` + `model.tflite`, as
-                written by `python -m convert`).
-            num_threads: interpreter threads, >= 1 (None: the runtime's default).
-            runtime: "ai-edge-litert", "tflite-runtime" or "tensorflow" (see
-                `RUNTIMES`); None tries them in `RUNTIME_ORDER`.
+            model_dir: the bundle folder (`manifest.json` + `model.tflite`, or
+                `model.onnx` for an ONNX bundle, as written by `python -m convert`).
+            num_threads: interpreter threads, >= 1 (None: the runtime's default);
+                for ONNX Runtime, its intra-op threads.
+            runtime: a `RUNTIMES` key that runs the bundle's format: for a
+                TFLite bundle "ai-edge-litert", "tflite-runtime" or "tensorflow",
+                for an ONNX bundle "onnxruntime"; None picks from the manifest's
+                `format` (TFLite: tried in `RUNTIME_ORDER`).
             max_pixels: width x height cap for `predict_bytes` / `predict_file`,
                 checked from the image header before decoding.
             verify: check the model's sha256 against the manifest (the model is
@@ -248,14 +251,18 @@ class Classifier:
             BundleError: the folder or one of its files is missing, the manifest
                 is invalid, the sha256 does not match, or the model's input or
                 output shape disagrees with the manifest.
-            RuntimeUnavailableError: no runtime (or not the one asked for) can
-                be imported or load the model; the message lists each reason.
+            RuntimeUnavailableError: `runtime` does not run the bundle's format,
+                or no runtime (or not the one asked for) can be imported or load
+                the model; the message lists each reason.
             ValueError: `num_threads` < 1, an unknown `runtime`, or
                 `unsure_threshold` outside [0, 1].
         """
         bundle = read_bundle(model_dir, verify=verify)
         interpreter, info = make_interpreter(
-            bundle.model_bytes, num_threads=num_threads, runtime=runtime
+            bundle.model_bytes,
+            num_threads=num_threads,
+            runtime=runtime,
+            model_format=bundle.manifest.format,
         )
         return cls(
             bundle.manifest,
