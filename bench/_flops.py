@@ -6,8 +6,8 @@
     fraction_of_peak(macs=count.macs, latency_ms=40.0, peak_gflops=peak.gflops)
     int8 = gemm_peak(seconds, threads=1, dtype="int8")  # from int8_gemm_worker(threads=1)
 
-Two peaks, each measured the same way (a 2048^3 product, timed in the latency
-rounds, median): float32 through numpy's BLAS (OpenBLAS sgemm), and int8
+Two peaks, each measured the same way (a GEMM_SIZE^3 product, timed in the
+latency rounds, median): float32 through numpy's BLAS (OpenBLAS sgemm), and int8
 through onnxruntime's MatMulInteger (uint8 x int8 -> int32, MLAS: AVX512-VNNI
 `vpdpbusd` kernels where the CPU has them, AMX where the OS exposes it). numpy
 cannot give the int8 one: its integer matmul has no BLAS and runs scalar loops.
@@ -43,9 +43,16 @@ from bench._worker import Worker
 # Tan & Le 2019, "EfficientNet", Table 2, row "Xception (Chollet, 2017)".
 PUBLISHED_XCEPTION_299_MACS = 8.4e9
 
-# A square float32 matrix product big enough to run at the BLAS kernel's peak
-# (2048^3 * 2 = 17 GFLOP, ~0.1-0.5 s per product on one modern core).
-GEMM_SIZE = 2048
+# A square matrix product that runs at the kernel's peak: 512^3 (0.27 GFLOP,
+# ~2 ms float32 / ~0.4 ms int8 on one core). Its operands (1 MiB each in
+# float32) stay in one core's 2 MiB L2 as the model's pointwise weights mostly
+# do (728x728: 2.1 MiB float32, 0.5 MiB int8), so the peak is the kernel's and
+# not the shared L3's. Measured on this machine while other jobs ran, 2048^3
+# lost 2-2.6x against 512^3 in both dtypes (82 vs 157 GFLOP/s float32, 248 vs
+# 657 GOP/s int8), which made a model's ops read over 100% of "peak". On the
+# quieter machine of bench/results/2026-11-28.md, 2048^3 gave 152 GFLOP/s, as
+# 512^3 does under load.
+GEMM_SIZE = 512
 
 _CONV = ("Conv1D", "Conv2D", "Conv3D")
 _SEPARABLE = ("SeparableConv1D", "SeparableConv2D")

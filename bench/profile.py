@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench._flops import gemm_peak, gemm_worker, int8_gemm_worker
+from bench._flops import GEMM_SIZE, gemm_peak, gemm_worker, int8_gemm_worker
 from bench._worker import Worker
 from inference import quiet_tensorflow
 
@@ -200,7 +200,7 @@ def _ort_groups(
 def render(profiles: list[dict[str, Any]], peaks: dict[str, float], threads: int) -> list[str]:
     """Markdown: one table per variant, groups by time, with GFLOP/s and % of peak."""
     lines = [
-        f"Threads: {threads}. GEMM peaks measured in this run (2048^3 products): "
+        f"Threads: {threads}. GEMM peaks measured in this run ({GEMM_SIZE}^3 products): "
         + ", ".join(
             f"{k} {v:.0f} G{'FLOP' if k == 'float32' else 'OP'}/s" for k, v in peaks.items()
         )
