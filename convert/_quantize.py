@@ -81,7 +81,7 @@ class QuantRecipe:
 # bring validation agreement with Keras to the selection target.
 DEFAULT_RECIPES: Mapping[str, QuantRecipe] = MappingProxyType(
     {
-        "int8": QuantRecipe(float_blocks=("block2", "block1", "block3")),
+        "int8": QuantRecipe(float_blocks=("block2", "block1")),
         "dynamic": QuantRecipe(float_blocks=()),
     }
 )
@@ -100,6 +100,10 @@ def block_of(tensor_name: str) -> str | None:
     Read from the op's first fused name ("model/xception/block3_sepconv1_act/Relu;...").
     None for tensors outside both (the input, QUANTIZE/DEQUANTIZE glue).
     """
+    if re.fullmatch(r"StatefulPartitionedCall(_\d+)?:\d+", tensor_name):
+        # The converter names the model's output tensors after the signature's
+        # call; the op producing the logits is the head's last one.
+        return HEAD
     segments = [_segment(s) for s in tensor_name.split(";")[0].split("/")]
     for s in segments:
         m = re.match(r"block(\d+)_", s)
@@ -148,7 +152,9 @@ def calibrate(model: Any, representative_dataset: RepresentativeDataset) -> byte
     converter.representative_dataset = representative_dataset
     converter._experimental_calibrate_only = True  # what QuantizationDebugger does
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            # float I/O: the inputs carry no statistics, which is the intent
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             return bytes(converter.convert())
     except Exception as exc:  # tf.lite's ConverterError, or ValueError from the tracer
         raise ConvertError(f"int8 calibration failed: {exc}") from None

@@ -1,0 +1,346 @@
+"""Selective quantization (issue 13): block names, the selection rule, recipes, thresholds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from convert import ConvertConfig, ConvertError, convert_model
+from convert._check import (
+    DEFAULT_THRESHOLDS,
+    CheckConfig,
+    Latency,
+    VariantResult,
+    _with_speed_failures,
+    speedup_1thread,
+)
+from convert._quantize import (
+    BLOCKS,
+    DEFAULT_RECIPES,
+    QuantRecipe,
+    block_of,
+    calibrate,
+    choose_float_blocks,
+    dynamic_range,
+    model_blocks,
+    quantize_calibrated,
+    tflite_logits,
+)
+from convert._select import SelectConfig, select_recipes
+from tests.conftest import LABELS, TINY_SIZE, SignalRun, make_dataset
+
+PREFIX = "clothing_xception_1/xception_1/"
+
+
+# -- block names ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tensor", "block"),
+    [
+        (PREFIX + "block1_conv1_act_1/Relu;" + PREFIX + "block1_conv1_1/convolution", "block1"),
+        (PREFIX + "block14_sepconv2_act_1/Relu", "block14"),
+        (PREFIX + "block3_sepconv1_1/separable_conv2d/depthwise1", "block3"),
+        # the unnamed residual branches: conv2d -> block2, conv2d_1 -> block3 ... conv2d_3 -> 13
+        (
+            PREFIX + "batch_normalization_1/batchnorm/add_1;" + PREFIX + "conv2d_1/convolution",
+            "block2",
+        ),
+        (PREFIX + "batch_normalization_1_2/batchnorm/add_1", "block3"),
+        (PREFIX + "conv2d_2_1/convolution", "block4"),
+        (PREFIX + "conv2d_3_1/convolution", "block13"),
+        # add -> closes block 2, add_10 -> block 12, add_11 -> block 13
+        (PREFIX + "add_1/Add", "block2"),
+        (PREFIX + "add_10_1/Add", "block12"),
+        (PREFIX + "add_11_1/Add", "block13"),
+        ("clothing_xception_1/inner_0_1/MatMul;clothing_xception_1/inner_0_1/Relu", "head"),
+        ("clothing_xception_1/mean_logits_1/Add_2", "head"),
+        ("functional_1/dense_1/MatMul", "head"),
+        ("serving_default_image:0", None),
+        ("StatefulPartitionedCall_1:0", "head"),  # the output: the head's last op
+        ("clothing_xception_1/xception_1/block1_conv1_1/convolution/ReadVariableOp", "block1"),
+    ],
+)
+def test_block_of(tensor: str, block: str | None) -> None:
+    assert block_of(tensor) == block
+
+
+# -- the selection rule -----------------------------------------------------------------
+
+SENSITIVITY = {"block1": 0.19, "block2": 0.28, "block3": 0.17, "block5": 0.08, "head": 0.07}
+
+
+def fake_agreement(table: dict[tuple[str, ...], float]) -> Callable[[tuple[str, ...]], float]:
+    return lambda blocks: table[tuple(sorted(blocks))]
+
+
+@pytest.mark.parametrize(
+    ("table", "target", "max_blocks", "chosen", "reached", "tried"),
+    [
+        # already at the target: nothing kept in float, one measurement
+        ({(): 99.5}, 99.0, 6, (), True, 1),
+        # most sensitive first: block2, then block1
+        (
+            {(): 95.0, ("block2",): 97.0, ("block1", "block2"): 99.1},
+            99.0,
+            6,
+            ("block2", "block1"),
+            True,
+            3,
+        ),
+        # never reached within max_blocks: the best tried, fewest blocks among equals
+        (
+            {(): 95.0, ("block2",): 97.0, ("block1", "block2"): 97.0},
+            99.0,
+            2,
+            ("block2",),
+            False,
+            3,
+        ),
+        # non-monotone curve: the best, not the last
+        (
+            {
+                (): 95.0,
+                ("block2",): 96.0,
+                ("block1", "block2"): 98.5,
+                ("block1", "block2", "block3"): 95.9,
+            },
+            99.0,
+            3,
+            ("block2", "block1"),
+            False,
+            4,
+        ),
+    ],
+)
+def test_choose_float_blocks(
+    table: dict[tuple[str, ...], float],
+    target: float,
+    max_blocks: int,
+    chosen: tuple[str, ...],
+    reached: bool,
+    tried: int,
+) -> None:
+    selection = choose_float_blocks(
+        SENSITIVITY, fake_agreement(table), target_pct=target, max_blocks=max_blocks
+    )
+    assert selection.float_blocks == chosen
+    assert selection.reached_target is reached
+    assert len(selection.curve) == tried
+    assert selection.curve[0] == ((), table[()])
+
+
+def test_choose_float_blocks_breaks_ties_in_network_order() -> None:
+    calls: list[tuple[str, ...]] = []
+
+    def agreement(blocks: tuple[str, ...]) -> float:
+        calls.append(blocks)
+        return 100.0 if len(blocks) == 2 else 90.0
+
+    choose_float_blocks({"block7": 0.1, "block3": 0.1, "head": 0.2}, agreement, target_pct=99)
+    assert calls == [(), ("head",), ("head", "block3")]
+
+
+# -- recipes and thresholds -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("blocks", "message"),
+    [
+        (("block15",), "Received: float_blocks=('block15',)"),
+        (("none",), "Received: float_blocks=('none',)"),
+        (["block1"], "Received: float_blocks=['block1']"),
+        (
+            ("block1", "block1"),
+            "must not repeat a block. Received: float_blocks=('block1', 'block1')",
+        ),
+    ],
+)
+def test_quant_recipe_rejects_bad_blocks(blocks: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=r"`float_blocks`") as info:
+        QuantRecipe(float_blocks=blocks)
+    assert message in str(info.value)
+
+
+def test_default_recipes_name_known_blocks() -> None:
+    assert set(DEFAULT_RECIPES) == {"int8", "dynamic"}
+    for recipe in DEFAULT_RECIPES.values():
+        assert set(recipe.float_blocks) <= set(BLOCKS)
+
+
+@pytest.mark.parametrize(
+    ("variant", "agreement", "drop", "speedup"),
+    [("int8", 98.5, 0.5, 2.5), ("dynamic", 99.0, 1.5, None), ("float16", 99.5, None, None)],
+)
+def test_default_thresholds_of_issue_13(
+    variant: str, agreement: float, drop: float | None, speedup: float | None
+) -> None:
+    threshold = DEFAULT_THRESHOLDS[variant]
+    assert threshold.min_agreement_pct == agreement
+    assert threshold.max_accuracy_drop_pts == drop
+    assert threshold.min_speedup_1thread == speedup
+    assert CheckConfig(train_dir=Path("t"), out_dir=Path("o")).thresholds[variant] == threshold
+
+
+def result(variant: str, ms_1thread: float | None) -> VariantResult:
+    latency = () if ms_1thread is None else (Latency("ai-edge-litert 2.3.0", 1, ms_1thread, 0.0),)
+    return VariantResult(
+        variant=variant,
+        bundle=Path(variant),
+        runtime="ai-edge-litert 2.3.0",
+        size_bytes=1,
+        n_images=1,
+        agreement_pct=100.0,
+        max_abs_logit_diff=0.0,
+        accuracy_pct=None,
+        accuracy_delta_pts=None,
+        load_ms=1.0,
+        latency=latency,
+        reference_latency=(),
+        loads_with=(),
+        failures=(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("float32_ms", "int8_ms", "speedup", "failures"),
+    [
+        (40.0, 10.0, 4.0, ()),
+        (40.0, 16.0, 2.5, ()),
+        (40.0, 20.0, 2.0, ("1-thread speedup over float32 2.00x < 2.5x",)),
+        (None, 20.0, None, ()),  # float32 not checked in this run: no speed bar
+    ],
+)
+def test_int8_speed_bar(
+    float32_ms: float | None, int8_ms: float, speedup: float | None, failures: tuple[str, ...]
+) -> None:
+    results = [result("int8", int8_ms)]
+    if float32_ms is not None:
+        results.insert(0, result("float32", float32_ms))
+    config = CheckConfig(train_dir=Path("t"), out_dir=Path("o"))
+    checked = _with_speed_failures(config, results)
+    assert speedup_1thread(results[-1], results) == speedup
+    assert checked[-1].failures == failures
+    assert checked[-1].passed is not failures
+
+
+# -- conversions of the tiny signal model ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def signal_models(signal_run: SignalRun) -> dict[str, Any]:
+    """The signal model's calibrated and float32 TFLite models, with Keras logits."""
+    import keras
+
+    from inference import preprocess_file
+
+    model = keras.models.load_model(signal_run.train_dir / "model.keras", compile=False)
+    x = np.stack([preprocess_file(p, image_size=TINY_SIZE) for p in signal_run.test_paths])
+    calibrated = calibrate(model, lambda: ([v[np.newaxis]] for v in x[::3]))
+    float32 = (signal_run.bundle / "model.tflite").read_bytes()
+    return {
+        "x": x,
+        "keras": np.asarray(model.predict(x, verbose=0)),
+        "cal": calibrated,
+        "f32": float32,
+    }
+
+
+def test_every_block_float_is_the_float_model(signal_models: dict[str, Any]) -> None:
+    """Denylisting every block must leave float32 compute: the names really match."""
+    x, keras_logits = signal_models["x"], signal_models["keras"]
+    blocks = tuple(model_blocks(signal_models["cal"]))
+    assert set(blocks) == set(BLOCKS)
+    int8_all_float = tflite_logits(
+        quantize_calibrated(signal_models["cal"], float_blocks=blocks), x
+    )
+    dynamic_all_float = tflite_logits(dynamic_range(signal_models["f32"], float_blocks=blocks), x)
+    assert np.max(np.abs(int8_all_float - keras_logits)) < 1e-3
+    assert np.max(np.abs(dynamic_all_float - keras_logits)) < 1e-3
+
+
+def test_quantized_recipes_agree_with_keras_at_tiny_scale(signal_models: dict[str, Any]) -> None:
+    x, keras_logits = signal_models["x"], signal_models["keras"]
+    top1 = keras_logits.argmax(axis=1)
+    for blocks in [(), ("block2", "block1", "block3")]:
+        int8 = tflite_logits(quantize_calibrated(signal_models["cal"], float_blocks=blocks), x)
+        dynamic = tflite_logits(dynamic_range(signal_models["f32"], float_blocks=blocks), x)
+        # logits spread ~3 on this model: quantization noise must not flip its answers
+        assert (int8.argmax(axis=1) == top1).mean() >= 0.9
+        assert (dynamic.argmax(axis=1) == top1).mean() >= 0.9
+
+
+def test_unknown_block_is_refused(signal_models: dict[str, Any]) -> None:
+    with pytest.raises(ConvertError, match=r"blocks this model does not have: \['block9'\]"):
+        # a model without block9: the head-only Keras model's float TFLite
+        quantize_calibrated(_head_only_calibrated(), float_blocks=("block9",))
+
+
+def _head_only_calibrated() -> bytes:
+    import keras
+
+    inputs = keras.Input(shape=(4,))
+    outputs = keras.layers.Dense(3, name="logits_0")(inputs)
+    model = keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    return calibrate(
+        model, lambda: ([rng.normal(size=(1, 4)).astype(np.float32)] for _ in range(4))
+    )
+
+
+def test_recipe_is_recorded_in_the_manifest(signal_run: SignalRun, tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", classes=LABELS[:3], per_class=2, splits=("train",))
+    recipes = {
+        "int8": QuantRecipe(float_blocks=("block1",)),
+        "dynamic": QuantRecipe(float_blocks=()),
+    }
+    convert_model(
+        ConvertConfig(
+            train_dir=signal_run.train_dir,
+            out_dir=tmp_path / "bundles",
+            variants=("int8", "dynamic", "float32"),
+            calibration_dir=data / "train",
+            calibration_size=4,
+            recipes=recipes,
+        )
+    )
+
+    def manifest(variant: str) -> dict[str, Any]:
+        return json.loads((tmp_path / "bundles" / variant / "manifest.json").read_text())
+
+    assert manifest("int8")["converter"]["float32_blocks"] == "block1"
+    assert manifest("dynamic")["converter"]["float32_blocks"] == "none"
+    assert "float32_blocks" not in manifest("float32")["converter"]
+    ops = {op["name"] for op in manifest("int8")["operators"]}
+    assert {"QUANTIZE", "DEQUANTIZE"} <= ops  # int8 compute with a float block in between
+
+
+def test_selection_refuses_the_test_split(tmp_path: Path, tiny_train_output: Path) -> None:
+    data = make_dataset(tmp_path / "data", per_class=1)
+    metrics = json.loads((tiny_train_output / "metrics.json").read_text())
+    train_dir = tmp_path / "train"
+    train_dir.mkdir()
+    (train_dir / "model.keras").symlink_to(tiny_train_output / "model.keras")
+    (train_dir / "metrics.json").write_text(json.dumps({**metrics, "data_dir": str(data)}))
+    config = SelectConfig(train_dir=train_dir, out_dir=tmp_path / "sel", images_dir=data / "test")
+    with pytest.raises(ConvertError, match="is the test split: it measures"):
+        select_recipes(config)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"variants": ("float16",)}, "Received: variants=('float16',)"),
+        ({"max_blocks": 0}, "`max_blocks` must be an int >= 1. Received: max_blocks=0"),
+        ({"targets": {"int8": 101}}, "Received: targets['int8']=101"),
+    ],
+)
+def test_select_config_rejects_bad_values(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        SelectConfig(train_dir=Path("t"), out_dir=Path("o"), **overrides)
+    assert message in str(info.value)
