@@ -226,7 +226,7 @@ def test_int8_speed_bar(
     checked = _with_speed_failures(config, results)
     assert speedup_1thread(results[-1], results) == speedup
     assert checked[-1].failures == failures
-    assert checked[-1].passed is not failures
+    assert checked[-1].passed is (not failures)
 
 
 # -- conversions of the tiny signal model ---------------------------------------------
@@ -311,7 +311,10 @@ def test_recipe_is_recorded_in_the_manifest(signal_run: SignalRun, tmp_path: Pat
     )
 
     def manifest(variant: str) -> dict[str, Any]:
-        return json.loads((tmp_path / "bundles" / variant / "manifest.json").read_text())
+        data: dict[str, Any] = json.loads(
+            (tmp_path / "bundles" / variant / "manifest.json").read_text()
+        )
+        return data
 
     assert manifest("int8")["converter"]["float32_blocks"] == "block1"
     assert manifest("dynamic")["converter"]["float32_blocks"] == "none"
