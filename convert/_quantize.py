@@ -82,7 +82,7 @@ class QuantRecipe:
 DEFAULT_RECIPES: Mapping[str, QuantRecipe] = MappingProxyType(
     {
         "int8": QuantRecipe(float_blocks=("block2", "block1")),
-        "dynamic": QuantRecipe(float_blocks=()),
+        "dynamic": QuantRecipe(float_blocks=("block1", "block3", "block2")),
     }
 )
 QUANTIZED_VARIANTS = tuple(DEFAULT_RECIPES)
