@@ -32,6 +32,7 @@ from convert import (
     log_to_stderr,
 )
 from train import TrainConfig, train_model
+from train.output import read_train_output
 from train.run import CachedFeatures
 
 KEY_FILENAME = "key.json"
@@ -87,10 +88,10 @@ def find_model(config: BenchConfig, *, subset: int | None) -> BenchModel | None:
     try:
         key = json.loads((directory / KEY_FILENAME).read_text())
         report = json.loads((directory / "bundles" / REPORT_JSON).read_text())
-        metrics = json.loads((directory / "train" / "metrics.json").read_text())
+        metrics = read_train_output(directory / "train").metrics  # TrainOutputError: ValueError
     except (OSError, ValueError):
         return None
-    if key != model_key(config, subset=subset) or not (directory / "train/model.keras").is_file():
+    if key != model_key(config, subset=subset):
         return None
     if {v["variant"] for v in report.get("variants", [])} != set(VARIANTS):
         return None

@@ -31,6 +31,7 @@ from bench._machine import describe_machine, load_average
 from bench._model import BenchModel, prepare_model
 from bench._report import write_result
 from bench._size import install_sizes, serve_venv
+from train.output import KERAS_FILENAME
 
 # The sample photo bench/serve.py also uses, when the data has it.
 SAMPLE_IMAGE = Path("test/pants/4aabd82c-82e1-4181-a84d-d0c6e550d26d.jpg")
@@ -148,7 +149,7 @@ def run_bench(config: BenchConfig, *, command: str) -> BenchOutput:
         compute["xception_299_macs"] = xception_macs(image_size=299).macs
         compute["published_299_macs"] = PUBLISHED_XCEPTION_299_MACS
         compute["published_source"] = PUBLISHED_SOURCE
-        counted = count_macs(keras.models.load_model(model.train_dir / "model.keras"))
+        counted = count_macs(keras.models.load_model(model.train_dir / KERAS_FILENAME))
         compute.update(
             image_size=config.image_size,
             macs=counted.macs,
@@ -185,7 +186,7 @@ def run_bench(config: BenchConfig, *, command: str) -> BenchOutput:
     with phase("cold_start"):
         cold = measure_cold_start(
             bundle=model.bundle(shipped),
-            keras_model=model.train_dir / "model.keras",
+            keras_model=model.train_dir / KERAS_FILENAME,
             image=image,
             image_size=config.image_size,
             serve_python=serve_python,

@@ -8,6 +8,7 @@ from typing import Any
 
 from convert._check import CheckReport, Latency, VariantResult
 from inference import write_atomic, write_json_atomic
+from train.output import KERAS_FILENAME
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -95,7 +96,7 @@ def report_to_markdown(report: CheckReport) -> str:
     lines = [
         "# Conversion check",
         "",
-        f"Keras model `{report.train_dir / 'model.keras'}` "
+        f"Keras model `{report.train_dir / KERAS_FILENAME}` "
         f"(sha256 `{report.source_model_sha256[:12]}…`), "
         f"{report.n_images} images from `{report.images_dir}` ({report.n_labeled} labeled); "
         f"Keras accuracy {_pct(report.keras_accuracy_pct)}.",

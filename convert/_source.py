@@ -1,4 +1,4 @@
-"""Read what `python -m train` wrote: `model.keras` + `metrics.json`, validated.
+"""Read what `python -m train` wrote (the format is train/output.py's) and the images.
 
 Both commands (`convert` and `check`) start here, so a bad training output is
 refused the same way, with a message naming the file and the field.
@@ -6,133 +6,37 @@ refused the same way, with a message naming the file and the field.
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import random
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from convert._errors import ConvertError
 from inference import IMAGE_SUFFIXES, sha256_file
+from train.output import TrainOutput as TrainOutput  # re-exported for convert/_check.py
+from train.output import TrainOutputError
+from train.output import read_train_output as _read_train_output
 
 log = logging.getLogger("convert")
 
-KERAS_FILENAME = "model.keras"
-METRICS_FILENAME = "metrics.json"
-
-
-@dataclass(frozen=True)
-class TrainOutput:
-    """A validated training output folder."""
-
-    directory: Path
-    labels: tuple[str, ...]
-    image_size: int
-    data_dir: Path | None  # the dataset it was trained on, if metrics.json says
-    # Calibration (train/calibrate.py), copied into every bundle's manifest;
-    # None: a training output from before calibration (the runtime then uses T = 1).
-    temperature: float | None = None
-    unsure_threshold: float | None = None
-    unsure_goal: float | None = None
-
-    @property
-    def model_path(self) -> Path:
-        return self.directory / KERAS_FILENAME
-
-    def split(self, name: str) -> Path | None:
-        """`data_dir/<name>` when metrics.json recorded a data_dir that has it."""
-        if self.data_dir is None or not (self.data_dir / name).is_dir():
-            return None
-        return self.data_dir / name
-
 
 def read_train_output(train_dir: str | Path) -> TrainOutput:
-    """Check that `train_dir` holds a Keras model file and a usable metrics.json."""
-    directory = Path(train_dir)
-    if not directory.is_dir():
-        raise ConvertError(f"Training output folder not found: {str(directory)!r}")
-    model_path = directory / KERAS_FILENAME
-    if not model_path.is_file():
-        raise ConvertError(
-            f"No {KERAS_FILENAME} in {str(directory)!r}; expected the folder `python -m train` "
-            "wrote."
-        )
-    # A .keras file is a zip archive holding config.json (keras.saving, Keras 3 format).
-    if not zipfile.is_zipfile(model_path):
-        raise ConvertError(
-            f"{model_path} is not a Keras model file (a .keras file is a zip archive)."
-        )
-    metrics_path = directory / METRICS_FILENAME
-    if not metrics_path.is_file():
-        raise ConvertError(f"No {METRICS_FILENAME} in {str(directory)!r}.")
+    """`train.output.read_train_output`, its errors as ConvertError (exit code 2).
+
+    Warns when metrics.json has no `temperature` (trained before calibration):
+    the bundles then get none.
+    """
     try:
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConvertError(f"{metrics_path}: not valid JSON ({exc}).") from None
-    if not isinstance(metrics, dict):
-        raise ConvertError(f"{metrics_path}: must be a JSON object.")
-    labels = metrics.get("labels")
-    if (
-        not isinstance(labels, list)
-        or len(labels) < 2
-        or not all(isinstance(x, str) and x for x in labels)
-        or len(set(labels)) != len(labels)
-    ):
-        raise ConvertError(
-            f"{metrics_path}: `labels` must be a list of >= 2 unique non-empty strings. "
-            f"Received: labels={labels!r}"
-        )
-    image_size = metrics.get("image_size")
-    if (
-        not isinstance(image_size, int)
-        or isinstance(image_size, bool)
-        or image_size < 1  # any size: Xception's >= 71 is checked where it is built
-    ):
-        raise ConvertError(
-            f"{metrics_path}: `image_size` must be an int >= 1. Received: image_size={image_size!r}"
-        )
-    data_dir = metrics.get("data_dir")
-    temperature = _optional_number(metrics, "temperature", metrics_path, low=0.0, open_low=True)
-    if temperature is None:
+        train = _read_train_output(train_dir)
+    except TrainOutputError as exc:
+        raise ConvertError(str(exc)) from None
+    if train.temperature is None:
         log.warning(
             "%s has no `temperature` (trained before calibration): the bundles get none, and "
             "the runtime will use uncalibrated scores (T = 1) with no unsure threshold.",
-            metrics_path,
+            train.metrics_path,
         )
-    return TrainOutput(
-        directory=directory,
-        labels=tuple(labels),
-        image_size=image_size,
-        data_dir=Path(data_dir).expanduser() if isinstance(data_dir, str) and data_dir else None,
-        temperature=temperature,
-        unsure_threshold=_optional_number(metrics, "unsure_threshold", metrics_path, high=1.0),
-        unsure_goal=_optional_number(metrics, "unsure_goal", metrics_path, high=1.0),
-    )
-
-
-def _optional_number(
-    metrics: dict[str, Any],
-    key: str,
-    path: Path,
-    *,
-    low: float = 0.0,
-    high: float = math.inf,
-    open_low: bool = False,
-) -> float | None:
-    """metrics[key] as a finite float in [low, high] ((low, high] when open_low); None if absent."""
-    value = metrics.get(key)
-    if value is None:
-        return None
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or value > high or (open_low and value == low):
-        rule = f"{'(' if open_low else '['}{low:g}, {high:g}]"
-        raise ConvertError(
-            f"{path}: `{key}` must be a number in {rule} or null. Received: {key}={value!r}"
-        )
-    return float(value)
+    return train
 
 
 def source_sha256(train: TrainOutput) -> str:

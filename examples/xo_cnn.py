@@ -47,7 +47,6 @@ ink: ink = 0.5 - 0.5 * x.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -234,11 +233,11 @@ def build_toolchain_model(weights: Weights = HAND_SET) -> Any:
 
 
 def save_train_dir(train_dir: Path, weights: Weights = HAND_SET) -> Path:
-    """Write what `python -m convert` reads: model.keras and metrics.json."""
-    train_dir.mkdir(parents=True, exist_ok=True)
-    build_toolchain_model(weights).save(train_dir / "model.keras")
+    """Write what `python -m convert` reads: model.keras and metrics.json (train/output.py)."""
+    from train.output import write_train_output
+
     metrics = {"labels": list(LABELS), "image_size": IMAGE_SIZE}
-    (train_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    write_train_output(train_dir, build_toolchain_model(weights), metrics)
     return train_dir
 
 

@@ -11,6 +11,8 @@ from inference._bundle import (
     SCHEMA_VERSION,
     Bundle,
     Manifest,
+    check_calibration,
+    check_labels,
     read_bundle,
     sha256_file,
 )
@@ -113,7 +115,9 @@ __all__ = [
     "URLNotAllowedError",
     "UnsupportedFormatError",
     "accepted_formats",
+    "check_calibration",
     "check_image_size",
+    "check_labels",
     "check_unsure_threshold",
     "decode_image",
     "fetch_url",

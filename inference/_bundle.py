@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,13 +106,11 @@ class Manifest:
                 f"{source}: `schema_version` must be {SCHEMA_VERSION}. "
                 f"Received: schema_version={data['schema_version']!r}"
             )
-        labels = _expect(data, "labels", list, source)
-        if len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
-            raise BundleError(
-                f"{source}: `labels` must be >= 2 non-empty strings. Received: {labels!r}"
-            )
-        if len(set(labels)) != len(labels):
-            raise BundleError(f"{source}: `labels` must be unique. Received: {labels!r}")
+        try:
+            labels = check_labels(data.get("labels"), source=source)
+            calibration = check_calibration(data, source=source)
+        except ValueError as exc:
+            raise BundleError(str(exc)) from None
         image_size = _expect(data, "image_size", int, source)
         if image_size < 1:
             raise BundleError(f"{source}: `image_size` must be >= 1. Received: {image_size}")
@@ -139,33 +138,72 @@ class Manifest:
             converter=dict(data.get("converter", {})),
             created_at=str(data.get("created_at", "")),
             operators=tuple(data.get("operators", ())),
-            temperature=_optional_number(data, "temperature", source, low=0.0, open_low=True),
-            unsure_threshold=_optional_number(data, "unsure_threshold", source, low=0.0, high=1.0),
-            unsure_goal=_optional_number(data, "unsure_goal", source, low=0.0, high=1.0),
             format=model_format,
+            temperature=calibration["temperature"],
+            unsure_threshold=calibration["unsure_threshold"],
+            unsure_goal=calibration["unsure_goal"],
         )
 
 
-def _optional_number(
-    data: dict[str, Any],
-    key: str,
-    source: str,
-    *,
-    low: float,
-    high: float = math.inf,
-    open_low: bool = False,
-) -> float | None:
-    """A finite number in [low, high] ((low, high] when open_low), or None when absent/null."""
-    value = data.get(key)
-    if value is None:
-        return None
-    rule = f"{'(' if open_low else '['}{low:g}, {high:g}]"
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < low or value > high or (open_low and value == low):
-        raise BundleError(
-            f"{source}: `{key}` must be a number in {rule} or null. Received: {key}={value!r}"
+# The calibration fields of a manifest and of metrics.json: name -> (low, high, low open).
+CALIBRATION_RANGES = {
+    "temperature": (0.0, math.inf, True),  # T > 0 (Guo et al. 2017)
+    "unsure_threshold": (0.0, 1.0, False),
+    "unsure_goal": (0.0, 1.0, False),
+}
+
+
+def check_calibration(data: Mapping[str, Any], *, source: str) -> dict[str, float | None]:
+    """The calibration fields of `data` (`CALIBRATION_RANGES`), each a finite number
+    in its range or None when absent/null. Used for the bundle manifest and the
+    training output's metrics.json (train/output.py).
+
+    Raises:
+        ValueError: a field is not a number, not finite, or out of its range; the
+            message starts with `source` and echoes the value.
+    """
+    found: dict[str, float | None] = {}
+    for key, (low, high, open_low) in CALIBRATION_RANGES.items():
+        value = data.get(key)
+        if value is None:
+            found[key] = None
+            continue
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if (
+            not ok
+            or not math.isfinite(value)
+            or not low <= value <= high
+            or (open_low and value == low)
+        ):
+            rule = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+            raise ValueError(
+                f"{source}: `{key}` must be a number in {rule} or null. Received: {key}={value!r}"
+            )
+        found[key] = float(value)
+    return found
+
+
+def check_labels(labels: object, *, source: str) -> tuple[str, ...]:
+    """`labels` as a tuple, if it is a list of >= 2 unique non-empty strings (class
+    names in logit order). The one label rule for the bundle manifest and the
+    training output's metrics.json (train/output.py).
+
+    Raises:
+        ValueError: anything else; the message starts with `source` and echoes
+            the value.
+    """
+    ok = (
+        isinstance(labels, list)
+        and len(labels) >= 2
+        and all(isinstance(x, str) and x for x in labels)
+        and len(set(labels)) == len(labels)
+    )
+    if not ok:
+        raise ValueError(
+            f"{source}: `labels` must be a list of >= 2 unique non-empty strings. "
+            f"Received: labels={labels!r}"
         )
-    return float(value)
+    return tuple(labels)  # type: ignore[arg-type]
 
 
 def _expect(data: dict[str, Any], key: str, kind: type, source: str) -> Any:

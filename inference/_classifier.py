@@ -44,7 +44,7 @@ class InferenceConfig:
         object.__setattr__(self, "model_dir", Path(self.model_dir))
         if self.num_threads is not None and not _is_int(self.num_threads, minimum=1):
             raise ValueError(
-                "`num_threads` must be an int >= 1 or None. "
+                "`num_threads` must be >= 1 (an int; None: the runtime's default). "
                 f"Received: num_threads={self.num_threads!r}"
             )
         if not _is_int(self.max_pixels, minimum=1):

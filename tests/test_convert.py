@@ -30,7 +30,16 @@ from convert import (
 )
 from convert.__main__ import main
 from inference import Classifier, preprocess_file, read_bundle, sha256_file
-from tests.conftest import LABELS, REPO, TINY_SIZE, build_tiny_keras_model, make_dataset, make_image
+from tests.conftest import (
+    LABELS,
+    REPO,
+    TINY_SIZE,
+    build_tiny_keras_model,
+    make_dataset,
+    make_image,
+    unit_logit_spread,
+)
+from train.output import write_train_output
 
 CALIBRATION = {"temperature": 0.5, "unsure_threshold": 0.3, "unsure_goal": 0.97}
 VARIANTS = TFLITE_VARIANTS  # the ONNX variants have their own tests: tests/test_onnx.py
@@ -49,19 +58,15 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     model = build_tiny_keras_model()
     images = sorted((data / "train").rglob("*.jpg"))
     x = np.stack([preprocess_file(p, image_size=TINY_SIZE) for p in images])
-    spread = float(np.std(model.predict(x, verbose=0)))
-    kernel, bias = model.layers[-1].get_weights()
-    model.layers[-1].set_weights([kernel / spread, bias / spread])
+    unit_logit_spread(model, x)
     train_dir = root / "train"
-    train_dir.mkdir()
-    model.save(train_dir / "model.keras")
     metrics = {
         "labels": list(LABELS),
         "image_size": TINY_SIZE,
         "data_dir": str(data),
         **CALIBRATION,  # as train/calibrate.py writes them
     }
-    (train_dir / "metrics.json").write_text(json.dumps(metrics))
+    write_train_output(train_dir, model, metrics)
     out = root / "bundles"
     # calibration_dir=None: int8 calibrates on metrics.json's data_dir/train.
     convert_model(

@@ -126,7 +126,7 @@ def test_overrides_that_are_not_none_win(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"num_threads": 0}, "`num_threads` must be an int >= 1 or None. Received: num_threads=0"),
+        ({"num_threads": 0}, "`num_threads` must be >= 1 (an int; None: the runtime's default)"),
         ({"max_pixels": 0}, "`max_pixels` must be an int >= 1. Received: max_pixels=0"),
         ({"max_pixels": 2.5}, "`max_pixels` must be an int >= 1. Received: max_pixels=2.5"),
         ({"unsure_threshold": 2}, "`unsure_threshold` must be a number from 0 to 1"),

@@ -2,10 +2,17 @@
 
 from train import TrainConfig, train_model
 metrics = train_model(TrainConfig(data_dir=..., output_dir="runs/m", base_weights=...))
+
+The names below load on first use (PEP 562): `import train.output` (the
+training output format, read by convert/ and bench/) does not import Keras.
 """
 
+from __future__ import annotations
+
+import importlib
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 # `python -m train`: the package is imported while sys.argv[0] is still "-m"
 # (Python docs, "Command line and environment", -m), before train.run imports
@@ -16,11 +23,23 @@ if sys.argv[:1] == ["-m"]:
 
     quiet_tensorflow(sys.argv, os.environ)
 
-from train.config import TrainConfig
-from train.data import DataError, Dataset, load_dataset
-from train.model import WeightsError
-from train.run import OutputExistsError, train_model
-from train.sweep import sweep
+if TYPE_CHECKING:
+    from train.config import TrainConfig
+    from train.data import DataError, Dataset, load_dataset
+    from train.model import WeightsError
+    from train.run import OutputExistsError, train_model
+    from train.sweep import sweep
+
+_HOMES = {
+    "DataError": "train.data",
+    "Dataset": "train.data",
+    "OutputExistsError": "train.run",
+    "TrainConfig": "train.config",
+    "WeightsError": "train.model",
+    "load_dataset": "train.data",
+    "sweep": "train.sweep",
+    "train_model": "train.run",
+}
 
 __all__ = [
     "DataError",
@@ -32,3 +51,9 @@ __all__ = [
     "sweep",
     "train_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'train' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -37,7 +37,6 @@ through the trained model and the CLI. Sources:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
@@ -50,8 +49,9 @@ from typing import TYPE_CHECKING, Any
 import keras
 import numpy as np
 
-from inference import IMAGE_SUFFIXES, InferenceError, write_json_atomic
+from inference import IMAGE_SUFFIXES, InferenceError
 from train.features import load_preprocessed
+from train.output import TrainOutputError, read_train_output, write_metrics
 
 if TYPE_CHECKING:  # run.py imports this module: types only
     from train.config import TrainConfig
@@ -814,15 +814,14 @@ def recalibrate(
 
     if not 0.0 < goal < 1.0:
         raise ValueError(f"`unsure_goal` must be in (0, 1). Received: unsure_goal={goal!r}")
-    metrics_path = Path(model_dir) / "metrics.json"
     try:
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        labels, image_size = tuple(metrics["labels"]), int(metrics["image_size"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        run = read_train_output(model_dir)
+    except TrainOutputError as exc:
         raise ValueError(
             f"`model_dir` must hold a `python -m train` metrics.json. "
-            f"Received: model_dir={str(model_dir)!r} ({type(exc).__name__}: {exc})"
+            f"Received: model_dir={str(model_dir)!r} ({exc})"
         ) from None
+    metrics, labels, image_size = dict(run.metrics), run.labels, run.image_size
     data_dir = Path(data_dir or metrics.get("data_dir") or "")
     dataset = load_dataset(data_dir)
     if dataset.labels != labels:
@@ -830,7 +829,7 @@ def recalibrate(
             f"`data_dir` classes {list(dataset.labels)} differ from the model's {list(labels)}. "
             f"Received: data_dir={str(data_dir)!r}"
         )
-    model = keras.models.load_model(Path(model_dir) / "model.keras", compile=False)
+    model = run.load_model()
     logits, targets = {}, {}
     for name, split in dataset.splits.items():
         if name == "train":
@@ -855,7 +854,7 @@ def recalibrate(
         result.unsure["not_sure"]["dir"] = str(unsure_dir)
     metrics.update(result.to_json())
     plot_calibration(result, Path(model_dir), title=f"{image_size} px")
-    write_json_atomic(metrics_path, metrics)
+    write_metrics(model_dir, metrics)
     return dict(metrics)
 
 

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
@@ -35,6 +34,7 @@ from tqdm import tqdm
 from inference import InferenceError, decode_image, preprocess_image, staging_dir
 from inference.env import data_dir_from_env
 from train.data import load_dataset
+from train.output import TrainOutput, TrainOutputError, read_train_output
 
 PAGE_JPEG_QUALITY = 90  # inference/_page.py JPEG_QUALITY = 0.9
 
@@ -82,13 +82,14 @@ def measure_robustness(
         raise ValueError(f"`quality` must be in [1, 95]. Received: quality={quality!r}")
     if max_side < 1:
         raise ValueError(f"`max_side` must be >= 1. Received: max_side={max_side!r}")
-    metrics = _read_metrics(model_dir)
+    run = _read_run(model_dir)
+    metrics = run.metrics
     root = Path(data_dir or metrics.get("data_dir") or data_dir_from_env())
     split = load_dataset(root).test
     if split is None:
         raise ValueError(f"`data_dir` must have a test/ split. Received: data_dir={str(root)!r}")
     size = int(metrics["image_size"])
-    model = keras.models.load_model(model_dir / "model.keras", compile=False)
+    model = run.load_model()
     results: dict[str, Any] = {}
     reference: np.ndarray | None = None
     for name, make in variants(quality=quality, max_side=max_side).items():
@@ -133,21 +134,14 @@ def measure_robustness(
     }
 
 
-def _read_metrics(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "metrics.json"
+def _read_run(model_dir: Path) -> TrainOutput:
     try:
-        metrics: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
+        return read_train_output(model_dir)
+    except TrainOutputError as exc:
         raise ValueError(
             f"`model_dir` must hold model.keras and metrics.json from `python -m train`. "
-            f"Received: model_dir={str(model_dir)!r} ({type(exc).__name__})"
+            f"Received: model_dir={str(model_dir)!r} ({exc})"
         ) from None
-    if not (model_dir / "model.keras").is_file() or "image_size" not in metrics:
-        raise ValueError(
-            f"`model_dir` must hold model.keras and metrics.json from `python -m train`. "
-            f"Received: model_dir={str(model_dir)!r}"
-        )
-    return metrics
 
 
 def format_table(result: dict[str, Any]) -> str:

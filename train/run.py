@@ -7,7 +7,6 @@ into place at the end, so a failed run leaves no partial model.keras.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from train.model import (
     unfreeze_last_blocks,
     weights_fingerprint,
 )
+from train.output import write_train_output
 from train.report import (
     classification_metrics,
     plot_calibration,
@@ -389,8 +389,7 @@ def write_outputs(
     calibration: CalibrationResult | None = None,
 ) -> None:
     with staging_dir(config.output_dir) as tmp:
-        trained.model.save(tmp / "model.keras")
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        write_train_output(tmp, trained.model, metrics)
         plot_learning_curves(
             trained.history,
             tmp / "learning_curves.png",

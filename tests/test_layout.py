@@ -1,0 +1,241 @@
+"""One owner per concern (issue 14): the training output format (train/output.py),
+the label and calibration rules shared with the bundle manifest, the layering."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inference import BundleError, Manifest, check_calibration, check_labels
+from train.output import (
+    KERAS_FILENAME,
+    METRICS_FILENAME,
+    TrainOutputError,
+    check_metrics,
+    read_metrics,
+    read_train_output,
+    write_metrics,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = {"labels": ["hat", "pants"], "image_size": 71}
+
+
+def fake_run(folder: Path, metrics: Any = GOOD, *, keras_file: bool = True) -> Path:
+    """A training output folder without Keras: an (empty) zip as model.keras."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if keras_file:
+        with zipfile.ZipFile(folder / KERAS_FILENAME, "w") as z:
+            z.writestr("config.json", "{}")
+    if metrics is not None:
+        text = metrics if isinstance(metrics, str) else json.dumps(metrics)
+        (folder / METRICS_FILENAME).write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("metrics", "fields"),
+    [
+        (GOOD, {"labels": ("hat", "pants"), "image_size": 71, "temperature": None}),
+        (
+            {**GOOD, "temperature": 1.5, "unsure_threshold": 0.4, "unsure_goal": 0.97},
+            {"temperature": 1.5, "unsure_threshold": 0.4, "unsure_goal": 0.97},
+        ),
+        ({**GOOD, "data_dir": "/data/x"}, {"data_dir": Path("/data/x")}),
+        ({**GOOD, "data_dir": ""}, {"data_dir": None}),
+    ],
+)
+def test_read_train_output_fields(tmp_path: Path, metrics: Any, fields: dict[str, Any]) -> None:
+    run = read_train_output(fake_run(tmp_path / "run", metrics))
+    for name, value in fields.items():
+        assert getattr(run, name) == value
+    assert run.model_path == tmp_path / "run" / KERAS_FILENAME
+    assert run.metrics == metrics
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda p: None, "Training output folder not found"),
+        (lambda p: fake_run(p, keras_file=False), f"No {KERAS_FILENAME} in"),
+        (lambda p: fake_run(p, metrics=None), f"No {METRICS_FILENAME} in"),
+        (lambda p: fake_run(p, metrics="{nope"), "not valid JSON"),
+        (lambda p: fake_run(p, metrics=[1, 2]), "must be a JSON object"),
+        (lambda p: fake_run(p, {**GOOD, "labels": ["a"]}), "`labels` must be a list of >= 2"),
+        (lambda p: fake_run(p, {**GOOD, "labels": ["a", "a"]}), "unique"),
+        (lambda p: fake_run(p, {**GOOD, "labels": "ab"}), "Received: labels='ab'"),
+        (lambda p: fake_run(p, {**GOOD, "image_size": "71"}), "`image_size` must be an int >= 1"),
+        (lambda p: fake_run(p, {**GOOD, "image_size": True}), "Received: image_size=True"),
+        (lambda p: fake_run(p, {**GOOD, "temperature": 0}), "`temperature` must be a number in (0"),
+        (lambda p: fake_run(p, {**GOOD, "unsure_threshold": 2}), "`unsure_threshold`"),
+        (lambda p: fake_run(p, {**GOOD, "unsure_goal": "high"}), "`unsure_goal`"),
+    ],
+)
+def test_read_train_output_refuses(tmp_path: Path, setup: Any, message: str) -> None:
+    setup(tmp_path / "run")
+    with pytest.raises(TrainOutputError, match=message.replace("(", r"\(")):
+        read_train_output(tmp_path / "run")
+
+
+def test_a_non_zip_model_file_is_refused(tmp_path: Path) -> None:
+    run = fake_run(tmp_path / "run", keras_file=False)
+    (run / KERAS_FILENAME).write_text("not a zip")
+    with pytest.raises(TrainOutputError, match="not a Keras model file"):
+        read_train_output(run)
+
+
+def test_write_metrics_checks_before_writing_and_round_trips(tmp_path: Path) -> None:
+    fake_run(tmp_path, {**GOOD, "val_accuracy": 0.5})
+    with pytest.raises(TrainOutputError):
+        write_metrics(tmp_path, {"labels": ["x"], "image_size": 71})
+    assert read_metrics(tmp_path)["val_accuracy"] == 0.5  # the old file, untouched
+    write_metrics(tmp_path, {**GOOD, "temperature": 2.0})
+    assert read_metrics(tmp_path) == {**GOOD, "temperature": 2.0}
+    assert (tmp_path / METRICS_FILENAME).read_text().endswith("}\n")
+
+
+# The same label and calibration rule for metrics.json and the bundle manifest.
+LABELS_CASES = [
+    (["a", "b"], True),
+    (("a", "b"), False),  # JSON gives lists; a tuple means a caller skipped the JSON
+    (["a"], False),
+    (["a", ""], False),
+    (["a", "a"], False),
+    (["a", 1], False),
+    (None, False),
+]
+
+
+@pytest.mark.parametrize(("labels", "ok"), LABELS_CASES)
+def test_metrics_and_manifest_share_the_label_rule(
+    labels: Any, ok: bool, tiny_manifest_json: dict[str, Any]
+) -> None:
+    outcomes = []
+    for check in (
+        lambda: check_labels(labels, source="x"),
+        lambda: check_metrics({**GOOD, "labels": labels}, source="x"),
+        lambda: Manifest.from_json({**tiny_manifest_json, "labels": labels}, source="x"),
+    ):
+        try:
+            check()
+            outcomes.append(True)
+        except (ValueError, BundleError) as exc:
+            assert "`labels` must be a list of >= 2 unique non-empty strings" in str(exc)
+            outcomes.append(False)
+    assert outcomes == [ok, ok, ok]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "ok"),
+    [
+        ("temperature", 1.0, True),
+        ("temperature", 0.0, False),
+        ("temperature", float("inf"), False),
+        ("unsure_threshold", 0.0, True),
+        ("unsure_threshold", 1.01, False),
+        ("unsure_goal", True, False),
+        ("unsure_goal", None, True),
+    ],
+)
+def test_metrics_and_manifest_share_the_calibration_rule(
+    field: str, value: Any, ok: bool, tiny_manifest_json: dict[str, Any]
+) -> None:
+    outcomes = []
+    for check in (
+        lambda: check_calibration({field: value}, source="x"),
+        lambda: check_metrics({**GOOD, field: value}, source="x"),
+        lambda: Manifest.from_json({**tiny_manifest_json, field: value}, source="x"),
+    ):
+        try:
+            check()
+            outcomes.append(True)
+        except (ValueError, BundleError):
+            outcomes.append(False)
+    assert outcomes == [ok, ok, ok]
+
+
+@pytest.fixture
+def tiny_manifest_json() -> dict[str, Any]:
+    return Manifest(
+        labels=("a", "b"), image_size=71, variant="float32", model_sha256="0" * 64
+    ).to_json()
+
+
+# --- layering ---------------------------------------------------------------------
+
+
+def test_train_output_and_inference_import_without_keras() -> None:
+    """convert/ and bench/ read training outputs without paying for TensorFlow."""
+    code = (
+        "import sys, inference, inference.env, train.output, train.config; "
+        "print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("inference", {"train", "convert", "bench", "tensorflow", "keras"}),
+        ("train", {"convert", "bench"}),
+        ("convert", {"bench"}),
+    ],
+)
+def test_layers_import_only_downwards(package: str, forbidden: set[str]) -> None:
+    offenders = {
+        str(p.relative_to(REPO)): sorted(_imports(p) & forbidden)
+        for p in sorted((REPO / package).rglob("*.py"))
+        if _imports(p) & forbidden
+    }
+    # inference/_runtime.py loads tf.lite as the last-resort runtime, by name (importlib).
+    assert offenders == {}
+
+
+# Files that still spell the training output's file names themselves.
+# bench/_latency.py and convert/_check.py: issue 14 items 3 and 4 (the check's
+# split, one latency harness) rewrite them; other engineers edit them meanwhile.
+NAME_OWNERS = {"train/output.py", "bench/_latency.py", "convert/_check.py"}
+
+
+def test_only_train_output_spells_the_file_names() -> None:
+    spelled = {}
+    for package in ("train", "convert", "bench", "examples", "inference"):
+        for path in sorted((REPO / package).rglob("*.py")):
+            rel = str(path.relative_to(REPO))
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            docstrings = {
+                id(node.body[0].value)
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Module | ast.FunctionDef | ast.ClassDef)
+                and node.body
+                and isinstance(node.body[0], ast.Expr)
+            }
+            for node in ast.walk(tree):
+                if (
+                    isinstance(node, ast.Constant)
+                    and node.value in (KERAS_FILENAME, METRICS_FILENAME, "train/model.keras")
+                    and id(node) not in docstrings
+                    and rel not in NAME_OWNERS
+                ):
+                    spelled.setdefault(rel, []).append(node.lineno)
+    assert spelled == {}
