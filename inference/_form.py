@@ -34,7 +34,7 @@ logging.getLogger("python_multipart").addHandler(logging.NullHandler())
 # A form with a file input, a URL input, top_k and a few more fields has under
 # 10 parts; 16 leaves room and bounds the work on a body of thousands of parts.
 MAX_PARTS = 16
-# A text field holds at most a URL (4096 characters, inference._fetch) or a number.
+# A text field holds at most a URL (4096 characters, inference._url_policy) or a number.
 MAX_FIELD_BYTES = 8 * 1024
 # RFC 2046 section 5.1.1: a boundary is 1 to 70 characters.
 MAX_BOUNDARY = 70

@@ -585,7 +585,7 @@ def closed_port() -> int:
     ],
 )
 def test_pasted_urls_are_normalized(url: str, host: str, path: str) -> None:
-    target = _fetch.parse_url(url, config=STRICT)
+    target = _fetch.parse_url(url, allowed_hosts=STRICT.allowed_hosts)
     assert (target.host, target.path) == (host, path)
     assert target.url == f"https://{host}{path}"
 

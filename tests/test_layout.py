@@ -239,3 +239,10 @@ def test_only_train_output_spells_the_file_names() -> None:
                 ):
                     spelled.setdefault(rel, []).append(node.lineno)
     assert spelled == {}
+
+
+def test_the_url_policy_does_no_io() -> None:
+    """inference/_url_policy.py decides; inference/_fetch.py connects (issue 14 item 7)."""
+    imported = _imports(REPO / "inference" / "_url_policy.py")
+    assert imported & {"socket", "ssl", "http", "threading", "urllib3", "requests"} == set()
+    assert "_url_policy" in (REPO / "inference" / "_fetch.py").read_text(encoding="utf-8")
