@@ -275,8 +275,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax_latency.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(threads))])
     ax_latency.set_xticklabels([f"{t} thread{'s' if t > 1 else ''}" for t in threads])
     ax_latency.set_ylabel("median latency, batch 1 (ms)")
-    ax_latency.legend()
-    ax_cold.bar(names, [runtimes[n]["cold_start"]["total_s"] for n in names])
+    ax_latency.legend(loc="lower center")
+    colors = [f"C{i}" for i in range(len(names))]  # the same colour per runtime in both panels
+    ax_cold.bar(names, [runtimes[n]["cold_start"]["total_s"] for n in names], color=colors)
     ax_cold.set_ylabel("cold start to first prediction (s)")
     fig.suptitle("float32, same model and images")
     fig.tight_layout()

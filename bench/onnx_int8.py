@@ -72,6 +72,10 @@ def evaluate(
     }
 
 
+def _bar(passes: bool | None) -> str:
+    return "—" if passes is None else ("pass" if passes else "**fail**")  # None: the float model
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     lines = [
         f"`{result['command']}`",
@@ -89,7 +93,7 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"| {name} | {r['size_mb']:.1f} | {r['agreement_pct']:.2f}% | "
             f"{r['accuracy_pct'] - result['keras_accuracy_pct']:+.2f} | "
             f"{r['max_abs_logit_diff']:.1e} | {r['latency_1t_ms']:.1f} | "
-            f"{'pass' if r.get('passes') else 'fail'} |"
+            f"{_bar(r.get('passes'))} |"
         )
     return "\n".join(lines) + "\n"
 

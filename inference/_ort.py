@@ -47,6 +47,12 @@ class OnnxInterpreter:
         options = ort.SessionOptions()
         if num_threads is not None:
             options.intra_op_num_threads = num_threads
+        # ONNX Runtime's pool threads spin between ops waiting for work (onnxruntime
+        # docs, "Thread management"). When another process holds a core, the spinning
+        # thread competes with it: on this 2-core machine, with about one core busy
+        # elsewhere, 2 threads took 55 ms per image spinning and 35 ms not
+        # (`python -m bench.onnx`, README "ONNX Runtime").
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: its warnings are not the product's
         self._session = ort.InferenceSession(

@@ -253,6 +253,7 @@ def test_threads_set_intra_op_threads(onnx_run: dict[str, Path], threads: int) -
     clf = Classifier.load(onnx_run["out"] / "onnx", num_threads=threads)
     options = clf._interpreter._session.get_session_options()
     assert (options.intra_op_num_threads, options.inter_op_num_threads) == (threads, 1)
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_threads_from_env(onnx_run: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -450,3 +451,15 @@ def test_onnx_int8_is_not_a_variant() -> None:
     """It missed int8's bar on validation images (README, "ONNX Runtime"): not offered."""
     with pytest.raises(ValueError, match="variants"):
         ConvertConfig(train_dir=".", out_dir="out", variants=("onnx-int8",))
+
+
+@pytest.mark.parametrize("extra", [["--calibration-size", "0"], ["--runs", "0"]])
+def test_bench_onnx_int8_bad_usage_exits_2(
+    onnx_run: dict[str, Path], tmp_path: Path, extra: list[str]
+) -> None:
+    from bench.onnx_int8 import main
+
+    with pytest.raises(SystemExit) as info:
+        main([str(onnx_run["train"]), "--out", str(tmp_path / "q"), *extra])
+    assert info.value.code == 2
+    assert not (tmp_path / "q").exists()
