@@ -122,6 +122,11 @@ def report_to_markdown(report: CheckReport) -> str:
                 if t.max_accuracy_drop_pts is not None
                 else ""
             )
+            + (
+                f", 1-thread speedup over float32 >= {t.min_speedup_1thread:g}x"
+                if t.min_speedup_1thread is not None
+                else ""
+            )
             for name, t in report.thresholds.items()
         )
         + ".",
