@@ -28,10 +28,14 @@ from convert._convert import (
 from convert._errors import ConvertError
 from convert._export import TFLITE_VARIANTS, VARIANTS, builtin_operators
 from convert._logging import log_to_stderr
+from convert._quantize import BLOCKS, DEFAULT_RECIPES, QuantRecipe
 from convert._report import REPORT_JSON, REPORT_MD, report_to_json, report_to_markdown
+from convert._select import SelectConfig, select_recipes
 
 __all__ = [
+    "BLOCKS",
     "DEFAULT_CALIBRATION_SIZE",
+    "DEFAULT_RECIPES",
     "DEFAULT_THRESHOLDS",
     "REPORT_JSON",
     "REPORT_MD",
@@ -43,7 +47,9 @@ __all__ = [
     "ConvertError",
     "ConvertResult",
     "Latency",
+    "QuantRecipe",
     "RuntimeLoad",
+    "SelectConfig",
     "Threshold",
     "VariantResult",
     "builtin_operators",
@@ -52,4 +58,5 @@ __all__ = [
     "log_to_stderr",
     "report_to_json",
     "report_to_markdown",
+    "select_recipes",
 ]
