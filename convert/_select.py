@@ -13,6 +13,9 @@ test split is refused: it measures (`python -m convert check`), never chooses.
 
 Writes OUT/selection.json, OUT/selection.md and OUT/sensitivity.png; pass the
 chosen blocks to `python -m convert --int8-float-blocks ... --dynamic-float-blocks ...`.
+
+Exit status: 0 every variant reached its target; 1 one did not (its best recipe
+tried is still written); 2 bad usage or input.
 """
 
 from __future__ import annotations
