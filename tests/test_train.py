@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_SIZE, make_dataset
+from tests.conftest import TINY_SIZE, make_dataset, unit_logit_spread
 from train import TrainConfig, train_model
 from train.__main__ import main
 from train.features import CacheKey, FeatureCache, extract_features, load_preprocessed
@@ -193,10 +193,14 @@ def test_full_model_matches_head_on_cached_features(tmp_path: Path, tiny_dataset
     paths = sorted((tiny_dataset / "test").rglob("*.jpg"))
     feats = extract_features(paths, extractor=feature_extractor(base), cache=cache, progress=False)
     assert feats.computed == 0  # all cached by the training run: the key matched
-    head_logits = _head(model)(feats.vectors)
     images = np.stack([load_preprocessed(p, image_size=TINY_SIZE) for p in paths])
+    unit_logit_spread(model, images)  # else logits are ~1e-5 and atol=1e-4 proves nothing
+    head_logits = _head(model)(feats.vectors)
     full_logits = model.predict(images, verbose=0)
     np.testing.assert_allclose(full_logits, keras.ops.convert_to_numpy(head_logits), atol=1e-4)
+    # The comparison can fail: the features of the other images, or none, do not match.
+    for wrong in (feats.vectors[::-1], np.zeros_like(feats.vectors)):
+        assert not np.allclose(full_logits, _head(model)(wrong), atol=1e-4)
 
 
 def _fingerprint(base: keras.Model) -> str:
@@ -231,6 +235,10 @@ def test_cache_detects_corrupt_and_stale_entries(tmp_path: Path, tiny_dataset: P
     second = extract_features(paths, extractor=extractor, cache=cache, progress=False)
     assert (second.computed, cache.rebuilt) == (1, 1)  # only the damaged entry recomputed
     np.testing.assert_allclose(second.vectors, first.vectors, atol=1e-5)
+    # Features are ~1e-5: compare relative to their size, so zeros or another
+    # image's vector in the rebuilt entry would fail.
+    np.testing.assert_allclose(second.vectors, first.vectors, rtol=1e-4, atol=0)
+    assert not np.allclose(first.vectors[0], first.vectors[-1], rtol=1e-2, atol=0)
     # A changed meta.json (e.g. written by another version) means stale: wiped and rebuilt.
     (cache.directory / "meta.json").write_text("{}")
     third = extract_features(
