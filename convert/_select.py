@@ -72,7 +72,7 @@ class SelectConfig:
     calibration_size: int = 200
     seed: int = 1
     targets: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TARGETS)
-    max_blocks: int = 6  # more float blocks cost the speed quantization is for
+    max_blocks: int = 5  # more float blocks cost the speed quantization is for
     sensitivity_stride: int = 3  # sensitivity on every 3rd validation image (speed)
 
     def __post_init__(self) -> None:
@@ -339,7 +339,7 @@ def main(argv: list[str]) -> int:
         metavar="VARIANT=PCT",
         help="validation agreement to reach (default int8=99 dynamic=99.5)",
     )
-    p.add_argument("--max-blocks", type=int, default=6, help="most blocks kept in float")
+    p.add_argument("--max-blocks", type=int, default=5, help="most blocks kept in float")
     p.add_argument("--verbose", action="store_true", help="also TensorFlow's C++ log lines")
     args = p.parse_args(argv)
     try:
