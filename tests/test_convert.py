@@ -224,7 +224,8 @@ BAD_INPUTS: list[tuple[str, Any, list[str], str]] = [
         None,
         ["--variants", "float32", "float64"],
         "`variants` must be a non-empty tuple of distinct names from "
-        "['float32', 'float16', 'dynamic', 'int8']. Received: variants=('float32', 'float64')",
+        "['float32', 'float16', 'dynamic', 'int8', 'onnx']. "
+        "Received: variants=('float32', 'float64')",
     ),
     (
         "int8-no-calibration",
