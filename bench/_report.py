@@ -19,8 +19,9 @@ from typing import Any
 
 from inference import write_atomic, write_json_atomic
 
-VARIANT_ORDER = ("keras", "float32", "float16", "dynamic", "int8")
-RUNTIME_ORDER = ("ai-edge-litert", "tflite-runtime", "tensorflow")  # inference's DEFAULT_ORDER
+VARIANT_ORDER = ("keras", "float32", "float16", "dynamic", "int8", "onnx")
+# inference's DEFAULT_ORDER, then the ONNX bundles' runtime
+RUNTIME_ORDER = ("ai-edge-litert", "tflite-runtime", "tensorflow", "onnxruntime")
 
 
 # --- files -----------------------------------------------------------------
@@ -312,13 +313,14 @@ def _latency(result: dict[str, Any]) -> list[str]:
     for r in ordered:
         keras = latency_row(result, variant="keras", threads=r["threads"])
         gflops = 2 * macs / (r["median_ms"] / 1000) / 1e9 if macs else math.nan
-        float_math = r["variant"] in ("keras", "float32", "float16")  # float16 computes in fp32
-        # dynamic and int8 run integer GEMMs: against the int8 GEMM peak
+        # float16 computes in fp32; onnx is the float32 model under onnxruntime
+        float_math = r["variant"] in ("keras", "float32", "float16", "onnx")
+        # dynamic, int8 and onnx-int8 run integer GEMMs: against the int8 GEMM peak
         peak = (peaks if float_math else int8_peaks).get(str(r["threads"]), {}).get("gflops")
         dtype = "float32" if float_math else "int8"
         rows.append(
             [
-                "Keras" if r["engine"] == "keras" else "TFLite",
+                "Keras" if r["engine"] == "keras" else _engine_label(r["variant"]),
                 r["variant"] if r["engine"] == "tflite" else r["method"],
                 r["runtime"],
                 str(r["threads"]),
@@ -382,7 +384,7 @@ def _accuracy(result: dict[str, Any]) -> list[str]:
     for v in accuracy["variants"]:
         rows.append(
             [
-                f"TFLite {v['variant']}",
+                f"{_engine_label(v['variant'])} {v['variant']}",
                 f"{v['size_bytes'] / 1e6:.1f}",
                 _pct(v["accuracy_pct"]),
                 _pts(v["accuracy_delta_pts"]),
@@ -715,6 +717,11 @@ def _table(header: list[str], rows: Iterable[list[str]]) -> list[str]:
 def _runtime_rank(runtime: str) -> int:
     name = runtime.split()[0]
     return RUNTIME_ORDER.index(name) if name in RUNTIME_ORDER else len(RUNTIME_ORDER)
+
+
+def _engine_label(variant: str) -> str:
+    """The engine label of a variant: ONNX for the ONNX bundles (onnxruntime), else TFLite."""
+    return "ONNX" if variant.startswith("onnx") else "TFLite"
 
 
 def _variant_rank(variant: str) -> int:

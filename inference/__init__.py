@@ -51,7 +51,13 @@ from inference._publish import publish_dir, staging_dir, write_atomic, write_jso
 from inference._quiet import quiet_tensorflow
 from inference._routes import RouteConfig, request_header, route
 from inference._runtime import DEFAULT_ORDER as RUNTIME_ORDER
-from inference._runtime import RUNTIMES, RuntimeInfo, interpreter_class, make_interpreter
+from inference._runtime import (
+    FORMAT_RUNTIMES,
+    RUNTIMES,
+    RuntimeInfo,
+    interpreter_class,
+    make_interpreter,
+)
 from inference._s3 import (
     S3AccessDeniedError,
     S3BucketNotAllowedError,
@@ -76,6 +82,7 @@ from inference.preprocess import (
 __all__ = [
     "ALLOWED_FORMATS",
     "DEFAULT_MAX_PIXELS",
+    "FORMAT_RUNTIMES",
     "IMAGE_SUFFIXES",
     "MANIFEST_FILENAME",
     "MIN_IMAGE_SIZE",

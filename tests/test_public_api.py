@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXPECTED_ALL = [
     "ALLOWED_FORMATS",
     "DEFAULT_MAX_PIXELS",
+    "FORMAT_RUNTIMES",
     "IMAGE_SUFFIXES",
     "MANIFEST_FILENAME",
     "MIN_IMAGE_SIZE",
