@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import sys
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -121,6 +123,28 @@ def block_of(tensor_name: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _quiet_native() -> Iterator[None]:
+    """Silence stdout and file descriptor 2 for the block, unless CLOTHING_VERBOSE=1.
+
+    mlir_quantize prints its flags from C++ ("fully_quantize: 0, ...") and
+    ai-edge-quantizer always draws a progress bar; neither is the product's line.
+    """
+    if os.environ.get("CLOTHING_VERBOSE", "") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+
+
 def tensor_names(model_content: bytes) -> list[str]:
     """Every tensor name of a TFLite model, in index order."""
     from tensorflow.lite.tools import flatbuffer_utils
@@ -177,7 +201,7 @@ def quantize_calibrated(calibrated: bytes, *, float_blocks: Sequence[str] = ()) 
             "(an Xception base is expected)."
         )
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with _quiet_native(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             content = tflite_convert.mlir_quantize(
                 calibrated, fully_quantize=False, denylisted_nodes=denylist or None
@@ -313,7 +337,7 @@ def dynamic_range(float_model: bytes, *, float_blocks: Sequence[str] = ()) -> by
             algorithm_key=AlgorithmName.NO_QUANTIZE,
         )
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _quiet_native():
             result = qt.quantize(enable_progress_report=False, enable_progress_bar=False)
     except Exception as exc:  # the quantizer raises ValueError/RuntimeError of its own
         raise ConvertError(f"dynamic-range quantization failed: {exc}") from None

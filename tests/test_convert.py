@@ -356,7 +356,9 @@ def test_failure_midway_leaves_nothing(
     content = (tiny_run["out"] / "float32" / "model.tflite").read_bytes()
     calls: list[str] = []
 
-    def flaky(model: Any, *, variant: str, representative_dataset: Any = None) -> bytes:
+    def flaky(
+        model: Any, *, variant: str, representative_dataset: Any = None, recipe: Any = None
+    ) -> bytes:
         calls.append(variant)
         if len(calls) == 2:
             raise error
