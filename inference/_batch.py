@@ -29,7 +29,7 @@ import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -43,6 +43,7 @@ from inference._batch_worker import classify, error_row, init_worker
 from inference._classifier import Classifier, InferenceConfig
 from inference._errors import InferenceError
 from inference._fetch import FetchConfig, fetch_url
+from inference.env import env_float, env_int
 
 FETCH_THREADS = 16  # threads waiting on image hosts; the per-host limits bound the load
 TASKS_PER_WORKER = 4  # inputs queued per worker: enough to hide the parent's latency
@@ -99,34 +100,30 @@ class BatchConfig:
             )
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> BatchConfig:
-        """BATCH_WORKERS, BATCH_PER_HOST, BATCH_RATE; the model's settings from
-        `InferenceConfig.from_env` (MODEL_DIR, ...), the fetcher's from
-        `FetchConfig.from_env` (FETCH_*). `overrides` that are not None win.
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> BatchConfig:
+        """BATCH_WORKERS, BATCH_PER_HOST (integers >= 1), BATCH_RATE (a number >= 0);
+        the model's settings from `InferenceConfig.from_env` (MODEL_DIR, ...), the
+        fetcher's from `FetchConfig.from_env` (FETCH_*). Unset or empty means the
+        default; `overrides` that are not None win.
 
         Raises:
-            ValueError: an env var is not a number (the message names it), or
-                a setting is out of range.
+            ValueError: an env var does not parse (the message names it and
+                echoes its value), or a setting is out of range.
         """
         values: dict[str, Any] = {
-            "inference": InferenceConfig.from_env(),
-            "fetch": FetchConfig.from_env(),
+            "inference": InferenceConfig.from_env(environ),
+            "fetch": FetchConfig.from_env(environ),
+            "workers": env_int(environ, "BATCH_WORKERS", minimum=1),
+            "per_host": env_int(environ, "BATCH_PER_HOST", minimum=1),
+            "rate": env_float(environ, "BATCH_RATE"),
         }
-        for key, name, kind in (
-            ("workers", "BATCH_WORKERS", int),
-            ("per_host", "BATCH_PER_HOST", int),
-            ("rate", "BATCH_RATE", float),
-        ):
-            raw = os.environ.get(name, "").strip()
-            if raw:
-                try:
-                    values[key] = kind(raw)
-                except ValueError:
-                    raise ValueError(
-                        f"Env var {name} must be a number. Received: {name}={raw!r}"
-                    ) from None
+        if values["rate"] is not None and values["rate"] < 0:
+            raw = environ["BATCH_RATE"]
+            raise ValueError(
+                f"Env var BATCH_RATE must be a number >= 0. Received: BATCH_RATE={raw!r}"
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+        return cls(**{k: v for k, v in values.items() if v is not None})
 
     def plan(self) -> tuple[int, int]:
         """(workers, threads per worker) after defaults: one worker per CPU, CPUs shared out."""

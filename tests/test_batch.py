@@ -11,6 +11,7 @@ import io
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -605,3 +606,26 @@ def test_parquet_output_where_pyarrow_is_installed(tiny_bundle: Path, tmp_path: 
     )
     good = [r for r in table if not r["error_code"]]
     assert all(sum(r[f"score_{lab}"] for lab in LABELS) == pytest.approx(1.0) for r in good)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected", "error"),
+    [
+        ({}, (None, 2, 5.0), None),
+        ({"BATCH_WORKERS": "3", "BATCH_PER_HOST": "4", "BATCH_RATE": "0.5"}, (3, 4, 0.5), None),
+        ({"BATCH_WORKERS": " "}, (None, 2, 5.0), None),  # empty: the default
+        ({"BATCH_WORKERS": "0"}, None, "BATCH_WORKERS='0'"),
+        ({"BATCH_PER_HOST": "two"}, None, "BATCH_PER_HOST='two'"),
+        ({"BATCH_RATE": "-1"}, None, "BATCH_RATE='-1'"),
+    ],
+)
+def test_batch_config_from_env(
+    environ: dict[str, str], expected: tuple[Any, ...] | None, error: str | None
+) -> None:
+    if error is not None:
+        with pytest.raises(ValueError, match=re.escape(error)):
+            BatchConfig.from_env(environ, source="-", output=Path("o.jsonl"))
+        return
+    config = BatchConfig.from_env(environ, source="-", output=Path("o.jsonl"))
+    assert (config.workers, config.per_host, config.rate) == expected
+    assert BatchConfig.from_env(environ, source="-", output=Path("o.jsonl"), workers=7).workers == 7
