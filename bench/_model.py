@@ -30,6 +30,8 @@ from convert import (
     check_bundles,
     convert_model,
     log_to_stderr,
+    report_to_json,
+    write_report,
 )
 from train import TrainConfig, train_model
 from train.output import read_train_output
@@ -46,7 +48,7 @@ class BenchModel:
     image_size: int
     subset: int | None  # images per class it was trained on; None: the full splits
     reused: bool  # found in the work dir, not built by this run
-    check_report: dict[str, Any]  # bundles/report.json
+    check_report: dict[str, Any]  # the check's report as JSON (bundles/report.json)
     metrics: dict[str, Any]  # train/metrics.json
     seconds: dict[str, float]  # train / convert / check, when built by this run
 
@@ -161,7 +163,7 @@ def prepare_model(
     seconds["convert"] = time.perf_counter() - start
     start = time.perf_counter()
     log("checking the bundles against Keras (accuracy, agreement)")
-    check_bundles(
+    checked = check_bundles(
         CheckConfig(
             train_dir=directory / "train",
             out_dir=directory / "bundles",
@@ -170,7 +172,8 @@ def prepare_model(
         )
     )
     seconds["check"] = time.perf_counter() - start
-    report = json.loads((directory / "bundles" / REPORT_JSON).read_text())
+    write_report(checked, directory / "bundles")  # a rerun reuses it (find_model)
+    report = report_to_json(checked)
     (directory / KEY_FILENAME).write_text(
         json.dumps(model_key(config, subset=subset), indent=2) + "\n"
     )

@@ -321,7 +321,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             threads=tuple(args.threads),
             latency_runs=args.latency_runs,
             reference_runtime=None,
-            write_report=False,
         )
     except ValueError as exc:
         parser.error(str(exc))

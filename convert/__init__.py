@@ -4,21 +4,13 @@
     convert_model(ConvertConfig(train_dir="runs/150", out_dir="bundles",
                                 variants=("float32", "int8")))
     report = check_bundles(CheckConfig(train_dir="runs/150", out_dir="bundles"))
-    assert report.passed  # bundles/report.md holds the table
+    write_report(report, "bundles")  # bundles/report.json + report.md (the table)
+    assert report.passed
 
 The command line is `python -m convert` (see convert/__main__.py).
 """
 
-from convert._check import (
-    DEFAULT_THRESHOLDS,
-    CheckConfig,
-    CheckReport,
-    Latency,
-    RuntimeLoad,
-    Threshold,
-    VariantResult,
-    check_bundles,
-)
+from convert._check import DEFAULT_THRESHOLDS, CheckConfig, check_bundles
 from convert._convert import (
     DEFAULT_CALIBRATION_SIZE,
     ConvertConfig,
@@ -29,7 +21,16 @@ from convert._errors import ConvertError
 from convert._export import TFLITE_VARIANTS, VARIANTS, builtin_operators
 from convert._logging import log_to_stderr
 from convert._quantize import BLOCKS, DEFAULT_RECIPES, QuantRecipe
-from convert._report import REPORT_JSON, REPORT_MD, report_to_json, report_to_markdown
+from convert._report import REPORT_JSON, REPORT_MD, report_to_markdown, write_report
+from convert._results import (
+    CheckReport,
+    Latency,
+    RuntimeLoad,
+    Threshold,
+    VariantResult,
+    report_from_json,
+    report_to_json,
+)
 from convert._select import SelectConfig, select_recipes
 
 __all__ = [
@@ -56,7 +57,9 @@ __all__ = [
     "check_bundles",
     "convert_model",
     "log_to_stderr",
+    "report_from_json",
     "report_to_json",
     "report_to_markdown",
     "select_recipes",
+    "write_report",
 ]

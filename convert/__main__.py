@@ -35,13 +35,14 @@ if __name__ == "__main__":
 
     quiet_tensorflow(sys.argv, os.environ)
 
-from convert._check import DEFAULT_THRESHOLDS, CheckConfig, Threshold, check_bundles
+from convert._check import DEFAULT_THRESHOLDS, CheckConfig, check_bundles
 from convert._convert import DEFAULT_CALIBRATION_SIZE, ConvertConfig, convert_model
 from convert._errors import ConvertError
 from convert._export import VARIANTS
 from convert._logging import log_to_stderr
 from convert._quantize import BLOCKS, DEFAULT_RECIPES, QuantRecipe
-from convert._report import REPORT_MD, report_to_markdown
+from convert._report import REPORT_MD, report_to_markdown, write_report
+from convert._results import Threshold
 from inference import RUNTIMES
 
 EXIT_OK, EXIT_FAILED_THRESHOLD, EXIT_USAGE = 0, 1, 2
@@ -256,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.no_check:
                 return EXIT_OK
         report = check_bundles(check)
-    except ConvertError as exc:
+        write_report(report, check.out_dir)
+    except (ConvertError, OSError) as exc:  # OSError: the report cannot be written
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(report_to_markdown(report))

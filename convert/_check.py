@@ -20,25 +20,27 @@ For every variant, on held-out images (the test split by default):
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
-import importlib.util
 import logging
-import os
-import platform
-import resource
 import time
-import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
 import numpy as np
 
 from convert._errors import ConvertError
 from convert._export import VARIANTS, check_variants
+from convert._latency import with_latencies
+from convert._machine import OtherLoad, environment
+from convert._portability import load_classifier, loads_with, serving_runtime
+from convert._results import CheckReport as CheckReport
+from convert._results import Latency as Latency
+from convert._results import RuntimeLoad as RuntimeLoad
+from convert._results import Threshold as Threshold
+from convert._results import VariantResult as VariantResult
+from convert._results import speedup_1thread as speedup_1thread
 from convert._source import (
     TrainOutput,
     list_images,
@@ -54,28 +56,12 @@ from inference import (
     Bundle,
     Classifier,
     InferenceError,
-    RuntimeUnavailableError,
-    interpreter_class,
     preprocess_file,
     read_bundle,
 )
+from train.output import METRICS_FILENAME
 
 log = logging.getLogger("convert")
-# Timed invokes per job per round of the interleaved latency phase (_with_latencies).
-LATENCY_BLOCK = 10
-_TF_LITE_DEPRECATION = r".*tf\.lite\.Interpreter is deprecated"
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """What a variant must achieve against the Keras model; None: not checked."""
-
-    min_agreement_pct: float
-    max_abs_logit_diff: float | None = None
-    max_accuracy_drop_pts: float | None = None
-    # float32's median 1-thread latency over this variant's, when float32 is
-    # checked in the same run (the interleaved timing phase); None: not checked.
-    min_speedup_1thread: float | None = None
 
 
 # The acceptance bar of issue 3. float32 should be the same function up to
@@ -115,7 +101,6 @@ class CheckConfig:
     runtime: str | None = None  # serving runtime; None: inference's default order
     reference_runtime: str | None = "tensorflow"  # float32 latency also under this one
     batch_size: int = 32  # Keras-side batch
-    write_report: bool = True  # out_dir/report.json + report.md
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_dir", Path(self.train_dir))
@@ -158,79 +143,8 @@ class CheckConfig:
             )
 
 
-@dataclass(frozen=True)
-class Latency:
-    runtime: str  # "name version"
-    threads: int
-    median_ms: float
-    p95_ms: float
-
-
-@dataclass(frozen=True)
-class RuntimeLoad:
-    runtime: str
-    status: str  # "ok" | "error" | "not installed"
-    version: str = ""
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class VariantResult:
-    variant: str
-    bundle: Path
-    runtime: str  # the serving runtime the fidelity numbers came from, "name version"
-    size_bytes: int
-    n_images: int
-    agreement_pct: float
-    max_abs_logit_diff: float
-    accuracy_pct: float | None  # None: no image had a label folder
-    accuracy_delta_pts: float | None  # variant minus Keras
-    load_ms: float
-    latency: tuple[Latency, ...]
-    reference_latency: tuple[Latency, ...]  # float32 under reference_runtime
-    loads_with: tuple[RuntimeLoad, ...]
-    failures: tuple[str, ...]
-    # Calibrated answers (manifest temperature and unsure threshold), against Keras:
-    max_abs_score_diff: float = 0.0  # calibrated probabilities
-    unsure_pct: float | None = None  # None: the bundle has no unsure threshold
-    answered_accuracy_pct: float | None = None
-    decision_changes: int = 0  # answered by one of variant/Keras, unsure by the other
-    decision_change_pct: float = 0.0
-    model_format: str = "tflite"  # the manifest's format: "tflite" | "onnx"
-
-    @property
-    def passed(self) -> bool:
-        """True when this variant met every threshold."""
-        return not self.failures
-
-
-@dataclass(frozen=True)
-class CheckReport:
-    train_dir: Path
-    out_dir: Path
-    source_model_sha256: str
-    images_dir: Path
-    n_images: int
-    n_labeled: int
-    keras_accuracy_pct: float | None
-    thresholds: Mapping[str, Threshold]
-    results: tuple[VariantResult, ...]
-    environment: dict[str, Any] = field(default_factory=dict)
-    created_at: str = ""
-    # The Keras model's calibrated answers, with the training output's temperature/threshold
-    temperature: float | None = None  # None: trained before calibration (T = 1)
-    unsure_threshold: float | None = None
-    keras_unsure_pct: float | None = None
-    keras_answered_accuracy_pct: float | None = None
-
-    @property
-    def passed(self) -> bool:
-        """True when every variant passed."""
-        return all(r.passed for r in self.results)
-
-
 def check_bundles(config: CheckConfig) -> CheckReport:
-    """Measure every bundle in `config.out_dir` against the Keras model; write the report.
+    """Measure every bundle in `config.out_dir` against the Keras model.
 
     Each bundle classifies the check images (held-out photos, decoded and
     preprocessed as in serving) and is compared with the Keras model in
@@ -245,8 +159,8 @@ def check_bundles(config: CheckConfig) -> CheckReport:
 
     Returns:
         The `CheckReport` (one `VariantResult` per bundle; `passed` is False if
-        any threshold failed). With `config.write_report`, it is also written
-        to `out_dir/report.json` and `report.md`.
+        any threshold failed). Nothing is written: `convert.write_report`
+        saves it as `out_dir/report.json` and `report.md` (the CLI does).
 
     Raises:
         ConvertError: the training output is missing or malformed, the bundle
@@ -254,7 +168,7 @@ def check_bundles(config: CheckConfig) -> CheckReport:
             converted from a different model (sha256, labels, image_size), there
             are no check images, or a check image cannot be read or predicted.
     """
-    environment = _environment()
+    machine = environment()
     train = read_train_output(config.train_dir)
     source_hash = source_sha256(train)
     bundles = _find_bundles(config, train, source_hash)
@@ -275,9 +189,17 @@ def check_bundles(config: CheckConfig) -> CheckReport:
         for variant, bundle in bundles.items()
     ]
     sample = _preprocess(images[0], train.image_size)
-    with _OtherLoad() as other_load:
-        results = _with_latencies(config, results, sample)
-    environment["other_cpu_load_during_timing"] = other_load.cores
+    with OtherLoad() as other_load:
+        results = with_latencies(
+            results,
+            sample,
+            threads=config.threads,
+            runtime=config.runtime,
+            reference_runtime=config.reference_runtime,
+            runs=config.latency_runs,
+            warmup=config.warmup_runs,
+        )
+    machine["other_cpu_load_during_timing"] = other_load.cores
     results = _with_speed_failures(config, results)
     for result in results:
         log.info(
@@ -297,17 +219,13 @@ def check_bundles(config: CheckConfig) -> CheckReport:
         keras_accuracy_pct=keras_accuracy,
         thresholds=config.thresholds,
         results=tuple(results),
-        environment=environment,
+        environment=machine,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         temperature=train.temperature,
         unsure_threshold=train.unsure_threshold,
         keras_unsure_pct=keras_answers.unsure_pct,
         keras_answered_accuracy_pct=keras_answers.answered_accuracy_pct(truth, labeled),
     )
-    if config.write_report:
-        from convert._report import write_report
-
-        write_report(report, config.out_dir)
     return report
 
 
@@ -336,7 +254,7 @@ def _find_bundles(config: CheckConfig, train: TrainOutput, source_hash: str) -> 
         if manifest.labels != train.labels or manifest.image_size != train.image_size:
             raise ConvertError(
                 f"Bundle {str(bundle.directory)!r} labels/image_size disagree with "
-                f"{train.directory / 'metrics.json'}."
+                f"{train.directory / METRICS_FILENAME}."
             )
         bundles[name] = bundle
     return bundles
@@ -426,7 +344,7 @@ def _check_variant(
     truth: np.ndarray,
     labeled: np.ndarray,
 ) -> VariantResult:
-    runtime = _serving_runtime(config.runtime, bundle.manifest.format)
+    runtime = serving_runtime(config.runtime, bundle.manifest.format)
     try:
         load_ms, clf = _timed_load(bundle.directory, threads=max(config.threads), runtime=runtime)
     except InferenceError as exc:  # e.g. no runtime installed for this bundle's format
@@ -463,7 +381,7 @@ def _check_variant(
         latency=(),  # filled in by _with_latencies
         reference_latency=(),
         loads_with=tuple(
-            _loads_with(name, bundle.model_bytes) for name in FORMAT_RUNTIMES[m.format]
+            loads_with(name, bundle.model_bytes) for name in FORMAT_RUNTIMES[m.format]
         ),
         failures=failures,
         max_abs_score_diff=float(np.max(np.abs(ours.scores - theirs.scores))),
@@ -475,101 +393,14 @@ def _check_variant(
     )
 
 
-def _serving_runtime(runtime: str | None, model_format: str) -> str | None:
-    """`runtime` for bundles of a format it runs; None (the format's own) for the others.
-
-    `--runtime tflite-runtime` then still checks an ONNX bundle (with onnxruntime)
-    instead of stopping at the mismatch that `Classifier.load` reports.
-    """
-    return runtime if runtime in FORMAT_RUNTIMES[model_format] else None
-
-
 def _timed_load(directory: Path, *, threads: int, runtime: str | None) -> tuple[float, Classifier]:
     """Median wall time of three loads (read, sha256, interpreter, allocate), and the last."""
     times = []
     for _ in range(3):
         start = time.perf_counter()
-        clf = _load_classifier(directory, threads=threads, runtime=runtime)
+        clf = load_classifier(directory, threads=threads, runtime=runtime)
         times.append(1000.0 * (time.perf_counter() - start))
     return float(np.median(times)), clf
-
-
-def _load_classifier(directory: Path, *, threads: int, runtime: str | None) -> Classifier:
-    with warnings.catch_warnings():
-        # tf.lite.Interpreter warns of its deprecation on every construction; the
-        # report's runtime column already says which interpreter this is.
-        warnings.filterwarnings("ignore", message=_TF_LITE_DEPRECATION)
-        return Classifier.load(directory, num_threads=threads, runtime=runtime)
-
-
-def _with_latencies(
-    config: CheckConfig, results: list[VariantResult], sample: np.ndarray
-) -> list[VariantResult]:
-    """Time every (variant, runtime, threads) in one interleaved phase.
-
-    Rounds of `LATENCY_BLOCK` timed invokes per job, all jobs in turn, so that a
-    neighbour's load on a shared machine slows every variant alike instead of
-    whichever one happened to run then; within a block the model runs back to
-    back, as it does when serving. Each block starts with one untimed invoke
-    (the previous job left its own weights in the caches).
-    """
-    jobs: list[tuple[int, str | None, int]] = []  # (result index, runtime, threads)
-    serving: list[str | None] = []  # per result: config.runtime, or None for another format
-    for i, result in enumerate(results):
-        serving.append(_serving_runtime(config.runtime, result.model_format))
-        jobs += [(i, serving[i], t) for t in config.threads]
-        reference = config.reference_runtime
-        if result.variant == "float32" and reference not in (None, result.runtime.split()[0]):
-            loads = {x.runtime: x.status for x in result.loads_with}
-            if loads.get(reference) == "ok":
-                jobs += [(i, reference, t) for t in config.threads]
-            else:
-                log.warning("no reference latency: %s cannot load the float32 bundle", reference)
-    classifiers = [
-        _load_classifier(results[i].bundle, threads=t, runtime=runtime) for i, runtime, t in jobs
-    ]
-    for clf in classifiers:
-        for _ in range(config.warmup_runs):
-            clf.logits(sample)
-    times: list[list[float]] = [[] for _ in jobs]
-    while len(times[0]) < config.latency_runs:
-        for clf, timed in zip(classifiers, times, strict=True):
-            clf.logits(sample)
-            for _ in range(min(LATENCY_BLOCK, config.latency_runs - len(timed))):
-                start = time.perf_counter()
-                clf.logits(sample)
-                timed.append(1000.0 * (time.perf_counter() - start))
-    latencies: dict[tuple[int, bool], list[Latency]] = {}
-    for (i, runtime, threads), clf, timed in zip(jobs, classifiers, times, strict=True):
-        key = (i, runtime != serving[i])  # (result, is the reference runtime)
-        latencies.setdefault(key, []).append(
-            Latency(
-                runtime=f"{clf.runtime.name} {clf.runtime.version}",
-                threads=threads,
-                median_ms=float(np.median(timed)),
-                p95_ms=float(np.percentile(timed, 95)),
-            )
-        )
-    return [
-        dataclasses.replace(
-            result,
-            latency=tuple(latencies.get((i, False), ())),
-            reference_latency=tuple(latencies.get((i, True), ())),
-        )
-        for i, result in enumerate(results)
-    ]
-
-
-def _median_1thread(result: VariantResult) -> float | None:
-    return next((x.median_ms for x in result.latency if x.threads == 1), None)
-
-
-def speedup_1thread(result: VariantResult, results: Sequence[VariantResult]) -> float | None:
-    """float32's median 1-thread latency over `result`'s; None without both timings."""
-    float32 = next((r for r in results if r.variant == "float32"), None)
-    base = None if float32 is None else _median_1thread(float32)
-    own = _median_1thread(result)
-    return None if base is None or not own else base / own
 
 
 def _with_speed_failures(config: CheckConfig, results: list[VariantResult]) -> list[VariantResult]:
@@ -584,27 +415,6 @@ def _with_speed_failures(config: CheckConfig, results: list[VariantResult]) -> l
             result = dataclasses.replace(result, failures=(*result.failures, failure))
         out.append(result)
     return out
-
-
-def _loads_with(name: str, model_content: bytes) -> RuntimeLoad:
-    """Try one runtime: build and allocate an interpreter; keep its own error text."""
-    top_module = RUNTIMES[name][0].split(".")[0]
-    if importlib.util.find_spec(top_module) is None:
-        return RuntimeLoad(runtime=name, status="not installed")
-    try:
-        cls, info = interpreter_class(name)
-    except RuntimeUnavailableError as exc:  # installed but broken, e.g. a numpy ABI clash
-        return RuntimeLoad(runtime=name, status="error", error=str(exc))
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_TF_LITE_DEPRECATION)
-            interpreter = cls(model_content=model_content, num_threads=1)
-        interpreter.allocate_tensors()
-    except Exception as exc:  # each runtime raises its own types (ValueError, RuntimeError)
-        return RuntimeLoad(
-            runtime=name, status="error", version=info.version, error=str(exc).strip()
-        )
-    return RuntimeLoad(runtime=name, status="ok", version=info.version)
 
 
 def _failures(
@@ -622,79 +432,3 @@ def _failures(
     if drop_limit is not None and delta is not None and -delta > drop_limit + 1e-9:
         failures.append(f"accuracy drop {-delta:.2f} pts > {threshold.max_accuracy_drop_pts:g}")
     return tuple(failures)
-
-
-def _environment() -> dict[str, Any]:
-    """Where the latencies were measured; they mean little without it."""
-    versions = {}
-    for dist in (
-        "tensorflow",
-        "tensorflow-cpu",
-        "keras",
-        "ai-edge-litert",
-        "tflite-runtime",
-        "onnxruntime",
-        "tf2onnx",
-        "numpy",
-    ):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return {
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": _cpu_model(),
-        "cpus_usable": (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        ),
-        "python": platform.python_version(),
-        "packages": versions,
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
-class _OtherLoad:
-    """CPU cores that *other* processes kept busy while the block ran (Linux; else None).
-
-    Latencies on a shared machine mean little without it: busy time from
-    /proc/stat minus this process's own CPU time, over the wall time.
-    """
-
-    cores: float | None = None
-
-    def __enter__(self) -> _OtherLoad:
-        self._start = (_busy_seconds(), _own_cpu_seconds(), time.perf_counter())
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        busy, own, wall = _busy_seconds(), _own_cpu_seconds(), time.perf_counter()
-        busy0, own0, wall0 = self._start
-        if busy is not None and busy0 is not None and wall > wall0:
-            self.cores = max(0.0, round(((busy - busy0) - (own - own0)) / (wall - wall0), 2))
-
-
-def _busy_seconds() -> float | None:
-    """Non-idle CPU time of the whole machine, from /proc/stat's "cpu" line (proc(5))."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return None
-    ticks = [int(x) for x in fields]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    # guest time (fields 9-10) is already counted in user and nice
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime

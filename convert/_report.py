@@ -1,12 +1,15 @@
-"""A `CheckReport` as report.json (for programs) and report.md (a table for people)."""
+"""A `CheckReport` as report.json (for programs) and report.md (a table for people).
+
+Imports the results only (convert/_results.py), never the measuring code:
+`check_bundles` returns the report, its caller writes it with `write_report`.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-from convert._check import CheckReport, Latency, VariantResult
+from convert._results import CheckReport, Latency, VariantResult, report_to_json
 from inference import write_atomic, write_json_atomic
 from train.output import KERAS_FILENAME
 
@@ -14,34 +17,8 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 
 
-def report_to_json(report: CheckReport) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "passed": report.passed,
-        "created_at": report.created_at,
-        "train_dir": str(report.train_dir),
-        "out_dir": str(report.out_dir),
-        "source_model_sha256": report.source_model_sha256,
-        "images_dir": str(report.images_dir),
-        "n_images": report.n_images,
-        "n_labeled": report.n_labeled,
-        "keras_accuracy_pct": report.keras_accuracy_pct,
-        "temperature": report.temperature,
-        "unsure_threshold": report.unsure_threshold,
-        "keras_unsure_pct": report.keras_unsure_pct,
-        "keras_answered_accuracy_pct": report.keras_answered_accuracy_pct,
-        "thresholds": {k: dataclasses.asdict(v) for k, v in report.thresholds.items()},
-        "environment": report.environment,
-        "variants": [],
-    }
-    for r in report.results:
-        item = dataclasses.asdict(r)
-        item["bundle"] = str(r.bundle)
-        item["passed"] = r.passed
-        data["variants"].append(item)
-    return data
-
-
 def report_to_markdown(report: CheckReport) -> str:
+    """`report` as report.md's text: the table, comparisons, refusals, thresholds."""
     threads = [lat.threads for lat in report.results[0].latency] if report.results else []
     header = [
         "variant",
@@ -210,7 +187,12 @@ def _machine(env: dict[str, Any]) -> str:
     return f"{env.get('processor', '?')}, {env.get('cpus_usable', '?')} usable CPUs{busy}"
 
 
-def write_report(report: CheckReport, out_dir: Path) -> None:
-    """Write report.json and report.md, each atomically (inference.write_atomic)."""
+def write_report(report: CheckReport, out_dir: str | Path) -> None:
+    """Write `out_dir/report.json` and `report.md`, each atomically (inference.write_atomic).
+
+    Raises:
+        OSError: `out_dir` cannot be written (no half-written file is left).
+    """
+    out_dir = Path(out_dir)
     write_json_atomic(out_dir / REPORT_JSON, report_to_json(report))
     write_atomic(out_dir / REPORT_MD, report_to_markdown(report))

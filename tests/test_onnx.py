@@ -334,7 +334,6 @@ def test_check_measures_onnx_like_the_others(onnx_run: dict[str, Path]) -> None:
             latency_runs=3,
             warmup_runs=1,
             reference_runtime=None,
-            write_report=False,
         )
     )
     by_variant = {r.variant: r for r in report.results}
@@ -363,7 +362,6 @@ def test_check_with_a_tflite_runtime_still_checks_onnx(onnx_run: dict[str, Path]
             warmup_runs=0,
             runtime="tensorflow",
             reference_runtime=None,
-            write_report=False,
         )
     )
     runtimes = {r.variant: r.runtime.split()[0] for r in report.results}
