@@ -14,10 +14,12 @@ Configurations:
   `num_threads` set, in this process.
 
 Every configuration runs `latency_runs` predictions per round, the order of
-configurations rotating each round, for `latency_rounds` rounds: a colleague's
-job that starts mid-run slows all of them alike, so the ratios hold even when
-the absolute times drift. Each one times the same preprocessed image to logits
-(numpy in, numpy out): preprocessing is the same code for both and left out.
+configurations rotating each round, for `latency_rounds` rounds
+(`inference.time_interleaved`, the timing loop the conversion check and
+`python -m inference bench` use too): a colleague's job that starts mid-run
+slows all of them alike, so the ratios hold even when the absolute times drift.
+Each one times the same preprocessed image to logits (numpy in, numpy out):
+preprocessing is the same code for both and left out.
 Throughput = 1000 / median ms (one image per call).
 
 The float32 GEMM peak of each thread count (bench/_flops.py, one worker per
@@ -29,21 +31,27 @@ onnxruntime is installed.
 
 from __future__ import annotations
 
-import statistics
+import functools
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench._config import REPO, Effort
 from bench._flops import GemmPeak, gemm_peak, gemm_worker, int8_gemm_worker
 from bench._worker import Worker
-from inference import FORMAT_RUNTIMES, Classifier, InferenceError, preprocess_file, read_bundle
+from inference import (
+    FORMAT_RUNTIMES,
+    Classifier,
+    InferenceError,
+    Timing,
+    preprocess_file,
+    read_bundle,
+    time_interleaved,
+)
+from train.output import KERAS_FILENAME
 
 # bench._keras_worker's answer keys -> the names in the report.
 KERAS_METHODS = {"call": "model(x)", "predict": "predict", "graph": "tf.function"}
@@ -126,7 +134,7 @@ def measure_latency(
     x = preprocess_file(image, image_size=image_size)
     keras_workers = {
         t: _keras_worker(
-            model=train_dir / "model.keras",
+            model=train_dir / KERAS_FILENAME,
             image=image,
             image_size=image_size,
             threads=t,
@@ -141,7 +149,7 @@ def measure_latency(
     gemm_seconds: dict[int, list[float]] = {t: [] for t in threads}
     int8_seconds: dict[int, list[float]] = {t: [] for t in threads}
     try:
-        interpreters, not_measured = _load_tflite(bundles_dir, variants, threads, x, effort)
+        interpreters, not_measured = _load_tflite(bundles_dir, variants, threads)
         info = {t: worker.wait_ready() for t, worker in keras_workers.items()}
         for worker in gemm_workers.values():
             worker.wait_ready()
@@ -152,19 +160,24 @@ def measure_latency(
             "configurations "
             f"and the GEMM peak, {effort.latency_rounds} rounds x {effort.latency_runs} runs"
         )
-        units: list[Callable[[], None]] = []
+        # The workers time themselves (their own processes): riders that take a
+        # turn in every round of the one timing loop, under the same load.
+        riders: list[Callable[[], None]] = []
         for t, worker in keras_workers.items():
-            units.append(_keras_unit(worker, t, keras_runtime, effort.latency_runs, samples))
-        for key, clf in interpreters.items():
-            units.append(_tflite_unit(key, clf, x, effort.latency_runs, samples))
+            riders.append(_keras_unit(worker, t, keras_runtime, effort.latency_runs, samples))
         for t, worker in gemm_workers.items():
-            units.append(_gemm_unit(worker, effort.gemm_runs, gemm_seconds[t]))
+            riders.append(_gemm_unit(worker, effort.gemm_runs, gemm_seconds[t]))
         for t, worker in int8_workers.items():
-            units.append(_gemm_unit(worker, effort.gemm_runs, int8_seconds[t]))
-        for r in range(effort.latency_rounds):
-            shift = r % len(units)
-            for unit in units[shift:] + units[:shift]:
-                unit()
+            riders.append(_gemm_unit(worker, effort.gemm_runs, int8_seconds[t]))
+        timings = time_interleaved(
+            [functools.partial(clf.logits, x) for clf in interpreters.values()],
+            runs=effort.latency_rounds * effort.latency_runs,
+            block=effort.latency_runs,
+            warmup=effort.latency_warmup,
+            riders=riders,
+        )
+        for key, timing in zip(interpreters, timings, strict=True):
+            samples[key] = list(timing.samples_ms)
     finally:
         for worker in workers:
             worker.close()
@@ -175,8 +188,8 @@ def measure_latency(
             variant=variant,
             runtime=runtime,
             threads=t,
-            median_ms=statistics.median(times),
-            p95_ms=float(np.percentile(times, 95)),
+            median_ms=Timing(tuple(times)).median_ms,
+            p95_ms=Timing(tuple(times)).p95_ms,
             runs=len(times),
         )
         for (engine, method, variant, runtime, t), times in samples.items()
@@ -237,31 +250,10 @@ def _gemm_unit(worker: Worker, runs: int, seconds: list[float]) -> Callable[[], 
     return unit
 
 
-def _tflite_unit(
-    key: _Key,
-    clf: Classifier,
-    x: np.ndarray,
-    runs: int,
-    samples: dict[_Key, list[float]],
-) -> Callable[[], None]:
-    def unit() -> None:
-        times = samples.setdefault(key, [])
-        for _ in range(runs):
-            start = time.perf_counter()
-            clf.logits(x)
-            times.append(1000 * (time.perf_counter() - start))
-
-    return unit
-
-
 def _load_tflite(
-    bundles_dir: Path,
-    variants: tuple[str, ...],
-    threads: tuple[int, ...],
-    x: np.ndarray,
-    effort: Effort,
+    bundles_dir: Path, variants: tuple[str, ...], threads: tuple[int, ...]
 ) -> tuple[dict[_Key, Classifier], list[str]]:
-    """Every (variant, runtime, threads) that loads, warmed up; and what did not load."""
+    """Every (variant, runtime, threads) that loads; and what did not load."""
     loaded: dict[_Key, Classifier] = {}
     not_measured: dict[str, None] = {}  # ordered, without repeats
     for variant in variants:
@@ -280,8 +272,6 @@ def _load_tflite(
                     else:
                         not_measured[f"{variant} on {runtime}: {reason}"] = None
                     break  # the same for every thread count
-                for _ in range(effort.latency_warmup):
-                    clf.logits(x)
                 name = f"{clf.runtime.name} {clf.runtime.version}"
                 loaded[("tflite", "invoke", variant, name, t)] = clf
     return loaded, list(not_measured)

@@ -7,13 +7,14 @@ results = with_latencies(results, sample, threads=(1, 2), runtime=None,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
-import time
 
 import numpy as np
 
 from convert._portability import load_classifier, serving_runtime
 from convert._results import Latency, VariantResult
+from inference import time_interleaved
 
 log = logging.getLogger("convert")
 # Timed invokes per job per round of the interleaved latency phase.
@@ -32,7 +33,8 @@ def with_latencies(
 ) -> list[VariantResult]:
     """`results` with `latency` (and float32's `reference_latency`) filled in, in ms.
 
-    Rounds of `LATENCY_BLOCK` timed invokes per job, all jobs in turn, so that a
+    `inference.time_interleaved`, the one timing loop: rounds of `LATENCY_BLOCK`
+    timed invokes per job, all jobs in turn (the order rotating), so that a
     neighbour's load on a shared machine slows every variant alike instead of
     whichever one happened to run then; within a block the model runs back to
     back, as it does when serving. Each block starts with one untimed invoke
@@ -67,26 +69,21 @@ def with_latencies(
     classifiers = [
         load_classifier(results[i].bundle, threads=t, runtime=name) for i, name, t in jobs
     ]
-    for clf in classifiers:
-        for _ in range(warmup):
-            clf.logits(sample)
-    times: list[list[float]] = [[] for _ in jobs]
-    while len(times[0]) < runs:
-        for clf, timed in zip(classifiers, times, strict=True):
-            clf.logits(sample)
-            for _ in range(min(LATENCY_BLOCK, runs - len(timed))):
-                start = time.perf_counter()
-                clf.logits(sample)
-                timed.append(1000.0 * (time.perf_counter() - start))
+    timings = time_interleaved(
+        [functools.partial(clf.logits, sample) for clf in classifiers],
+        runs=runs,
+        block=LATENCY_BLOCK,
+        warmup=warmup,
+    )
     latencies: dict[tuple[int, bool], list[Latency]] = {}
-    for (i, name, t), clf, timed in zip(jobs, classifiers, times, strict=True):
+    for (i, name, t), clf, timing in zip(jobs, classifiers, timings, strict=True):
         key = (i, name != serving[i])  # (result, is the reference runtime)
         latencies.setdefault(key, []).append(
             Latency(
                 runtime=f"{clf.runtime.name} {clf.runtime.version}",
                 threads=t,
-                median_ms=float(np.median(timed)),
-                p95_ms=float(np.percentile(timed, 95)),
+                median_ms=timing.median_ms,
+                p95_ms=timing.p95_ms,
             )
         )
     return [

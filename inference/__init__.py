@@ -70,6 +70,7 @@ from inference._s3 import (
 )
 from inference._serve import LocalServer, make_server
 from inference._sniff import accepted_formats, register_heif
+from inference._timing import Timing, time_interleaved
 from inference.preprocess import (
     MIN_IMAGE_SIZE,
     PREPROCESSING,
@@ -119,6 +120,7 @@ __all__ = [
     "S3ObjectNotFoundError",
     "S3ReadError",
     "S3Ref",
+    "Timing",
     "URLNotAllowedError",
     "UnsupportedFormatError",
     "accepted_formats",
@@ -149,6 +151,7 @@ __all__ = [
     "sha256_file",
     "softmax",
     "staging_dir",
+    "time_interleaved",
     "to_rgb",
     "write_atomic",
     "write_json_atomic",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import resource
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from inference._classifier import Classifier, InferenceConfig
+from inference._timing import time_interleaved
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,10 @@ def _sample_image(size: int) -> Image.Image:
 def bench_model(
     config: InferenceConfig, *, threads: list[int], runs: int, image: Path | None
 ) -> BenchResult:
-    """Per thread count: load, first prediction, then `runs` timed predictions.
+    """Per thread count: load, first prediction, then `runs` timed predictions (ms).
+
+    The timed predictions go through `inference.time_interleaved` (median and
+    p95 as the conversion check and `python -m bench` compute them).
 
     With `image`, each run is the full path (read, decode, preprocess, invoke);
     without, a preprocessed random image is invoked (interpreter time only).
@@ -65,12 +68,10 @@ def bench_model(
         load_ms = (time.perf_counter() - t0) * 1000
         run_once = _runner(classifier, image)
         first_ms = _time_ms(run_once)
-        times = [_time_ms(run_once) for _ in range(runs)]
-        rows.append(
-            ThreadResult(
-                n, load_ms, first_ms, statistics.median(times), float(np.percentile(times, 95))
-            )
-        )
+        # One thread count at a time, so that peak RSS is one interpreter's; the
+        # timing loop and statistics are those of the check and `python -m bench`.
+        (timing,) = time_interleaved([run_once], runs=runs, block=runs, settle=0)
+        rows.append(ThreadResult(n, load_ms, first_ms, timing.median_ms, timing.p95_ms))
     if classifier is None:
         raise ValueError("`threads` must name at least one thread count. Received: threads=[]")
     # ru_maxrss is in KiB on Linux.

@@ -211,9 +211,8 @@ def test_layers_import_only_downwards(package: str, forbidden: set[str]) -> None
     assert offenders == {}
 
 
-# Files that still spell the training output's file names themselves.
-# bench/_latency.py: issue 14 item 4 (one latency harness) rewrites it.
-NAME_OWNERS = {"train/output.py", "bench/_latency.py"}
+# The one file that spells the training output's file names.
+NAME_OWNERS = {"train/output.py"}
 
 
 def test_only_train_output_spells_the_file_names() -> None:
