@@ -1,6 +1,6 @@
 # The clothing classifier as an AWS Lambda function (container image).
 # README, "Serving on AWS Lambda", has the build, run, push and deploy steps:
-#   docker build --platform linux/amd64 --build-arg BUNDLE=runs/bundles/dynamic -t clothing-classifier .
+#   docker build --platform linux/amd64 --build-arg BUNDLE=runs/bundle -t clothing-classifier .
 #
 # Base: AWS's Python 3.12 Lambda image (Amazon Linux 2023, awslambdaric and the
 # Runtime Interface Emulator included), pinned to a dated release. ai-edge-litert
@@ -35,7 +35,7 @@ RUN pip install --no-cache-dir \
 # The model bundle to ship: a folder written by `python -m convert`
 # (model.tflite + manifest.json). The handler loads it from `model/` beside
 # itself unless MODEL_DIR says otherwise.
-ARG BUNDLE=runs/bundles/dynamic
+ARG BUNDLE=runs/bundle
 COPY inference/ ${LAMBDA_TASK_ROOT}/inference/
 COPY lambda_function.py ${LAMBDA_TASK_ROOT}/
 COPY ${BUNDLE}/ ${LAMBDA_TASK_ROOT}/model/

@@ -73,9 +73,15 @@ if not passing:
 print(min(passing, key=lambda v: v["size_bytes"])["variant"])
 PY
 )
-shipped=$RUNS/bundles/$variant
 echo "shipping $variant, the smallest variant that passed (all four: $RUNS/convert-report.md)" >&2
 python -m convert check "$RUNS/model" --out "$RUNS/bundles" --variants "$variant"
+# The shipped bundle gets one stable path, the Dockerfile's and template.yaml's
+# default BUNDLE, whichever variant it is: copied aside first, then swapped in.
+shipped=$RUNS/bundle
+rm -rf "$RUNS/.bundle.partial"
+cp -r "$RUNS/bundles/$variant" "$RUNS/.bundle.partial"
+rm -rf "$shipped"
+mv "$RUNS/.bundle.partial" "$shipped"
 echo "shipped bundle: $shipped (docker build --build-arg BUNDLE=$shipped)"
 sample=$(find "$CLOTHING_DATA_DIR/test/t-shirt" -name '*.jpg' | sort | head -n 1)
 python -m inference predict "$sample" --model "$shipped"
