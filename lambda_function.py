@@ -78,7 +78,6 @@ from inference import (
     S3Config,
     S3Ref,
     check_unsure_threshold,
-    decode_image,
     fetch_url,
     is_form_data,
     parse_form_data,
@@ -429,14 +428,12 @@ def handle(
             data = request.image
         n_bytes = len(data)
         lap("fetch")
-        img = decode_image(data, max_pixels=classifier.max_pixels)
-        lap("decode")
-        x = classifier.preprocess(img)
-        lap("preprocess")
-        prediction = classifier.predict_array(
-            x, top_k=request.top_k, unsure_threshold=request.unsure_threshold
+        prediction = classifier.predict_bytes(
+            data,
+            top_k=request.top_k,
+            unsure_threshold=request.unsure_threshold,
+            timings_ms=timings,
         )
-        lap("inference")
     except BundleError:
         raise  # the deployment is broken: a bug, not bad input
     except InferenceError as exc:

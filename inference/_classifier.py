@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -386,7 +387,12 @@ class Classifier:
         )
 
     def predict_bytes(
-        self, data: bytes, *, top_k: int = 3, unsure_threshold: float | None = None
+        self,
+        data: bytes,
+        *,
+        top_k: int = 3,
+        unsure_threshold: float | None = None,
+        timings_ms: dict[str, float] | None = None,
     ) -> Prediction:
         """Classify an encoded image (JPEG, PNG, GIF, WebP, BMP; AVIF/HEIC if installed).
 
@@ -395,6 +401,10 @@ class Classifier:
             top_k: how many classes `Prediction.top()` lists.
             unsure_threshold: this call's threshold in [0, 1]; None keeps the
                 classifier's.
+            timings_ms: if given, receives the wall milliseconds of each step
+                as it ends ("decode", "preprocess", "inference"), so a caller
+                that logs them (the Lambda handler) needs no copy of these
+                steps; a step that raised is absent.
 
         Returns:
             A `Prediction` (see `predict_array`).
@@ -405,8 +415,22 @@ class Classifier:
                 an image this runtime decodes.
             ValueError: `unsure_threshold` is out of [0, 1].
         """
+        laps = timings_ms if timings_ms is not None else {}
+        start = time.perf_counter()
+
+        def lap(step: str) -> None:
+            nonlocal start
+            now = time.perf_counter()
+            laps[step] = (now - start) * 1000
+            start = now
+
         img = decode_image(data, max_pixels=self.max_pixels)
-        return self.predict_image(img, top_k=top_k, unsure_threshold=unsure_threshold)
+        lap("decode")
+        x = self.preprocess(img)
+        lap("preprocess")
+        prediction = self.predict_array(x, top_k=top_k, unsure_threshold=unsure_threshold)
+        lap("inference")
+        return prediction
 
     def predict_file(
         self, path: str | Path, *, top_k: int = 3, unsure_threshold: float | None = None

@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference import BundleError, Classifier, RuntimeUnavailableError, read_bundle, softmax
+from inference import (
+    BundleError,
+    Classifier,
+    InferenceError,
+    RuntimeUnavailableError,
+    read_bundle,
+    softmax,
+)
 from inference.__main__ import main
 from tests.conftest import LABELS, TINY_SIZE, make_image
 
@@ -40,6 +47,30 @@ def test_prediction_is_json_ready(tiny_bundle: Path, tmp_path: Path) -> None:
     assert data["top"][0]["label"] == data["label"] == max(data["scores"], key=data["scores"].get)
     probs = [t["score"] for t in data["top"]]
     assert probs == sorted(probs, reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("data", "steps"),
+    [
+        ("jpeg", ["decode", "preprocess", "inference"]),
+        (b"not an image", []),  # decode raised: no step recorded
+    ],
+)
+def test_predict_bytes_times_its_steps(
+    tiny_bundle: Path, tmp_path: Path, data: bytes | str, steps: list[str]
+) -> None:
+    clf = Classifier.load(tiny_bundle, num_threads=1)
+    timings: dict[str, float] = {"parse": 1.5}  # the caller's own entries are kept
+    if data == "jpeg":
+        raw = make_image(tmp_path / "a.jpg", color=(10, 200, 10)).read_bytes()
+        timed = clf.predict_bytes(raw, top_k=2, timings_ms=timings)
+        assert timed.to_dict() == clf.predict_bytes(raw, top_k=2).to_dict()
+    else:
+        assert isinstance(data, bytes)
+        with pytest.raises(InferenceError):
+            clf.predict_bytes(data, timings_ms=timings)
+    assert list(timings) == ["parse", *steps]
+    assert all(v >= 0 for v in timings.values())
 
 
 def test_softmax_is_stable_for_large_logits() -> None:
