@@ -396,3 +396,34 @@ def test_report_from_json_refuses_other_json(data: dict[str, Any]) -> None:
 
     with pytest.raises(ValueError, match="Not a check report"):
         report_from_json(data)
+
+
+def _missing_docstrings(package: str) -> tuple[int, list[str]]:
+    """Public definitions of `package` (public modules, public classes' public
+    methods) without a docstring: (how many public, which lack one)."""
+    public, missing = 0, []
+    for path in sorted((REPO / package).glob("*.py")):
+        if path.name.startswith("_") and path.name not in ("__init__.py", "__main__.py"):
+            continue
+        todo: list[tuple[str, list[ast.stmt]]] = [("", ast.parse(path.read_text()).body)]
+        while todo:
+            prefix, body = todo.pop()
+            for node in body:
+                if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    continue
+                if node.name.startswith("_"):
+                    continue
+                public += 1
+                if ast.get_docstring(node) is None:
+                    missing.append(f"{package}/{path.name}:{node.lineno} {prefix}{node.name}")
+                if isinstance(node, ast.ClassDef):
+                    todo.append((f"{prefix}{node.name}.", node.body))
+    return public, missing
+
+
+@pytest.mark.parametrize("package", ["inference", "train"])
+def test_public_definitions_have_docstrings(package: str) -> None:
+    """Issue 14 item 8: every public function, class and method says what it does."""
+    public, missing = _missing_docstrings(package)
+    assert public > 0
+    assert missing == []

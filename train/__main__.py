@@ -157,6 +157,15 @@ def lever_values(args: argparse.Namespace) -> dict[str, object]:
 
 
 def build_parser(mode: str) -> argparse.ArgumentParser:
+    """The argument parser of one `python -m train` mode.
+
+    Args:
+        mode: str, one of "train" or MODES ("sweep", "levers", "sizes",
+            "robustness", "calibrate"); picks the arguments and the `prog` name.
+
+    Returns:
+        argparse.ArgumentParser for that mode (always accepts --verbose).
+    """
     parser = argparse.ArgumentParser(
         prog="python -m train" + ("" if mode == "train" else f" {mode}"),
         description=__doc__,
@@ -211,6 +220,20 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace, **extra: object) -> TrainConfig:
+    """A TrainConfig from parsed CLI arguments, over the CLOTHING_* environment.
+
+    Args:
+        args: argparse.Namespace from `build_parser` (a training mode, not
+            robustness or calibrate).
+        **extra: further TrainConfig fields (e.g. lever values, fine_tune,
+            augment); they override the environment like the arguments do.
+
+    Returns:
+        TrainConfig from `TrainConfig.from_env(os.environ, ...)`.
+
+    Raises:
+        ValueError: an argument or environment variable has a bad value.
+    """
     given = {
         "data_dir": args.data_dir,
         "output_dir": args.output,
@@ -234,6 +257,17 @@ MODES = ("sweep", "levers", "sizes", "robustness", "calibrate")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `python -m train [MODE] ...`.
+
+    Args:
+        argv: list of str, the arguments without the program name; None reads
+            sys.argv[1:]. A first argument in MODES picks that mode, else "train".
+
+    Returns:
+        int exit status: 0 on success, 1 when `robustness` finds a drop above
+        --max-drop, 2 on a data, weights, output-folder, value or OS error
+        (printed as "error: ..." on stderr).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     mode = argv[0] if argv and argv[0] in MODES else "train"
     args = build_parser(mode).parse_args(argv if mode == "train" else argv[1:])

@@ -270,9 +270,15 @@ class Selective:
 
     @property
     def unsure_rate(self) -> float:
+        """Share of the n inputs not answered (1 - coverage), float in [0, 1]."""
         return 1.0 - self.coverage
 
     def to_json(self) -> dict[str, Any]:
+        """The metrics.json form: n, coverage, unsure_rate, answered_accuracy.
+
+        Returns:
+            dict of JSON-ready values; answered_accuracy is None when nothing is answered.
+        """
         return {
             "n": self.n,
             "coverage": self.coverage,
@@ -408,6 +414,13 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SplitLogits:
+    """One split's logits and targets, as evaluated for calibration.
+
+    Attributes:
+        logits: float array of shape (n, k), the model's logits (pre-softmax).
+        targets: int array of shape (n,), the true class indices into the labels.
+    """
+
     logits: np.ndarray  # (n, k)
     targets: np.ndarray  # (n,) int
 
@@ -429,6 +442,12 @@ class CalibrationResult:
     shown: str = "validation"  # the split the plots show: test when there is one
 
     def to_json(self) -> dict[str, Any]:
+        """The fields that go into metrics.json (not the plot data).
+
+        Returns:
+            dict with temperature, unsure_threshold, unsure_goal, unsure_score,
+            calibration and unsure, JSON-ready.
+        """
         return {
             "temperature": self.temperature,
             "unsure_threshold": self.threshold,
@@ -761,6 +780,12 @@ def format_unsure(metrics: Mapping[str, Any]) -> str:
 
 
 def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `python -m train calibrate` arguments to `parser`.
+
+    Args:
+        parser: argparse.ArgumentParser to extend in place (model_dir,
+            --data-dir, --unsure-goal, --unsure-dir, --batch-size, --quiet).
+    """
     parser.add_argument("model_dir", type=Path, help="a `python -m train` output folder")
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="default: the one in metrics.json"

@@ -70,6 +70,17 @@ VIEWS: dict[str, Callable[[Image.Image], Image.Image]] = {
 
 
 def check_view(view: str) -> str:
+    """Validate a view name.
+
+    Args:
+        view: str, a key of VIEWS ("plain", "flip", "crop", "flip_crop", "small").
+
+    Returns:
+        `view`, unchanged.
+
+    Raises:
+        ValueError: `view` is not a key of VIEWS.
+    """
     if view not in VIEWS:
         raise ValueError(f"`view` must be one of {sorted(VIEWS)}. Received: view={view!r}")
     return view
@@ -77,6 +88,20 @@ def check_view(view: str) -> str:
 
 @dataclass(frozen=True)
 class CacheKey:
+    """What the cached feature vectors depend on; its digest names the cache folder.
+
+    Attributes:
+        base_weights_sha256: str, hex SHA-256 of the Xception base weights file.
+        image_size: int, square input side in pixels.
+        preprocessing: str, the preprocessing rule's name.
+        resize: str, the resize rule's name.
+        keras_version: str, the Keras version that extracts the features.
+        view: str, a key of VIEWS (the transform applied before preprocessing).
+
+    Raises:
+        ValueError: `view` is not a key of VIEWS.
+    """
+
     base_weights_sha256: str
     image_size: int
     preprocessing: str = PREPROCESSING
@@ -95,10 +120,30 @@ class CacheKey:
         return data
 
     def digest(self) -> str:
+        """The cache folder name: the first 24 hex digits of the SHA-256 of
+        `identity()` as sorted-key JSON.
+
+        Returns:
+            str of 24 lowercase hex digits.
+        """
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:24]
 
 
 class FeatureCache:
+    """On-disk cache of base-model feature vectors, one file per image.
+
+    Files live under `root`/features/`key.digest()`/ab/<image sha256>; each holds
+    FEATURES float32 values followed by their SHA-256 digest. A folder whose
+    meta.json does not match `key.identity()` is discarded and started over.
+
+    Args:
+        root: Path, the cache root folder (CLOTHING_CACHE_DIR / --cache-dir).
+        key: CacheKey the vectors depend on.
+
+    Raises:
+        OSError: the cache folder cannot be created or written.
+    """
+
     def __init__(self, root: Path, key: CacheKey) -> None:
         self.key = key
         self.directory = Path(root) / "features" / key.digest()
@@ -129,6 +174,17 @@ class FeatureCache:
         return self.directory / image_sha256[:2] / image_sha256
 
     def get(self, image_sha256: str) -> np.ndarray | None:
+        """The cached vector of one image, or None when absent or corrupt.
+
+        A corrupt entry (wrong size or checksum) is deleted and counted in
+        `self.rebuilt`.
+
+        Args:
+            image_sha256: str, hex SHA-256 of the image file's bytes.
+
+        Returns:
+            float32 array of shape (FEATURES,), a copy, or None.
+        """
         path = self._path(image_sha256)
         try:
             blob = path.read_bytes()
@@ -142,6 +198,16 @@ class FeatureCache:
         return np.frombuffer(body, dtype=np.float32).copy()
 
     def put(self, image_sha256: str, vector: np.ndarray) -> None:
+        """Store one image's vector (atomically, not fsynced).
+
+        Args:
+            image_sha256: str, hex SHA-256 of the image file's bytes.
+            vector: array of FEATURES values (any shape/dtype castable to float32).
+
+        Raises:
+            ValueError: `vector` does not hold exactly FEATURES values.
+            OSError: the entry cannot be written.
+        """
         body = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
         if len(body) != _VECTOR_BYTES:
             raise ValueError(f"`vector` must have {FEATURES} floats. Received: {len(body) // 4}")
@@ -153,12 +219,28 @@ class FeatureCache:
 
 @dataclass(frozen=True)
 class Skipped:
+    """An image file left out of training because it could not be read.
+
+    Attributes:
+        path: Path of the image file.
+        reason: str, why it was skipped (the decoder's message).
+    """
+
     path: Path
     reason: str
 
 
 @dataclass(frozen=True)
 class Features:
+    """Feature vectors of one split and view.
+
+    Attributes:
+        vectors: float32 array of shape (n_ok, FEATURES), one row per decoded image.
+        keep: bool array of shape (n,), over the split's paths: which decoded.
+        skipped: tuple of Skipped, the images that did not decode.
+        computed: int, how many vectors ran through the base (cache misses).
+    """
+
     vectors: np.ndarray  # (n_ok, 2048) float32
     keep: np.ndarray  # bool mask over the split's paths: which images decoded
     skipped: tuple[Skipped, ...]

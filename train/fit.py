@@ -26,12 +26,26 @@ from train.model import augmenter, compile_model
 
 @dataclass
 class History:
+    """Per-epoch scores of one fit and which epoch was kept.
+
+    Attributes:
+        epochs: list of dicts, one per epoch: Keras' training logs (loss,
+            accuracy) plus val_loss (NLL in nats), val_accuracy and seconds.
+        best_epoch: int, 1-based index of the kept epoch (0 before any epoch).
+        monitor: str, the score that chose it, one of MONITORS.
+    """
+
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0  # 1-based
     monitor: str = "val_accuracy"
 
     @property
     def best(self) -> dict[str, float]:
+        """The kept epoch's scores (dict of float), `epochs[best_epoch - 1]`.
+
+        Raises:
+            IndexError: no epoch has been recorded.
+        """
         return self.epochs[self.best_epoch - 1]
 
 
@@ -81,9 +95,21 @@ class KeepBest(keras.callbacks.Callback):  # type: ignore[misc]
         self.epoch_started = time.perf_counter()
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Start the epoch's timer (Keras callback hook).
+
+        Args:
+            epoch: int, 0-based epoch index.
+            logs: dict or None, unused.
+        """
         self.epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Score the validation split, record the epoch, keep the weights if best.
+
+        Args:
+            epoch: int, 0-based epoch index.
+            logs: dict of Keras' training logs (loss, accuracy) or None.
+        """
         logs = {k: float(v) for k, v in (logs or {}).items()}
         logs.update(validation_scores(self.predict_validation(self.model), self.targets))
         logs["seconds"] = time.perf_counter() - self.epoch_started
@@ -103,11 +129,24 @@ class KeepBest(keras.callbacks.Callback):  # type: ignore[misc]
             )
 
     def restore(self) -> None:
+        """Set the model's weights to the kept epoch's (no-op before any epoch)."""
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
 
 
 def one_hot(targets: np.ndarray, n_classes: int) -> np.ndarray:
+    """One-hot encode int class targets.
+
+    Args:
+        targets: int array of shape (n,), class indices in [0, n_classes).
+        n_classes: int, number of classes C.
+
+    Returns:
+        float32 array of shape (n, C).
+
+    Raises:
+        IndexError: a target is outside [-C, C).
+    """
     return np.asarray(np.eye(n_classes, dtype=np.float32)[targets])
 
 
@@ -181,4 +220,5 @@ class AugmentedImages(keras.utils.PyDataset):  # type: ignore[misc]
         return batch, self.y[rows]
 
     def on_epoch_end(self) -> None:
+        """Reshuffle the image order for the next epoch (Keras hook)."""
         self.order = self.rng.permutation(len(self.x))

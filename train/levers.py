@@ -68,6 +68,19 @@ TTA_VIEW = "flip"
 
 @dataclass(frozen=True)
 class Row:
+    """One row of the levers table: a recipe measured over several seeds.
+
+    Attributes:
+        name: str, the recipe's label.
+        overrides: dict of TrainConfig fields changed from the default recipe.
+        val_accuracy: list of float, validation accuracy per seed.
+        val_loss: list of float, validation NLL per seed, in nats.
+        best_epoch: list of int, the kept (1-based) epoch per seed.
+        seconds: list of float, training time per seed, in seconds.
+        tta_val_accuracy: list of float or None, validation accuracy with
+            test-time flip (logits averaged over photo and mirror) per seed.
+    """
+
     name: str
     overrides: dict[str, Any]
     val_accuracy: list[float]  # one per seed
@@ -77,6 +90,12 @@ class Row:
     tta_val_accuracy: list[float] | None = None
 
     def to_json(self) -> dict[str, Any]:
+        """The row as JSON, with means and sample sd over the seeds.
+
+        Returns:
+            dict: the fields (tuples as lists) plus val_accuracy_mean,
+            val_accuracy_sd, val_loss_mean and, when measured, tta_val_accuracy_mean.
+        """
         data = dataclasses.asdict(self)
         data["overrides"] = {
             k: list(v) if isinstance(v, tuple) else v for k, v in self.overrides.items()
@@ -270,6 +289,15 @@ def _check_seeds(seeds: Sequence[int]) -> None:
 
 
 def format_levers(result: dict[str, Any]) -> str:
+    """The levers result as a markdown table.
+
+    Args:
+        result: dict from `measure_levers` (image_size, n_images, seeds, rows).
+
+    Returns:
+        str, a markdown table: one line per recipe (val accuracy mean ± sd,
+        val NLL in nats, test-time flip accuracy, kept epochs).
+    """
     lines = [
         f"Levers at {result['image_size']} px, validation ({result['n_images']['validation']} "
         f"images), seeds {result['seeds']}",
@@ -287,6 +315,15 @@ def format_levers(result: dict[str, Any]) -> str:
 
 
 def format_sizes(result: dict[str, Any]) -> str:
+    """The input-size result as a markdown table.
+
+    Args:
+        result: dict from `measure_sizes` (seeds, sizes).
+
+    Returns:
+        str, a markdown table: one line per input size (val accuracy of the seed
+        and default recipes, with test-time flip, Keras latency in ms per image).
+    """
     lines = [
         f"Input size, validation, seeds {result['seeds']}",
         "",
@@ -305,6 +342,12 @@ def format_sizes(result: dict[str, Any]) -> str:
 
 
 def plot_levers(result: dict[str, Any], path: Path) -> None:
+    """Bar chart of validation accuracy (mean ± sd over seeds) per recipe.
+
+    Args:
+        result: dict from `measure_levers`.
+        path: Path of the PNG to write (overwritten).
+    """
     rows = result["rows"]
     fig, ax = plt.subplots(figsize=(9, 0.4 * len(rows) + 1.5))
     y = np.arange(len(rows))[::-1]
@@ -322,6 +365,13 @@ def plot_levers(result: dict[str, Any], path: Path) -> None:
 
 
 def plot_sizes(result: dict[str, Any], path: Path) -> None:
+    """Validation accuracy against Keras CPU latency (ms per image), one point
+    per input size, one line per recipe.
+
+    Args:
+        result: dict from `measure_sizes`.
+        path: Path of the PNG to write (overwritten).
+    """
     fig, ax = plt.subplots(figsize=(7, 5))
     for key, marker in (("seed", "o"), ("default", "s")):
         xs = [s["latency_ms"] for s in result["sizes"]]

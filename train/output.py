@@ -62,10 +62,12 @@ class TrainOutput:
 
     @property
     def model_path(self) -> Path:
+        """Path of the folder's model.keras."""
         return self.directory / KERAS_FILENAME
 
     @property
     def metrics_path(self) -> Path:
+        """Path of the folder's metrics.json."""
         return self.directory / METRICS_FILENAME
 
     def load_model(self) -> Any:

@@ -22,6 +22,18 @@ from train.fit import History
 def classification_metrics(
     logits: np.ndarray, targets: np.ndarray, labels: Sequence[str]
 ) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix.
+
+    Args:
+        logits: float array of shape (n, C); the predicted class is the argmax.
+        targets: int array of shape (n,), true class indices in [0, C).
+        labels: sequence of C str, the class names in logit order.
+
+    Returns:
+        dict with accuracy (float; 0.0 when n is 0), n (int), per_class
+        ({label: precision, recall, f1, support}; 0.0 where undefined) and
+        confusion_matrix (C x C list of int; rows true, columns predicted).
+    """
     n = len(labels)
     predicted = np.argmax(logits, axis=1)
     matrix = np.zeros((n, n), dtype=np.int64)  # rows: true class, columns: predicted
@@ -43,6 +55,13 @@ def classification_metrics(
 
 
 def plot_learning_curves(history: History, path: Path, *, title: str = "") -> None:
+    """Accuracy and loss per epoch, training and validation, kept epoch marked.
+
+    Args:
+        history: History of the fit.
+        path: Path of the PNG to write (overwritten).
+        title: str, the figure title; "" gives "Learning curves".
+    """
     epochs = np.arange(1, len(history.epochs) + 1)
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
     for key, style in (("accuracy", "-"), ("val_accuracy", "-o")):
@@ -67,6 +86,14 @@ def plot_learning_curves(history: History, path: Path, *, title: str = "") -> No
 def plot_confusion_matrix(
     matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path, *, title: str
 ) -> None:
+    """The confusion matrix as an annotated heat map.
+
+    Args:
+        matrix: C x C counts (rows true class, columns predicted).
+        labels: sequence of C str, the class names.
+        path: Path of the PNG to write (overwritten).
+        title: str, the figure title.
+    """
     m = np.asarray(matrix)
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     ax.imshow(m, cmap="Blues")

@@ -57,6 +57,17 @@ def page_upload(data: bytes, *, max_side: int) -> bytes:
 
 
 def variants(*, quality: int, max_side: int) -> dict[str, Callable[[bytes], bytes]]:
+    """The test-split variants to measure, by name.
+
+    Args:
+        quality: int, JPEG quality (1-95, Pillow's scale) of the re-encoding.
+        max_side: int, longest side in pixels of the listing page's upload.
+
+    Returns:
+        dict of name -> function from image bytes to image bytes: "original"
+        (unchanged), "jpeg_q<quality>" (`jpeg`) and "page_<max_side>px"
+        (`page_upload`).
+    """
     return {
         "original": lambda data: data,
         f"jpeg_q{quality}": lambda data: jpeg(data, quality=quality),
@@ -145,6 +156,15 @@ def _read_run(model_dir: Path) -> TrainOutput:
 
 
 def format_table(result: dict[str, Any]) -> str:
+    """The robustness result as a markdown table.
+
+    Args:
+        result: dict from `measure_robustness`.
+
+    Returns:
+        str, a markdown table: one line per variant (images resized, test
+        accuracy, drop in percentage points, agreement with the original).
+    """
     lines = [
         f"Test split, {result['image_size']} px model {result['model_dir']}",
         "",
@@ -161,6 +181,12 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def add_robustness_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the `python -m train robustness` arguments to `parser`.
+
+    Args:
+        parser: argparse.ArgumentParser to extend in place (model_dir,
+            --data-dir, --output, --quality, --max-side, --max-drop, --quiet).
+    """
     parser.add_argument("model_dir", type=Path, help="a `python -m train` output folder")
     parser.add_argument(
         "--data-dir", type=Path, default=None, help="default: the one in metrics.json"

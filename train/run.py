@@ -115,6 +115,21 @@ def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) 
 
 @dataclass(frozen=True)
 class CachedFeatures:
+    """Base-model features of every split, ready for training heads.
+
+    Attributes:
+        dataset: Dataset the features come from.
+        base: keras.Model, the Xception base that extracted them.
+        vectors: split name -> float32 array of shape (n, 2048), unreadable
+            images dropped.
+        targets: split name -> int array of shape (n,), class indices.
+        skipped: tuple of Skipped, the images that did not decode.
+        timings: dict of timings (seconds) and counts.
+        views: view name -> split name -> (n, 2048) float32, augmented views
+            (train.features.VIEWS) from the same cache.
+        view_targets: view name -> split name -> (n,) int targets of `views`.
+    """
+
     dataset: Dataset
     base: keras.Model
     vectors: dict[str, np.ndarray]  # split -> (n, 2048), unreadable images dropped
@@ -212,6 +227,22 @@ def add_views(
 
 
 def train_head(features: CachedFeatures, config: TrainConfig) -> Trained:
+    """Train the dense head on cached features (plain + config.views).
+
+    Seeds Keras with config.seed first, so the head's initial weights do not
+    depend on whether the base was built in the same call.
+
+    Args:
+        features: CachedFeatures, with the views named in config.views.
+        config: TrainConfig (head size, dropout, ensemble, epochs, ...).
+
+    Returns:
+        Trained: the full model (base + head), history, per-split logits of the
+        kept epoch and targets (all splits but train), and timings in seconds.
+
+    Raises:
+        KeyError: a view in config.views is missing from `features.views`.
+    """
     t0 = time.perf_counter()
     labels = features.dataset.labels
     x, y = features.vectors, features.targets
@@ -340,6 +371,20 @@ def _warn_skipped(skipped: list[Skipped]) -> None:
 def build_metrics(
     trained: Trained, dataset: Dataset, config: TrainConfig, *, seconds: float
 ) -> dict[str, Any]:
+    """The metrics.json content of a run (before calibration fields are added).
+
+    Args:
+        trained: Trained, the run's result.
+        dataset: Dataset it was trained on.
+        config: TrainConfig of the run.
+        seconds: float, the run's total wall time in seconds.
+
+    Returns:
+        dict, JSON-ready: labels, image_size, val/test accuracy, kept epoch,
+        per-split `classification_metrics`, history, data_dir, n_images,
+        skipped, config, timings (seconds) and versions. test_accuracy and
+        test are None without a test split.
+    """
     evaluated = {
         name: classification_metrics(trained.logits[name], trained.targets[name], trained.labels)
         for name in trained.logits
@@ -388,6 +433,20 @@ def write_outputs(
     *,
     calibration: CalibrationResult | None = None,
 ) -> None:
+    """Write the run folder: model.keras, metrics.json and the plots.
+
+    Staged in a temporary folder, then moved to config.output_dir.
+
+    Args:
+        trained: Trained, the run's result.
+        metrics: dict, the metrics.json content (`build_metrics` + calibration).
+        config: TrainConfig; output_dir and image_size are used.
+        calibration: CalibrationResult or None; when given, the reliability
+            diagram and risk-coverage plots are written too.
+
+    Raises:
+        OSError: the folder cannot be written.
+    """
     with staging_dir(config.output_dir) as tmp:
         write_train_output(tmp, trained.model, metrics)
         plot_learning_curves(

@@ -86,6 +86,15 @@ def sweep(config: TrainConfig, *, param: str, values: list[float]) -> dict[str, 
 
 
 def format_table(summary: dict[str, Any]) -> str:
+    """The sweep summary as a plain-text table.
+
+    Args:
+        summary: dict from `sweep` (param, results, best).
+
+    Returns:
+        str: one line per swept value (best val accuracy, its 1-based epoch,
+        test accuracy or blank), the kept value marked.
+    """
     param = summary["param"]
     lines = [f"{param:>14}  best val_acc  epoch  test_acc", "-" * 44]
     for r in summary["results"]:
