@@ -61,6 +61,7 @@ import re
 import sys
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ from inference import (
     request_header,
     route,
 )
+from inference.env import env_int
 
 # Time kept back from the function's remaining time for decoding, inference
 # and answering, so that a slow URL fails with FETCH_TIMEOUT, not a Lambda timeout.
@@ -466,6 +468,7 @@ def handle(
 # sequential URL fetches at their 5 s deadline (FETCH_TIMEOUT_S) still end
 # inside Lambda's 900 s maximum timeout.
 DEFAULT_MAX_BATCH_ITEMS = 100
+MAX_BATCH_ITEMS_LIMIT = 10_000  # the largest MAX_BATCH_ITEMS accepted
 
 
 class TooManyItemsError(InvalidRequestError):
@@ -669,21 +672,15 @@ def _state() -> State:
     return state
 
 
-def max_batch_items(environ: dict[str, str] | None = None) -> int:
+def max_batch_items(environ: Mapping[str, str] = os.environ) -> int:
     """MAX_BATCH_ITEMS: the most items one batch event may carry (default 100).
 
     Raises:
-        ValueError: not an integer from 1 to 10000 (the message names the variable).
+        ValueError: not an integer from 1 to 10000; the message names the variable
+            and echoes its value (inference.env).
     """
-    env = os.environ if environ is None else environ
-    raw = env.get("MAX_BATCH_ITEMS", "").strip()
-    if not raw:
-        return DEFAULT_MAX_BATCH_ITEMS
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= 10_000:
-        raise ValueError(
-            f"MAX_BATCH_ITEMS must be an integer from 1 to 10000. Received: {raw[:40]!r}"
-        )
-    return int(raw)
+    value = env_int(environ, "MAX_BATCH_ITEMS", minimum=1, maximum=MAX_BATCH_ITEMS_LIMIT)
+    return DEFAULT_MAX_BATCH_ITEMS if value is None else value
 
 
 def fetch_deadline(context: Any) -> float | None:

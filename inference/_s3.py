@@ -29,9 +29,11 @@ code behind one is chained as `__cause__` for the log, never in the message.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +42,13 @@ from inference._errors import (
     InvalidRequestError,
     PayloadTooLargeError,
 )
+from inference.env import env_list
 
 # S3's limits ("Bucket naming rules", "Naming Amazon S3 objects" in the S3 user guide).
 MAX_KEY_BYTES = 1024
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # FETCH_MAX_BYTES' default: one cap for every source
+S3_BUCKETS_ENV = "S3_ALLOWED_BUCKETS"  # read by S3Config.from_env
 
 
 class S3BucketNotAllowedError(InferenceError):
@@ -120,19 +124,22 @@ class S3Config:
             )
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> S3Config:
-        """S3_ALLOWED_BUCKETS: comma-separated bucket names; unset or empty refuses S3.
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> S3Config:
+        """Buckets from env S3_ALLOWED_BUCKETS (comma-separated; unset or empty refuses
+        S3); `overrides` that are not None win.
 
         Raises:
-            ValueError: a listed name is not a bucket name (the message names the variable).
+            ValueError: a listed name is not a bucket name; the message names the env
+                var and echoes its value.
         """
-        env = os.environ if environ is None else environ
-        raw = env.get("S3_ALLOWED_BUCKETS", "")
-        buckets = tuple(b.strip() for b in raw.split(",") if b.strip())
+        raw = environ.get(S3_BUCKETS_ENV, "")
         try:
-            return cls(allowed_buckets=buckets, **overrides)
+            config = cls(allowed_buckets=env_list(environ, S3_BUCKETS_ENV))
         except ValueError as exc:
-            raise ValueError(f"S3_ALLOWED_BUCKETS: {exc}") from None
+            raise ValueError(
+                f"Env var {S3_BUCKETS_ENV}: {exc}. Received: {S3_BUCKETS_ENV}={raw!r}"
+            ) from None
+        return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def parse_s3_ref(value: Any) -> S3Ref:

@@ -45,21 +45,34 @@ def env_str(environ: Mapping[str, str], name: str) -> str | None:
     return raw or None
 
 
-def env_int(environ: Mapping[str, str], name: str, *, minimum: int | None = None) -> int | None:
-    """An integer (>= `minimum` when given), or None when unset or empty.
+def env_int(
+    environ: Mapping[str, str],
+    name: str,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+) -> int | None:
+    """An integer (>= `minimum`, <= `maximum` when given), or None when unset or empty.
 
     Raises:
-        ValueError: not an integer, or below `minimum` (e.g. MAX_IMAGE_PIXELS=0).
+        ValueError: not an integer, or outside the bounds (e.g. MAX_IMAGE_PIXELS=0).
     """
     raw = env_str(environ, name)
     if raw is None:
         return None
-    rule = "an integer" if minimum is None else f"an integer >= {minimum}"
+    if minimum is not None and maximum is not None:
+        rule = f"an integer from {minimum} to {maximum}"
+    elif minimum is not None:
+        rule = f"an integer >= {minimum}"
+    elif maximum is not None:
+        rule = f"an integer <= {maximum}"
+    else:
+        rule = "an integer"
     try:
         value = int(raw)
     except ValueError:
         raise _error(name, rule, raw) from None
-    if minimum is not None and value < minimum:
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise _error(name, rule, raw)
     return value
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from inference import DEFAULT_MAX_PIXELS, FetchConfig, InferenceConfig, RouteConfig
+from inference import DEFAULT_MAX_PIXELS, FetchConfig, InferenceConfig, RouteConfig, S3Config
 from inference.env import (
     base_weights_from_env,
     cache_dir_from_env,
@@ -27,7 +27,7 @@ from inference.env import (
     env_str,
 )
 
-CONFIGS = [InferenceConfig, FetchConfig, RouteConfig]
+CONFIGS = [InferenceConfig, FetchConfig, RouteConfig, S3Config]
 
 # (config, env var, raw value, field, expected value)
 VALID = [
@@ -47,6 +47,7 @@ VALID = [
     (FetchConfig, "FETCH_ALLOW_LOOPBACK", "false", "allow_loopback", False),
     (FetchConfig, "FETCH_USER_AGENT", " bot/1 ", "user_agent", "bot/1"),
     (RouteConfig, "CORS_ALLOWED_ORIGINS", "https://a.com/", "cors_origins", ("https://a.com",)),
+    (S3Config, "S3_ALLOWED_BUCKETS", " photos , b.2 ,", "allowed_buckets", ("photos", "b.2")),
 ]
 
 # (config, env var, raw value): each must fail with a message naming the variable.
@@ -66,6 +67,8 @@ INVALID = [
     (FetchConfig, "FETCH_MAX_REDIRECTS", "1.5"),
     (FetchConfig, "FETCH_ALLOW_LOOPBACK", "maybe"),
     (RouteConfig, "CORS_ALLOWED_ORIGINS", "*"),
+    (S3Config, "S3_ALLOWED_BUCKETS", "Photos"),
+    (S3Config, "S3_ALLOWED_BUCKETS", "photos,s3://archive"),
 ]
 
 
@@ -115,6 +118,8 @@ def test_every_config_has_the_same_from_env_signature(config: Any) -> None:
         (InferenceConfig, {"INFERENCE_THREADS": "2"}, {"num_threads": None}, "num_threads", 2),
         (FetchConfig, {"FETCH_MAX_BYTES": "5"}, {"max_bytes": 7}, "max_bytes", 7),
         (RouteConfig, {}, {"cors_origins": ("https://a.com",)}, "cors_origins", ("https://a.com",)),
+        (S3Config, {"S3_ALLOWED_BUCKETS": "a1b"}, {"max_bytes": 7}, "max_bytes", 7),
+        (S3Config, {"S3_ALLOWED_BUCKETS": "a1b"}, {"max_bytes": None}, "allowed_buckets", ("a1b",)),
     ],
 )
 def test_overrides_that_are_not_none_win(
@@ -142,6 +147,7 @@ def test_inference_config_validates_in_post_init(kwargs: dict[str, Any], message
 PARSE = [
     (env_int, {}, "7", 7),
     (env_int, {"minimum": 1}, "1", 1),
+    (env_int, {"minimum": 1, "maximum": 10}, "10", 10),
     (env_float, {}, "-0.5", -0.5),
     (env_float, {"positive": True}, "0.5", 0.5),
     (env_fraction, {}, "1", 1.0),
@@ -163,6 +169,9 @@ def test_helpers_parse(parse: Any, kwargs: dict[str, Any], raw: str, expected: o
     [
         (env_int, {}, "x", "an integer"),
         (env_int, {"minimum": 1}, "0", "an integer >= 1"),
+        (env_int, {"minimum": 1, "maximum": 10}, "11", "an integer from 1 to 10"),
+        (env_int, {"minimum": 1, "maximum": 10}, "abc", "an integer from 1 to 10"),
+        (env_int, {"maximum": 10}, "11", "an integer <= 10"),
         (env_float, {}, "nan", "a finite number"),
         (env_float, {"positive": True}, "0", "a finite number > 0"),
         (env_fraction, {}, "-0.1", "a number from 0 to 1"),

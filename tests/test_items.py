@@ -8,6 +8,7 @@ server, under the network guard: nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -239,7 +240,9 @@ def test_max_batch_items(
 
 @pytest.mark.parametrize("raw", ["0", "-1", "abc", "1.5", "10001", "²"])
 def test_bad_max_batch_items_stops_the_function(raw: str) -> None:
-    with pytest.raises(ValueError, match="MAX_BATCH_ITEMS"):
+    rule = "must be an integer from 1 to 10000"
+    expected = f"Env var MAX_BATCH_ITEMS {rule}. Received: MAX_BATCH_ITEMS={raw!r}"
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
         lambda_function.max_batch_items({"MAX_BATCH_ITEMS": raw})
 
 
