@@ -74,7 +74,18 @@ DEPLOYABLE_SCORES = ("max_softmax", "energy")
 
 
 def softmax(logits: np.ndarray, *, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax(logits / T): (n, k) float -> (n, k) float64, rows sum to 1."""
+    """Row-wise softmax of temperature-scaled logits, softmax(logits / T).
+
+    Temperature scaling: Guo et al. 2017, "On Calibration of Modern Neural
+    Networks", section 4.2.
+
+    Args:
+        logits: float array of shape (n, k).
+        temperature: float T > 0; 1.0 is the plain softmax.
+
+    Returns:
+        float64 array of shape (n, k); each row sums to 1.
+    """
     z = np.asarray(logits, dtype=np.float64) / temperature
     z = z - z.max(axis=1, keepdims=True)  # exp never overflows
     e = np.exp(z)
@@ -91,7 +102,16 @@ def negative_log_likelihood(
 ) -> float:
     """Mean -log p(target) under softmax(logits / T), in nats.
 
-    logits (n, k) float, targets (n,) int in [0, k). Raises ValueError on bad shapes.
+    Args:
+        logits: float array of shape (n, k), n >= 1.
+        targets: int array of shape (n,), class indices in [0, k).
+        temperature: float T > 0 dividing the logits (Guo et al. 2017).
+
+    Returns:
+        float, the mean negative log-likelihood in nats.
+
+    Raises:
+        ValueError: bad shapes, n = 0, or targets not ints in [0, k).
     """
     z, y = _check(logits, targets)
     z = z / temperature
@@ -110,7 +130,19 @@ def fit_temperature(
     A golden-section search on log T. It finds the global minimum: with
     b = 1/T the NLL is mean(logsumexp(b z) - b z_y), a log-sum-exp of linear
     functions of b minus a linear one, hence convex in b, so it is unimodal in
-    log T = -log b too. logits (n, k), targets (n,). Returns T in `bounds`.
+    log T = -log b too.
+
+    Args:
+        logits: float array of shape (n, k), n >= 1 (validation logits).
+        targets: int array of shape (n,), class indices in [0, k).
+        bounds: (low, high), the search range of T, 0 < low < high.
+        tolerance: float, the search stops when the bracket on log T is this narrow.
+
+    Returns:
+        float T within `bounds` (an optimum at a bound is returned as is).
+
+    Raises:
+        ValueError: bad shapes or targets, or `bounds` not 0 < low < high.
     """
     z, y = _check(logits, targets)
     lo_t, hi_t = bounds
@@ -162,7 +194,23 @@ class ReliabilityBins:
 def reliability_bins(
     probabilities: np.ndarray, targets: np.ndarray, *, n_bins: int = ECE_BINS
 ) -> ReliabilityBins:
-    """Bin the top-1 confidence of (n, k) probabilities against (n,) int targets."""
+    """Bin the top-1 confidence against top-1 correctness, equal-width bins.
+
+    Bin m of M holds confidences in ((m-1)/M, m/M] (Guo et al. 2017, section 2;
+    Naeini et al. 2015).
+
+    Args:
+        probabilities: float array of shape (n, k), rows summing to 1.
+        targets: int array of shape (n,), class indices in [0, k).
+        n_bins: int M >= 1 (default 15, as Guo et al. 2017 report).
+
+    Returns:
+        ReliabilityBins: counts, mean confidence and accuracy per bin (NaN
+        means for empty bins).
+
+    Raises:
+        ValueError: bad shapes or targets, or `n_bins` not an int >= 1.
+    """
     p, y = _check(probabilities, targets)
     if not isinstance(n_bins, int) or n_bins < 1:
         raise ValueError(f"`n_bins` must be an int >= 1. Received: n_bins={n_bins!r}")
@@ -180,7 +228,22 @@ def reliability_bins(
 def expected_calibration_error(
     probabilities: np.ndarray, targets: np.ndarray, *, n_bins: int = ECE_BINS
 ) -> float:
-    """ECE of (n, k) probabilities against (n,) int targets, `n_bins` equal-width bins."""
+    """Expected calibration error with `n_bins` equal-width bins.
+
+    ECE = sum_m |B_m| / n * |acc(B_m) - conf(B_m)| (Naeini et al. 2015;
+    Guo et al. 2017, eq. 3, with M = 15).
+
+    Args:
+        probabilities: float array of shape (n, k), rows summing to 1.
+        targets: int array of shape (n,), class indices in [0, k).
+        n_bins: int M >= 1.
+
+    Returns:
+        float in [0, 1], a share (multiply by 100 for percentage points).
+
+    Raises:
+        ValueError: bad shapes or targets, or `n_bins` not an int >= 1.
+    """
     return reliability_bins(probabilities, targets, n_bins=n_bins).ece
 
 
