@@ -195,6 +195,11 @@ def parse_event(event: Any, *, max_bytes: int, n_labels: int) -> Request:
 
 
 def _parse_fields(fields: dict[str, Any], *, n_labels: int, allow_s3: bool = False) -> Request:
+    if not allow_s3 and ("items" in fields or "Items" in fields):
+        raise InvalidRequestError(
+            "Batches (`items`, or Step Functions' `Items`) are accepted in direct invocations "
+            "only (lambda:InvokeFunction), not over HTTP."
+        )
     if not allow_s3 and fields.get("s3") is not None:
         raise InvalidRequestError(
             "`s3` references are accepted in direct invocations only (lambda:InvokeFunction), "
@@ -557,12 +562,18 @@ def item_event(item: Any, batch: Batch) -> Any:
     under its own fields; anything else is left for `handle` to refuse.
 
     Raises:
-        InvalidRequestError: an HTTP event as an item, a listing item without a bucket.
+        InvalidRequestError: an HTTP event as an item, a nested batch, a listing item
+            without a bucket.
     """
     if not isinstance(item, dict):
         return item
     if is_http_event(item):
         raise InvalidRequestError("A batch item must be a direct event, not an HTTP event.")
+    if "items" in item or "Items" in item:
+        raise InvalidRequestError(
+            "A batch item must be one event (`url`, `image` or `s3`): nested batches "
+            "(`items`, `Items`) are not allowed."
+        )
     if "Key" in item and not any(k in item for k in ("url", "image", "s3")):
         if batch.bucket is None:
             raise InvalidRequestError(

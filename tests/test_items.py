@@ -131,6 +131,7 @@ GOLDEN: dict[str, list[str] | str] = {
     "items_bad_with_url.json": "INVALID_REQUEST",
     "items_bad_both_forms.json": "INVALID_REQUEST",
     "items_bad_batch_input.json": "INVALID_REQUEST",
+    "items_bad_nested.json": [OK, "INVALID_REQUEST", "INVALID_REQUEST"],
 }
 
 
@@ -266,7 +267,15 @@ def test_http_events_are_not_batches(handler: NetGuard) -> None:
     }
     response = invoke(event)
     assert response["statusCode"] == 400
-    assert json.loads(response["body"])["error"]["code"] == "INVALID_REQUEST"
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == "INVALID_REQUEST"
+    assert "are accepted in direct invocations only" in error["message"]
+
+
+def test_nested_batches_are_refused_per_item(handler: NetGuard, image_server: ImageServer) -> None:
+    body = invoke(load_event("items_bad_nested.json", image_server))
+    messages = [item["error"]["message"] for item in body["items"][1:]]
+    assert all("nested batches (`items`, `Items`) are not allowed" in m for m in messages), messages
 
 
 def test_answer_size_leaves_room_under_the_step_functions_limit(handler: NetGuard) -> None:

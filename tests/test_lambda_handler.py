@@ -159,6 +159,11 @@ GOLDEN: dict[str, tuple[bool, int, str | None, int]] = {
     "bad_http_api_v2_text_body.json": (True, 400, "INVALID_REQUEST", 0),
     "bad_function_url_hex_metadata.json": (True, 400, "URL_NOT_ALLOWED", 0),
     "bad_function_url_json_array.json": (True, 400, "INVALID_REQUEST", 0),
+    "bad_http_api_v2_items.json": (True, 400, "INVALID_REQUEST", 0),
+}
+# file: words its error message must hold (where the code alone does not tell the cases apart)
+GOLDEN_MESSAGES = {
+    "bad_http_api_v2_items.json": "are accepted in direct invocations only",
 }
 
 
@@ -196,6 +201,7 @@ def test_golden_events(
     else:
         assert_error(body, code)
         assert CODES[code] == status
+        assert GOLDEN_MESSAGES.get(name, "") in body["error"]["message"]
     net.assert_no_connection_except("127.0.0.1")
 
 
