@@ -46,6 +46,11 @@ State
     bundle the Dockerfile copies in), INFERENCE_THREADS, MAX_IMAGE_PIXELS
     (inference.InferenceConfig), FETCH_* (inference.FetchConfig),
     S3_ALLOWED_BUCKETS (inference.S3Config) and MAX_BATCH_ITEMS.
+    In Lambda (AWS_LAMBDA_FUNCTION_NAME set) the request settings (FETCH_*,
+    S3_ALLOWED_BUCKETS, MAX_BATCH_ITEMS: `read_settings`) are read when the
+    module is imported, Lambda's init phase, so a bad value fails the function
+    once, at init, with a message naming the variable; elsewhere `_state`
+    reads them before loading the model.
 """
 
 from __future__ import annotations
@@ -655,19 +660,46 @@ class State:
     max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS
 
 
+@dataclass(frozen=True)
+class Settings:
+    """The request settings: FETCH_*, S3_ALLOWED_BUCKETS and MAX_BATCH_ITEMS."""
+
+    fetch_config: FetchConfig
+    s3_config: S3Config
+    max_batch_items: int
+
+
+def read_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    """Read the request settings from `environ`.
+
+    Raises:
+        ValueError: a bad value; the message names the variable and echoes its value.
+    """
+    fetch_config = FetchConfig.from_env(environ)
+    return Settings(
+        fetch_config,
+        S3Config.from_env(environ, max_bytes=fetch_config.max_bytes),
+        max_batch_items(environ),
+    )
+
+
+# Set at the end of this module, in Lambda's init phase.
+_INIT_SETTINGS: Settings | None = None
+
+
 @functools.cache
 def _state() -> State:
     """Load the model and settings once per process (a failure is retried next time)."""
     start = time.perf_counter()
+    settings = _INIT_SETTINGS or read_settings()  # before the model: a bad setting fails fast
     # Unset MODEL_DIR: the bundle the Dockerfile copies in beside this file.
     bundled = None if os.environ.get("MODEL_DIR") else HERE / "model"
     config = InferenceConfig.from_env(os.environ, model_dir=bundled)
-    fetch_config = FetchConfig.from_env()
     state = State(
         Classifier.from_config(config),
-        fetch_config,
-        S3Config.from_env(max_bytes=fetch_config.max_bytes),
-        max_batch_items(),
+        settings.fetch_config,
+        settings.s3_config,
+        settings.max_batch_items,
     )
     manifest = state.classifier.manifest
     log(
@@ -789,3 +821,9 @@ def answer_batch(
         summary.update(code=outcome.error.code, detail=str(outcome.error))
     log(summary)
     return outcome.response()
+
+
+# Lambda's init phase (the import): a bad setting fails the function here, once,
+# naming the variable, rather than on every request.
+if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+    _INIT_SETTINGS = read_settings()

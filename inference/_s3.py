@@ -135,9 +135,11 @@ class S3Config:
         raw = environ.get(S3_BUCKETS_ENV, "")
         try:
             config = cls(allowed_buckets=env_list(environ, S3_BUCKETS_ENV))
-        except ValueError as exc:
+        except ValueError:
             raise ValueError(
-                f"Env var {S3_BUCKETS_ENV}: {exc}. Received: {S3_BUCKETS_ENV}={raw!r}"
+                f"Env var {S3_BUCKETS_ENV} must be a comma-separated list of S3 bucket names "
+                "(3-63 characters: a-z, 0-9, '.', '-'). "
+                f"Received: {S3_BUCKETS_ENV}={raw!r}"
             ) from None
         return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
 

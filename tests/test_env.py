@@ -87,6 +87,15 @@ def test_an_invalid_env_value_names_the_variable_and_echoes_it(
         config.from_env({name: raw})
 
 
+def test_a_bad_bucket_list_says_received_once() -> None:
+    expected = (
+        "Env var S3_ALLOWED_BUCKETS must be a comma-separated list of S3 bucket names "
+        "(3-63 characters: a-z, 0-9, '.', '-'). Received: S3_ALLOWED_BUCKETS='photos,Bad'"
+    )
+    with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
+        S3Config.from_env({"S3_ALLOWED_BUCKETS": "photos,Bad"})
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("value", ["", "   "])
 def test_unset_or_empty_keeps_every_default(config: Any, value: str) -> None:

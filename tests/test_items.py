@@ -247,6 +247,43 @@ def test_bad_max_batch_items_stops_the_function(raw: str) -> None:
         lambda_function.max_batch_items({"MAX_BATCH_ITEMS": raw})
 
 
+@pytest.mark.parametrize(
+    ("name", "raw", "rule"),
+    [
+        ("MAX_BATCH_ITEMS", "0", "must be an integer from 1 to 10000"),
+        ("S3_ALLOWED_BUCKETS", "Photos", "must be a comma-separated list of S3 bucket names"),
+    ],
+)
+def test_a_bad_setting_fails_lambdas_init_once(name: str, raw: str, rule: str) -> None:
+    """In Lambda the request settings are read at import (the init phase), not per request."""
+    env = {"PATH": "/usr/bin:/bin", "AWS_LAMBDA_FUNCTION_NAME": "classify", name: raw}
+    done = subprocess.run(
+        [sys.executable, "-c", "import lambda_function"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"ValueError: Env var {name} {rule}")
+    assert last.endswith(f"Received: {name}={raw!r}")
+    assert last.count("Received:") == 1
+
+
+def test_settings_read_at_init_are_not_read_again(
+    handler: NetGuard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = lambda_function.read_settings()
+    monkeypatch.setattr(lambda_function, "_INIT_SETTINGS", settings)
+    monkeypatch.setenv("S3_ALLOWED_BUCKETS", "Not A Bucket")  # an error if it were read again
+    lambda_function._state.cache_clear()
+    item = {"s3": {"bucket": ALLOWED_BUCKET, "key": "listings/pants.jpg"}}
+    assert codes(invoke({"items": [item]})) == [OK]
+    assert "top" in invoke(item)
+
+
 def test_items_past_the_deadline_are_answered_not_lost(handler: NetGuard) -> None:
     item = {"s3": {"bucket": ALLOWED_BUCKET, "key": "listings/pants.jpg"}}
     # 0.5 s left: less than the 1 s margin kept for answering, so no item may start.
