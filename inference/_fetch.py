@@ -136,15 +136,32 @@ class FetchConfig:
             ValueError: a variable does not parse (the message names it and
                 echoes its value), or a value fails `__post_init__`'s checks.
         """
-        hosts = env_list(environ, "FETCH_ALLOWED_HOSTS")
+        hosts = tuple(h.lower().rstrip(".") for h in env_list(environ, "FETCH_ALLOWED_HOSTS"))
+        user_agent = env_str(environ, "FETCH_USER_AGENT")
+        # Checked here as well as in __post_init__, so the message names the variable.
+        for name, field_values, rule in (
+            (
+                "FETCH_ALLOWED_HOSTS",
+                {"allowed_hosts": hosts},
+                "comma-separated host names or `*.domain`",
+            ),
+            ("FETCH_USER_AGENT", {"user_agent": user_agent or USER_AGENT}, "one line"),
+        ):
+            try:
+                cls(**field_values)
+            except ValueError:
+                raw = environ.get(name, "").strip()
+                raise ValueError(
+                    f"Env var {name} must be {rule}. Received: {name}={raw!r}"
+                ) from None
         values: dict[str, Any] = {
-            "timeout_s": env_float(environ, "FETCH_TIMEOUT_S"),
-            "connect_timeout_s": env_float(environ, "FETCH_CONNECT_TIMEOUT_S"),
-            "max_bytes": env_int(environ, "FETCH_MAX_BYTES"),
-            "max_redirects": env_int(environ, "FETCH_MAX_REDIRECTS"),
-            "allowed_hosts": tuple(h.lower().rstrip(".") for h in hosts),
+            "timeout_s": env_float(environ, "FETCH_TIMEOUT_S", positive=True),
+            "connect_timeout_s": env_float(environ, "FETCH_CONNECT_TIMEOUT_S", positive=True),
+            "max_bytes": env_int(environ, "FETCH_MAX_BYTES", minimum=1),
+            "max_redirects": env_int(environ, "FETCH_MAX_REDIRECTS", minimum=0),
+            "allowed_hosts": hosts,
             "allow_loopback": env_flag(environ, "FETCH_ALLOW_LOOPBACK"),
-            "user_agent": env_str(environ, "FETCH_USER_AGENT"),
+            "user_agent": user_agent,
         }
         values.update(overrides)
         return cls(**{k: v for k, v in values.items() if v is not None})

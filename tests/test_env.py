@@ -65,6 +65,12 @@ INVALID = [
     (FetchConfig, "FETCH_CONNECT_TIMEOUT_S", "nan"),
     (FetchConfig, "FETCH_MAX_BYTES", "10MB"),
     (FetchConfig, "FETCH_MAX_REDIRECTS", "1.5"),
+    (FetchConfig, "FETCH_MAX_REDIRECTS", "-1"),
+    (FetchConfig, "FETCH_MAX_BYTES", "0"),  # was "`max_bytes` must be an int >= 1"
+    (FetchConfig, "FETCH_TIMEOUT_S", "0"),
+    (FetchConfig, "FETCH_CONNECT_TIMEOUT_S", "-2"),
+    (FetchConfig, "FETCH_ALLOWED_HOSTS", "http://x.com"),
+    (FetchConfig, "FETCH_USER_AGENT", "bot\nX-Evil: 1"),
     (FetchConfig, "FETCH_ALLOW_LOOPBACK", "maybe"),
     (RouteConfig, "CORS_ALLOWED_ORIGINS", "*"),
     (S3Config, "S3_ALLOWED_BUCKETS", "Photos"),

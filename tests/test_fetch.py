@@ -545,16 +545,25 @@ def test_config_from_env() -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"FETCH_MAX_BYTES": "10MB"}, "FETCH_MAX_BYTES must be an integer"),
-        ({"FETCH_TIMEOUT_S": "-1"}, "`timeout_s` must be a finite number > 0"),
+        ({"FETCH_MAX_BYTES": "10MB"}, "FETCH_MAX_BYTES must be an integer >= 1"),
+        ({"FETCH_MAX_BYTES": "0"}, "FETCH_MAX_BYTES must be an integer >= 1"),
+        ({"FETCH_MAX_BYTES": "-5"}, "FETCH_MAX_BYTES must be an integer >= 1"),
+        ({"FETCH_TIMEOUT_S": "-1"}, "FETCH_TIMEOUT_S must be a finite number > 0"),
+        ({"FETCH_TIMEOUT_S": "0"}, "FETCH_TIMEOUT_S must be a finite number > 0"),
+        ({"FETCH_CONNECT_TIMEOUT_S": "0"}, "FETCH_CONNECT_TIMEOUT_S must be a finite number > 0"),
         ({"FETCH_ALLOW_LOOPBACK": "maybe"}, "FETCH_ALLOW_LOOPBACK must be one of"),
-        ({"FETCH_ALLOWED_HOSTS": "http://x.com"}, "`allowed_hosts` entries"),
-        ({"FETCH_MAX_REDIRECTS": "-1"}, "`max_redirects` must be an int >= 0"),
+        ({"FETCH_ALLOWED_HOSTS": "http://x.com"}, "FETCH_ALLOWED_HOSTS must be comma-separated"),
+        ({"FETCH_MAX_REDIRECTS": "-1"}, "FETCH_MAX_REDIRECTS must be an integer >= 0"),
+        ({"FETCH_USER_AGENT": "bot\r\nX-Evil: 1"}, "FETCH_USER_AGENT must be one line"),
     ],
 )
 def test_config_errors(env: dict[str, str], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    """Each message names the variable and echoes its value (inference.env's style)."""
+    ((name, raw),) = env.items()
+    with pytest.raises(ValueError) as info:
         FetchConfig.from_env(env)
+    assert str(info.value).startswith(f"Env var {message}")
+    assert str(info.value).endswith(f"Received: {name}={raw.strip()!r}")
 
 
 # ---------------------------------------------------------------------------

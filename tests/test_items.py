@@ -252,6 +252,7 @@ def test_bad_max_batch_items_stops_the_function(raw: str) -> None:
     [
         ("MAX_BATCH_ITEMS", "0", "must be an integer from 1 to 10000"),
         ("S3_ALLOWED_BUCKETS", "Photos", "must be a comma-separated list of S3 bucket names"),
+        ("FETCH_MAX_BYTES", "0", "must be an integer >= 1"),
     ],
 )
 def test_a_bad_setting_fails_lambdas_init_once(name: str, raw: str, rule: str) -> None:
