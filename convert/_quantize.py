@@ -96,12 +96,41 @@ def _segment(name: str) -> str:
     return re.sub(r"_\d+$", "", name)
 
 
-def block_of(tensor_name: str) -> str | None:
+# Keras numbers unnamed layers per process: a model built after another one in
+# the same process (levers, sweeps, a test session) has `conv2d_4`.. and `add_12`..
+# where a fresh process has `conv2d`.. and `add`... Indices count from the
+# model's own first one of each kind.
+_AUTO_NAMED = re.compile(r"(conv2d|batch_normalization|add)(?:_(\d+))?")
+
+
+def name_bases(tensor_names: Iterable[str]) -> dict[str, int]:
+    """The smallest index of each auto-named layer kind in a model's tensor names.
+
+    Args:
+        tensor_names: every tensor name of one TFLite model (`tensor_names`).
+
+    Returns:
+        {"conv2d": i, "batch_normalization": j, "add": k} for the kinds present:
+        what `block_of` subtracts so `conv2d_4` is the model's first residual conv.
+    """
+    bases: dict[str, int] = {}
+    for name in tensor_names:
+        for s in name.split(";")[0].split("/"):
+            m = _AUTO_NAMED.fullmatch(_segment(s))
+            if m:
+                bases[m[1]] = min(bases.get(m[1], int(m[2] or 0)), int(m[2] or 0))
+    return bases
+
+
+def block_of(tensor_name: str, *, bases: Mapping[str, int] | None = None) -> str | None:
     """The Xception block ("block1".."block14") or "head" a TFLite tensor belongs to.
 
     Read from the op's first fused name ("model/xception/block3_sepconv1_act/Relu;...").
+    `bases` (`name_bases` of the whole model) shifts the residual layers'
+    auto-numbered names; None reads them as numbered from 0.
     None for tensors outside both (the input, QUANTIZE/DEQUANTIZE glue).
     """
+    bases = bases or {}
     if re.fullmatch(r"StatefulPartitionedCall(_\d+)?:\d+", tensor_name):
         # The converter names the model's output tensors after the signature's
         # call; the op producing the logits is the head's last one.
@@ -112,12 +141,15 @@ def block_of(tensor_name: str) -> str | None:
         if m:
             return f"block{int(m.group(1))}"
     for s in segments:
-        m = re.fullmatch(r"(?:conv2d|batch_normalization)(?:_(\d+))?", s)
-        if m and int(m.group(1) or 0) < len(_RESIDUAL_CONV_BLOCKS):
-            return f"block{_RESIDUAL_CONV_BLOCKS[int(m.group(1) or 0)]}"
-        m = re.fullmatch(r"add(?:_(\d+))?", s)
-        if m and int(m.group(1) or 0) + 2 <= 14:
-            return f"block{int(m.group(1) or 0) + 2}"
+        m = _AUTO_NAMED.fullmatch(s)
+        if not m:
+            continue
+        index = int(m[2] or 0) - bases.get(m[1], 0)
+        if m[1] == "add":
+            if 0 <= index <= 12:  # add_k closes block k + 2 (see _RESIDUAL_CONV_BLOCKS)
+                return f"block{index + 2}"
+        elif 0 <= index < len(_RESIDUAL_CONV_BLOCKS):
+            return f"block{_RESIDUAL_CONV_BLOCKS[index]}"
     if any(_HEAD_LAYERS.match(s) for s in segments[1:]):
         return HEAD
     return None
@@ -160,7 +192,8 @@ def _text(name: Any) -> str:
 def nodes_of_blocks(names: Sequence[str], blocks: Iterable[str]) -> list[str]:
     """The tensor names in `names` that belong to any of `blocks` (see `block_of`)."""
     wanted = set(blocks)
-    return [n for n in names if block_of(n) in wanted]
+    bases = name_bases(names)
+    return [n for n in names if block_of(n, bases=bases) in wanted]
 
 
 def calibrate(model: Any, representative_dataset: RepresentativeDataset) -> bytes:
@@ -194,7 +227,8 @@ def quantize_calibrated(calibrated: bytes, *, float_blocks: Sequence[str] = ()) 
 
     names = tensor_names(calibrated)
     denylist = nodes_of_blocks(names, float_blocks)
-    missing = sorted(set(float_blocks) - {block_of(n) for n in denylist})
+    bases = name_bases(names)
+    missing = sorted(set(float_blocks) - {block_of(n, bases=bases) for n in denylist})
     if missing:
         raise ConvertError(
             f"`float_blocks` names blocks this model does not have: {missing} "
@@ -233,7 +267,9 @@ def agreement_pct(logits: np.ndarray, reference: np.ndarray) -> float:
 
 def model_blocks(model_content: bytes) -> list[str]:
     """The blocks (see `block_of`) a TFLite model's tensors belong to, in network order."""
-    found = {b for n in tensor_names(model_content) if (b := block_of(n)) is not None}
+    names = tensor_names(model_content)
+    bases = name_bases(names)
+    found = {b for n in names if (b := block_of(n, bases=bases)) is not None}
     return sorted(found, key=_block_order)
 
 

@@ -28,6 +28,7 @@ from convert._quantize import (
     choose_float_blocks,
     dynamic_range,
     model_blocks,
+    name_bases,
     quantize_calibrated,
     tflite_logits,
 )
@@ -68,6 +69,29 @@ PREFIX = "clothing_xception_1/xception_1/"
 )
 def test_block_of(tensor: str, block: str | None) -> None:
     assert block_of(tensor) == block
+
+
+@pytest.mark.parametrize(
+    ("tensor", "block"),
+    [
+        # the same model built after another in one process: numbering starts later
+        (PREFIX + "conv2d_4_1/convolution", "block2"),
+        (PREFIX + "conv2d_7_1/convolution", "block13"),
+        (PREFIX + "batch_normalization_9_1/FusedBatchNormV3", "block3"),
+        (PREFIX + "add_12_1/Add", "block2"),
+        (PREFIX + "add_23_1/Add", "block13"),
+    ],
+)
+def test_block_of_counts_from_the_models_own_first_layer(tensor: str, block: str) -> None:
+    names = [
+        *(PREFIX + f"conv2d_{i}_1/convolution" for i in range(4, 8)),
+        *(PREFIX + f"batch_normalization_{i}_1/FusedBatchNormV3" for i in range(8, 12)),
+        *(PREFIX + f"add_{i}_1/Add" for i in range(12, 24)),
+    ]
+    bases = name_bases(names)
+    assert bases == {"conv2d": 4, "batch_normalization": 8, "add": 12}
+    assert block_of(tensor, bases=bases) == block
+    assert block_of(tensor) != block  # read as numbered from 0, it would be wrong
 
 
 # -- the selection rule -----------------------------------------------------------------
