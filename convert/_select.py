@@ -1,7 +1,8 @@
-"""`select_recipes`: choose which blocks each quantized variant keeps in float, on validation.
+"""`python -m convert select`: choose, on the validation split, which blocks each quantized
+variant (int8, dynamic) keeps in float.
 
     python -m convert select runs/acc/fast_150 --out runs/quant/select
-    python -m convert select runs/acc/fast_150 --out runs/quant/select --variants int8 \
+    python -m convert select runs/acc/fast_150 --out runs/quant/select --variants int8 \\
         --target int8=99 --max-blocks 4
 
 For each variant (`int8`, `dynamic`): per-block sensitivity (only that block

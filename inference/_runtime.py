@@ -8,12 +8,15 @@ interpreter's calls. Importing this module imports none of them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
+import os
 from dataclasses import dataclass
 from typing import Any
 
 from inference._errors import RuntimeUnavailableError
+from inference._quiet import VERBOSE_ENV, native_stderr_silenced
 
 # name -> (module, attribute path to the Interpreter class, distributions to report a version for)
 RUNTIMES: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -89,6 +92,18 @@ def interpreter_class(name: str) -> tuple[Any, RuntimeInfo]:
     return found, RuntimeInfo(name=name, version=_version(dists))
 
 
+def _quiet_native() -> contextlib.AbstractContextManager[None]:
+    """Silence fd 2 while a runtime loads a model, unless env CLOTHING_VERBOSE=1."""
+    if os.environ.get(VERBOSE_ENV, "") == "1":
+        return contextlib.nullcontext()
+    return native_stderr_silenced()
+
+
+def _article(word: str) -> str:
+    """ "an" before a vowel ("an 'onnx' bundle"), else "a" ("a 'tflite' bundle")."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def runtime_order(model_format: str, runtime: str | None = None) -> tuple[str, ...]:
     """The runtimes to try for a bundle format, or only `runtime` when it can run it.
 
@@ -119,7 +134,8 @@ def runtime_order(model_format: str, runtime: str | None = None) -> tuple[str, .
         )
     if runtime not in FORMAT_RUNTIMES[model_format]:
         raise RuntimeUnavailableError(
-            f"Runtime {runtime!r} cannot run a {model_format!r} bundle; for this bundle "
+            f"Runtime {runtime!r} cannot run {_article(model_format)} {model_format!r} bundle; "
+            "for this bundle "
             f"use one of {list(FORMAT_RUNTIMES[model_format])} (INFERENCE_RUNTIME, "
             f"--runtime), or leave it unset to choose from the bundle's format."
         )
@@ -163,8 +179,12 @@ def make_interpreter(
             errors.append(str(exc))
             continue
         try:
-            interpreter = cls(model_content=model_content, num_threads=num_threads)
-            interpreter.allocate_tensors()
+            # TFLite prints "INFO: Created TensorFlow Lite XNNPACK delegate for
+            # CPU." from C++ on every load: not the product's line (issue 14,
+            # item 9). Failures still raise, with their message, below.
+            with _quiet_native():
+                interpreter = cls(model_content=model_content, num_threads=num_threads)
+                interpreter.allocate_tensors()
         except Exception as exc:  # each runtime raises its own types (ValueError, RuntimeError)
             errors.append(f"{name} {info.version} cannot load the model: {exc}")
             continue

@@ -229,6 +229,35 @@ BAD_INPUTS: list[tuple[str, Any, list[str], str]] = [
         "Received: variants=('float32', 'float64')",
     ),
     (
+        "onnx-int8-not-offered",
+        None,
+        ["--variants", "onnx", "onnx-int8"],
+        "`onnx-int8` is not offered: onnxruntime's static int8 quantization missed int8's "
+        'agreement bar on the validation split (README "ONNX Runtime"). '
+        "Valid variants: float32 float16 dynamic int8 onnx",
+    ),
+    (
+        "float-blocks-none-not-alone",
+        None,
+        ["--variants", "int8", "--int8-float-blocks", "none", "block1"],
+        "--int8-float-blocks: `none` (all quantized) must stand alone, not beside block names. "
+        "Received: --int8-float-blocks none block1",
+    ),
+    (
+        "int8-float-blocks-without-int8",
+        None,
+        ["--variants", "float32", "--int8-float-blocks", "block1"],
+        "--int8-float-blocks applies to the int8 variant, which --variants does not include. "
+        "Received: --variants float32",
+    ),
+    (
+        "dynamic-float-blocks-without-dynamic",
+        None,
+        ["--dynamic-float-blocks", "none"],
+        "--dynamic-float-blocks applies to the dynamic variant, which --variants does not "
+        "include. Received: --variants float32",
+    ),
+    (
         "int8-no-calibration",
         None,
         ["--variants", "int8"],
@@ -511,6 +540,17 @@ def test_cli_help_and_usage_errors_in_a_fresh_process(tmp_path: Path) -> None:
     run = [sys.executable, "-m", "convert"]
     done = subprocess.run([*run, "--help"], cwd=REPO, capture_output=True, text=True, check=False)
     assert done.returncode == 0 and "python -m convert runs/150 --out bundles" in done.stdout
+    assert "Keras model -> TFLite and ONNX bundles" in done.stdout
+    usage = done.stdout.split("\n\n")[0]
+    assert "python -m convert check TRAIN_OUTPUT_DIR" in usage
+    assert "python -m convert select TRAIN_OUTPUT_DIR" in usage
+    done = subprocess.run(
+        [*run, "select", "--help"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    description = done.stdout.split("\n\n")[1]
+    assert done.returncode == 0 and description.startswith("`python -m convert select`: choose")
+    assert "select_recipes" not in done.stdout
+    assert "--variants int8 \\\n        --target int8=99" in done.stdout  # no run of spaces
     done = subprocess.run(
         [*run, str(tmp_path), "--out", str(tmp_path / "o"), "--variants", "float64"],
         cwd=REPO,

@@ -319,7 +319,19 @@ def test_cli_predict_with_wrong_runtime_exits_cleanly(
     code = main([*args, "--runtime", "ai-edge-litert"])
     assert code != 0
     err = capsys.readouterr().err
-    assert "cannot run a 'onnx' bundle" in err and "Traceback" not in err
+    assert "cannot run an 'onnx' bundle" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("model_format", "runtime", "words"),
+    [
+        ("onnx", "ai-edge-litert", "cannot run an 'onnx' bundle"),
+        ("tflite", "onnxruntime", "cannot run a 'tflite' bundle"),
+    ],
+)
+def test_runtime_mismatch_message_reads_well(model_format: str, runtime: str, words: str) -> None:
+    with pytest.raises(RuntimeUnavailableError, match=words):
+        runtime_order(model_format, runtime)
 
 
 # -- the conversion check -----------------------------------------------------
