@@ -130,7 +130,7 @@ def _add_batch_arguments(batch: argparse.ArgumentParser) -> None:
         "input", metavar="INPUT", help="a folder, a .txt/.csv list of paths or URLs, or -"
     )
     batch.add_argument(
-        "--output", type=Path, required=True, help="FILE.jsonl or FILE.csv; rerun to resume"
+        "--output", type=Path, required=True, help="FILE.jsonl, .csv or .parquet; rerun to resume"
     )
     batch.add_argument("--column", default=None, help="CSV column of paths/URLs")
     batch.add_argument(
@@ -197,7 +197,8 @@ def _batch(args: argparse.Namespace) -> int:
         return 130
     print(
         f"batch: {summary.written} rows written ({summary.errors} bad inputs), "
-        f"{summary.skipped} already there, in {summary.elapsed_s:.1f} s: "
+        f"{summary.skipped} already there ({summary.skipped_errors} of them errors, not "
+        f"retried), in {summary.elapsed_s:.1f} s: "
         f"{summary.images_per_s:.1f} images/s with {summary.workers} worker(s) x "
         f"{summary.threads_per_worker} thread(s) -> {summary.output}",
         file=sys.stderr,

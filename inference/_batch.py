@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from inference._batch_hosts import HostLimiter, StoppedError
-from inference._batch_io import Row, RowWriter, is_url, output_format, read_inputs
-from inference._batch_parquet import parquet_log, write_parquet
+from inference._batch_io import Row, RowWriter, check_output, is_url, read_inputs
+from inference._batch_parquet import parquet_log, parquet_models, write_parquet
 from inference._batch_progress import Progress
 from inference._batch_worker import classify, error_row, init_worker
 from inference._classifier import Classifier, InferenceConfig
@@ -48,6 +48,7 @@ from inference.env import env_float, env_int
 FETCH_THREADS = 16  # threads waiting on image hosts; the per-host limits bound the load
 TASKS_PER_WORKER = 4  # inputs queued per worker: enough to hide the parent's latency
 MAX_ATTEMPTS = 2  # a worker crash retries its inputs once; a second crash is the input's fault
+MAX_WORKERS = 256  # more processes than this is a typo, not a machine
 
 
 class WorkersDiedError(RuntimeError):
@@ -91,6 +92,11 @@ class BatchConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"`{name}` must be an int >= 1. Received: {name}={value!r}")
+        if self.workers is not None and self.workers > MAX_WORKERS:
+            raise ValueError(
+                f"`--workers` must be at most {MAX_WORKERS} (one process each). "
+                f"Received: --workers={self.workers!r}"
+            )
         if not self.rate >= 0:
             raise ValueError(f"`rate` must be >= 0 requests/s. Received: rate={self.rate!r}")
         if not self.progress_every_s > 0:
@@ -113,7 +119,7 @@ class BatchConfig:
         values: dict[str, Any] = {
             "inference": InferenceConfig.from_env(environ),
             "fetch": FetchConfig.from_env(environ),
-            "workers": env_int(environ, "BATCH_WORKERS", minimum=1),
+            "workers": env_int(environ, "BATCH_WORKERS", minimum=1, maximum=MAX_WORKERS),
             "per_host": env_int(environ, "BATCH_PER_HOST", minimum=1),
             "rate": env_float(environ, "BATCH_RATE"),
         }
@@ -125,18 +131,23 @@ class BatchConfig:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in values.items() if v is not None})
 
-    def plan(self) -> tuple[int, int]:
-        """(workers, threads per worker) after defaults: one worker per CPU, CPUs shared out."""
+    def plan(self, pending: int | None = None) -> tuple[int, int]:
+        """(workers, threads per worker) after defaults: one worker per CPU (at most
+        one per `pending` input, 0 when there is none), CPUs shared out."""
         workers = self.workers or cpu_count()
-        return workers, self.threads_per_worker or max(1, cpu_count() // workers)
+        if pending is not None:
+            workers = min(workers, pending)
+        return workers, self.threads_per_worker or max(1, cpu_count() // max(workers, 1))
 
 
 @dataclass(frozen=True)
 class BatchSummary:
     """What a run did. Rates count rows written by this run (bad inputs too).
 
-    inputs: distinct inputs; skipped: those that had a row before this run;
-    written: rows this run appended, `errors` of them for bad inputs;
+    inputs: distinct inputs; skipped: those that had a row before this run,
+    `skipped_errors` of them error rows (not retried); workers: processes
+    started (at most one per input to classify); written: rows this run
+    appended, `errors` of them for bad inputs;
     elapsed_s: from starting the workers to the last row; startup_s: to the
     first row (spawning, imports, model loads); images_per_s: written / elapsed_s;
     interrupted: stopped by Ctrl-C / SIGTERM before the end.
@@ -146,6 +157,7 @@ class BatchSummary:
     model: str
     inputs: int
     skipped: int
+    skipped_errors: int
     written: int
     errors: int
     workers: int
@@ -187,14 +199,36 @@ def run_batch(
             `read_inputs`, `RowWriter.open`); nothing is written then.
     """
     err = sys.stderr if stderr is None else stderr
-    workers, threads = config.plan()
     if config.source != "-" and Path(config.source).resolve() == config.output.resolve():
         raise ValueError(f"`--output` must not be INPUT. Received: --output={str(config.output)!r}")
+    # Everything that needs no model first: a bad --output or INPUT costs no model load.
+    parquet = check_output(config.output) == "parquet"
+    items = read_inputs(config.source, column=config.column, stdin=stdin)
+    if not items:
+        where = "stdin" if config.source == "-" else repr(config.source)
+        kind = "images found" if Path(config.source).is_dir() else "inputs"
+        raise ValueError(
+            f"INPUT has nothing to classify: no {kind} in {where}; nothing was written. "
+            f"Received: INPUT={config.source!r}"
+        )
     probe = Classifier.from_config(replace(config.inference, num_threads=1))  # fail fast, here
     labels, model = probe.manifest.labels, probe.manifest.model_sha256[:12]
     del probe
-    items = read_inputs(config.source, column=config.column, stdin=stdin)
-    parquet = output_format(config.output) == "parquet"
+    if parquet:
+        models = parquet_models(config.output)
+        if models is not None and not parquet_log(config.output).exists():
+            raise ValueError(
+                f"`--output` exists without its row log {parquet_log(config.output).name!r}, "
+                "which a rerun would rewrite it from; give a new --output. "
+                f"Received: --output={str(config.output)!r}"
+            )
+        others = (models or set()) - {model}
+        if others:
+            raise ValueError(
+                f"`--output` holds rows of model {sorted(others)[0]!r}, but --model is "
+                f"{model!r}; give a new --output to classify with this model. "
+                f"Received: --output={str(config.output)!r}"
+            )
     rows_path = parquet_log(config.output) if parquet else config.output
     with RowWriter.open(rows_path, labels=labels, model=model) as out:
         if out.dropped_bytes:
@@ -203,8 +237,10 @@ def run_batch(
                 file=err,
             )
         todo = [item for item in items if item not in out.done]
+        skipped_errors = len(out.done_errors.intersection(items))
+        workers, threads = config.plan(len(todo))
         run = _Run(config, out, model=model, workers=workers, threads=threads, err=err)
-        interrupted = run.classify(todo)
+        interrupted = run.classify(todo) if todo else False
     if parquet and not interrupted:
         write_parquet(rows_path, config.output, labels=labels)
     elapsed = run.elapsed_s()
@@ -213,6 +249,7 @@ def run_batch(
         model=model,
         inputs=len(items),
         skipped=len(items) - len(todo),
+        skipped_errors=skipped_errors,
         written=run.written,
         errors=run.errors,
         workers=workers,

@@ -68,6 +68,46 @@ def output_format(path: str | Path) -> str:
     )
 
 
+def check_output(path: Path) -> str:
+    """The output's format, after the checks that need no model: extension,
+    folder, and an existing file's first line (`.parquet`: its columns).
+
+    Raises:
+        ValueError: see `output_format`; a missing folder; an existing file
+            that is not this command's output (left as it is). Rows of another
+            model are found later, by `RowWriter.open` / `parquet_models`.
+    """
+    fmt = output_format(path)
+    if not path.parent.is_dir():
+        raise ValueError(f"`--output`'s folder does not exist. Received: --output={str(path)!r}")
+    if fmt == "parquet":
+        from inference._batch_parquet import parquet_models
+
+        parquet_models(path)
+        return fmt
+    try:
+        with path.open("rb") as f:
+            first = f.readline(1 << 20).decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        return fmt
+    except OSError as exc:
+        raise ValueError(
+            f"`--output` cannot be read ({exc.strerror}). Received: --output={str(path)!r}"
+        ) from None
+    if first.endswith("\n"):
+        ours = (
+            _parse_json_row(first) is not None
+            if fmt == "jsonl"
+            else first.startswith(",".join(CSV_FIELDS) + ",")
+        )
+        if not ours:
+            raise ValueError(
+                "`--output` line 1 is not a row of this command (another file, "
+                f"or other columns); give a new --output. Received: --output={str(path)!r}"
+            )
+    return fmt
+
+
 # ---------------------------------------------------------------------------
 # Inputs.
 
@@ -201,6 +241,7 @@ class RowWriter:
     Attributes:
         path: the output file.
         done: inputs that already have a row (read back on open).
+        done_errors: those of `done` whose row is an error (not retried).
         dropped_bytes: size of the partial last row cut off on open (0: none).
     """
 
@@ -210,6 +251,7 @@ class RowWriter:
         self.labels = labels
         self.model = model
         self.done: set[str] = set()
+        self.done_errors: set[str] = set()  # of `done`, those whose row is an error
         self.dropped_bytes = 0
         self._fd = -1
 
@@ -290,6 +332,8 @@ class RowWriter:
                     break
                 self._check_model(row.get("model"))
                 self.done.add(row["input"])
+                if row.get("error"):
+                    self.done_errors.add(row["input"])
                 pos += len(line)
             return pos
         # CSV: a row is valid when writing it again gives the same characters.
@@ -309,6 +353,8 @@ class RowWriter:
             elif len(record) == len(header):
                 self._check_model(record[CSV_FIELDS.index("model")])
                 self.done.add(record[0])
+                if record[CSV_FIELDS.index("error_code")]:
+                    self.done_errors.add(record[0])
             else:
                 break
             pos += len(encoded)

@@ -34,6 +34,31 @@ def parquet_log(path: Path) -> Path:
     return path.with_name(path.name + ".rows.jsonl")
 
 
+def parquet_models(path: Path) -> set[str] | None:
+    """The `model` values of an existing Parquet output (None: there is no file).
+
+    Raises:
+        ValueError: `path` exists but is not this command's output (pyarrow
+            cannot read it, or it lacks our columns); the file is left as it is.
+    """
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        return None
+    ours = ("input", "label", "unsure", "confidence", "error_code", "error_message", "model")
+    try:
+        names = pq.read_schema(path).names
+        if not set(ours) <= set(names):
+            raise ValueError("other columns")
+        models = pq.read_table(path, columns=["model"]).column("model").to_pylist()
+    except Exception:  # pyarrow's errors vary (ArrowInvalid, OSError, ...): not our file
+        raise ValueError(
+            "`--output` is not a Parquet file of this command (another file, or other "
+            f"columns); give a new --output. Received: --output={str(path)!r}"
+        ) from None
+    return {str(m) for m in models}
+
+
 def flat_record(row: dict[str, Any], labels: tuple[str, ...]) -> dict[str, Any]:
     """A JSONL row as one flat record: the CSV's columns, typed (None for no value)."""
     error = row.get("error") or {}

@@ -34,7 +34,9 @@ Conversions to RGB (the documented contract, tested in tests/test_decode.py):
 from __future__ import annotations
 
 import io
+import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -45,6 +47,7 @@ from inference._errors import (
     CorruptImageError,
     ImageTooLargeError,
     InferenceError,
+    PayloadTooLargeError,
 )
 from inference._prescan import Prescan, prescan_gif, prescan_jpeg, prescan_png
 from inference._sniff import accepted_formats, register_heif, sniff_format
@@ -126,13 +129,61 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.
         raise CorruptImageError(f"{name} data could not be decoded ({_clean(exc)}).") from exc
 
 
-def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Read and decode an image file (format from its bytes, not its name)."""
+def max_file_bytes(max_pixels: int = DEFAULT_MAX_PIXELS) -> int:
+    """The most bytes `load_image` reads: 8 bytes per pixel x `max_pixels` + 1 MiB.
+
+    No accepted format within the pixel cap needs more: the widest pixel is
+    16-bit RGBA (PNG, 8 B/px), stored uncompressed; the MiB covers headers,
+    metadata and a palette. A bigger file is refused unread.
+    """
+    return 8 * max_pixels + 2**20
+
+
+def read_image_file(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """The bytes of a regular file of at most `max_file_bytes(max_pixels)` bytes.
+
+    Raises:
+        FileNotFoundError: missing, unreadable, or not a regular file (a FIFO,
+            a device such as /dev/zero, a folder): refused before reading.
+        PayloadTooLargeError: over the byte cap (at most cap + 1 bytes are read).
+    """
+    name = str(path)
     try:
-        data = Path(path).read_bytes()
+        # stat before open: opening a FIFO blocks, opening a device may act.
+        if not stat.S_ISREG(os.stat(name).st_mode):
+            raise FileNotFoundError(f"Cannot read image {name!r}: not a regular file")
+        # O_NONBLOCK and fstat: a FIFO swapped in after the stat neither blocks nor passes.
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise
     except OSError as exc:
-        raise FileNotFoundError(f"Cannot read image {str(path)!r}: {exc.strerror}") from None
-    return decode_image(data, max_pixels=max_pixels)
+        raise FileNotFoundError(f"Cannot read image {name!r}: {exc.strerror}") from None
+    cap = max_file_bytes(max_pixels)
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise FileNotFoundError(f"Cannot read image {name!r}: not a regular file")
+            data = f.read(cap + 1)
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise FileNotFoundError(f"Cannot read image {name!r}: {exc.strerror}") from None
+    if len(data) > cap:
+        raise PayloadTooLargeError(
+            f"Image file is over {cap} bytes, more than any image of at most {max_pixels} "
+            "pixels (MAX_IMAGE_PIXELS) needs."
+        )
+    return data
+
+
+def load_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read and decode an image file (format from its bytes, not its name).
+
+    Raises: FileNotFoundError (missing, unreadable, not a regular file),
+        PayloadTooLargeError (over `max_file_bytes(max_pixels)`), and what
+        `decode_image` raises.
+    """
+    return decode_image(read_image_file(path, max_pixels=max_pixels), max_pixels=max_pixels)
 
 
 def _decode(data: bytes, *, fmt: str, max_pixels: int) -> Image.Image:

@@ -29,6 +29,8 @@ from inference.__main__ import main
 from inference._batch import BatchConfig, run_batch
 from inference._batch_hosts import HostLimiter
 from inference._batch_io import RowWriter, csv_header, read_inputs
+from inference._decode import load_image, max_file_bytes
+from inference._errors import PayloadTooLargeError
 from tests.conftest import LABELS, REPO, make_image
 from tests.support.net import JPEG, net_guard
 
@@ -629,3 +631,200 @@ def test_batch_config_from_env(
     config = BatchConfig.from_env(environ, source="-", output=Path("o.jsonl"))
     assert (config.workers, config.per_host, config.rate) == expected
     assert BatchConfig.from_env(environ, source="-", output=Path("o.jsonl"), workers=7).workers == 7
+
+
+# ---------------------------------------------------------------------------
+# Review fixes: refusals before the model loads, bounded file reads, workers,
+# empty INPUT, error rows on a rerun.
+
+
+def _parquet_of(path: Path, model: str | None, columns: str = "ours") -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    if columns == "ours":
+        names = ["input", "label", "unsure", "confidence", "error_code", "error_message", "model"]
+        record = {n: None for n in names} | {"input": "x.jpg", "model": model}
+        pq.write_table(pa.Table.from_pylist([record]), path)
+    else:
+        pq.write_table(pa.table({"a": [1, 2]}), path)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "words"),
+    [
+        ("foreign.parquet", b"data\n", "not a Parquet file of this command"),
+        ("other.parquet", "columns", "not a Parquet file of this command"),
+        ("o.txt", None, "--output"),
+        ("missing/o.jsonl", None, "`--output`'s folder does not exist"),
+        ("notes.jsonl", b"my own notes\n", "line 1"),
+        ("notes.csv", b"id,photo\n1,a.jpg\n", "line 1"),
+    ],
+)
+def test_a_bad_output_is_refused_before_the_model_loads_and_left_as_it_is(
+    name: str, content: bytes | str | None, words: str, tmp_path: Path, capsys: Any
+) -> None:
+    make_images(tmp_path / "photos", 1)
+    out = tmp_path / name
+    if content == "columns":
+        _parquet_of(out, None, columns="other")
+    elif isinstance(content, bytes):
+        out.write_bytes(content)
+    before = out.read_bytes() if out.exists() else None
+    no_model = str(tmp_path / "no-bundle")  # loading it would say "manifest"
+    argv = ["batch", str(tmp_path / "photos"), "--model", no_model, "--output", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err and "--output" in err, err
+    assert (out.read_bytes() if out.exists() else None) == before
+    assert not Path(str(out) + ".rows.jsonl").exists()
+
+
+@pytest.mark.parametrize("case", ["other_model", "no_log"])
+def test_a_parquet_output_of_another_model_or_without_its_log_is_kept(
+    case: str, tiny_bundle: Path, tmp_path: Path, capsys: Any
+) -> None:
+    make_images(tmp_path / "photos", 1)
+    out = tmp_path / "labels.parquet"
+    if case == "other_model":
+        _parquet_of(out, "0123456789ab")
+        (tmp_path / "labels.parquet.rows.jsonl").write_text("")
+        words = "0123456789ab"
+    else:
+        config = loopback_config(str(tmp_path / "photos"), out, tiny_bundle, workers=1)
+        pytest.importorskip("pyarrow")
+        run_batch(config, stderr=io.StringIO())
+        (tmp_path / "labels.parquet.rows.jsonl").unlink()
+        words = "without its row log"
+    before = out.read_bytes()
+    argv = ["batch", str(tmp_path / "photos"), "--model", str(tiny_bundle), "--output", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err, err
+    assert out.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("kind", "words"),
+    [
+        ("folder", "no images found in"),
+        ("text", "no inputs in"),
+        ("csv", "no inputs in"),
+        ("stdin", "no inputs in stdin"),
+    ],
+)
+def test_empty_input_exits_2_naming_input_and_writes_nothing(
+    kind: str, words: str, tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "notes.txt").write_text("not an image\n")
+    source, flags = write_source(kind, tmp_path, ["x"] if kind == "text" else [])
+    if kind == "text":
+        Path(source).write_text("# nothing yet\n\n")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    out = tmp_path / "o.jsonl"
+    no_model = str(tmp_path / "no-bundle")
+    assert main(["batch", source, *flags, "--model", no_model, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "INPUT" in err and words in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "words"),
+    [
+        (["--workers", "999999"], {}, "--workers=999999"),
+        (["--workers", "257"], {}, "--workers=257"),
+        ([], {"BATCH_WORKERS": "999999"}, "BATCH_WORKERS='999999'"),
+    ],
+)
+def test_absurd_workers_are_refused(
+    argv: list[str],
+    environ: dict[str, str],
+    words: str,
+    tmp_path: Path,
+    capsys: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    make_images(tmp_path / "photos", 1)
+    for key, value in environ.items():
+        monkeypatch.setenv(key, value)
+    out = tmp_path / "o.jsonl"
+    base = ["batch", str(tmp_path / "photos"), "--model", str(tmp_path), "--output", str(out)]
+    assert main([*base, *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and words in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_workers_are_capped_by_inputs_and_a_rerun_counts_its_error_rows(
+    fmt: str, tiny_bundle: Path, tmp_path: Path, capsys: Any
+) -> None:
+    items = make_images(tmp_path / "photos", 2)
+    (tmp_path / "bad.jpg").write_bytes(b"")
+    (tmp_path / "list.txt").write_text("\n".join([*items, str(tmp_path / "bad.jpg")]) + "\n")
+    out = tmp_path / f"out.{fmt}"
+    config = loopback_config(str(tmp_path / "list.txt"), out, tiny_bundle, workers=200)
+    summary = run_batch(config, stderr=io.StringIO())
+    assert (summary.workers, summary.written, summary.errors) == (3, 3, 1)
+    argv = ["batch", str(tmp_path / "list.txt"), "--model", str(tiny_bundle), "--output", str(out)]
+    assert main([*argv, "--workers", "200"]) == 0
+    captured = capsys.readouterr()
+    again = json.loads(captured.out)
+    assert (again["workers"], again["written"], again["skipped"]) == (0, 0, 3)
+    assert again["skipped_errors"] == 1
+    assert "3 already there (1 of them errors" in captured.err, captured.err
+
+
+def _fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "ff.jpg"
+    os.mkfifo(path)
+    return path
+
+
+def _too_big(tmp_path: Path) -> Path:
+    path = tmp_path / "big.png"  # max_pixels=1: the cap is 8 + 1 MiB bytes
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(2**20 + 8))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "words"),
+    [
+        (_fifo, FileNotFoundError, "not a regular file"),
+        (lambda tmp_path: Path("/dev/zero"), FileNotFoundError, "not a regular file"),
+        (lambda tmp_path: tmp_path, FileNotFoundError, "not a regular file"),
+        (lambda tmp_path: tmp_path / "missing.jpg", FileNotFoundError, "missing.jpg"),
+        (_too_big, PayloadTooLargeError, "over 1048584 bytes"),
+    ],
+)
+def test_load_image_reads_regular_files_only_and_at_most_the_cap(
+    make: Any, error: type[Exception], words: str, tmp_path: Path
+) -> None:
+    path = make(tmp_path)
+    outcome: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_image(path, max_pixels=1)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=load, daemon=True)  # a FIFO would block forever
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive(), "load_image blocked"
+    assert len(outcome) == 1 and type(outcome[0]) is error and words in str(outcome[0]), outcome
+    assert max_file_bytes(50_000_000) == 8 * 50_000_000 + 2**20
+
+
+def test_a_fifo_or_device_in_the_list_is_a_row(tiny_bundle: Path, tmp_path: Path) -> None:
+    items = make_images(tmp_path / "photos", 1)
+    odd = [str(_fifo(tmp_path)), "/dev/zero"]
+    (tmp_path / "list.txt").write_text("\n".join([*items, *odd]) + "\n")
+    out = tmp_path / "out.jsonl"
+    config = loopback_config(str(tmp_path / "list.txt"), out, tiny_bundle, workers=1)
+    summary = run_batch(config, stderr=io.StringIO())
+    codes = {r["input"]: (r["error"] or {}).get("code") for r in read_rows(out)}
+    assert codes == {items[0]: None, odd[0]: "FILE_NOT_FOUND", odd[1]: "FILE_NOT_FOUND"}
+    assert summary.elapsed_s < 30
