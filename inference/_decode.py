@@ -148,26 +148,29 @@ def read_image_file(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -
         PayloadTooLargeError: over the byte cap (at most cap + 1 bytes are read).
     """
     name = str(path)
+    not_regular = FileNotFoundError(f"Cannot read image {name!r}: not a regular file")
     try:
         # stat before open: opening a FIFO blocks, opening a device may act.
-        if not stat.S_ISREG(os.stat(name).st_mode):
-            raise FileNotFoundError(f"Cannot read image {name!r}: not a regular file")
+        regular = stat.S_ISREG(os.stat(name).st_mode)
         # O_NONBLOCK and fstat: a FIFO swapped in after the stat neither blocks nor passes.
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
+        fd = (
+            os.open(name, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+            if regular
+            else -1
+        )
+    except OSError as exc:  # missing (FileNotFoundError too), no permission, ...
         raise FileNotFoundError(f"Cannot read image {name!r}: {exc.strerror}") from None
+    if not regular:
+        raise not_regular
     cap = max_file_bytes(max_pixels)
     with os.fdopen(fd, "rb") as f:
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise FileNotFoundError(f"Cannot read image {name!r}: not a regular file")
-            data = f.read(cap + 1)
+            regular = stat.S_ISREG(os.fstat(fd).st_mode)
+            data = f.read(cap + 1) if regular else b""
         except OSError as exc:
-            if isinstance(exc, FileNotFoundError):
-                raise
             raise FileNotFoundError(f"Cannot read image {name!r}: {exc.strerror}") from None
+    if not regular:
+        raise not_regular
     if len(data) > cap:
         raise PayloadTooLargeError(
             f"Image file is over {cap} bytes, more than any image of at most {max_pixels} "
