@@ -11,7 +11,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 import lambda_function
 from inference import Classifier
 from inference._s3 import s3_client
+from tests.support.lambda_context import LambdaContext
 from tests.support.net import JPEG, ImageServer, NetGuard, jpeg_bytes, net_guard
 from tests.support.s3_server import (
     ALLOWED_BUCKET,
@@ -35,17 +35,6 @@ from tests.support.state_machine import SAMPLE_SUBSTITUTIONS, definition, load_t
 REPO = Path(__file__).resolve().parent.parent
 EVENTS = REPO / "tests" / "events"
 OBJECTS = golden_objects(JPEG, jpeg_bytes(size=(120, 90), color=(50, 60, 220)))
-
-
-class Context:
-    """The parts of awslambdaric's LambdaContext the handler reads."""
-
-    def __init__(self, remaining_ms: int = 60_000) -> None:
-        self.aws_request_id = "req-batch"
-        self._deadline = time.monotonic() + remaining_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self._deadline - time.monotonic()) * 1000)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +77,8 @@ def handler(
     s3_client.cache_clear()
 
 
-def invoke(event: Any, context: Context | None = None) -> dict[str, Any]:
-    response = lambda_function.lambda_handler(event, context or Context())
+def invoke(event: Any, context: LambdaContext | None = None) -> dict[str, Any]:
+    response = lambda_function.lambda_handler(event, context or LambdaContext(remaining_ms=60_000))
     json.dumps(response, allow_nan=False)
     return response
 
@@ -288,7 +277,7 @@ def test_settings_read_at_init_are_not_read_again(
 def test_items_past_the_deadline_are_answered_not_lost(handler: NetGuard) -> None:
     item = {"s3": {"bucket": ALLOWED_BUCKET, "key": "listings/pants.jpg"}}
     # 0.5 s left: less than the 1 s margin kept for answering, so no item may start.
-    body = invoke({"items": [item, item]}, Context(remaining_ms=500))
+    body = invoke({"items": [item, item]}, LambdaContext(remaining_ms=500))
     assert codes(body) == ["DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"]
     assert handler.connections == []
 

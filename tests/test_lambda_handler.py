@@ -25,6 +25,7 @@ from PIL import Image
 import lambda_function
 from inference import Classifier, FetchConfig
 from lambda_function import handle
+from tests.support.lambda_context import ANSWER_KEYS, LambdaContext
 from tests.support.net import BIG, JPEG, ImageServer, NetGuard, net_guard, png_bomb_header
 
 EVENTS = Path(__file__).parent / "events"
@@ -91,16 +92,7 @@ def answer_body(response: dict[str, Any], *, http: bool) -> dict[str, Any]:
 
 def assert_answer(body: dict[str, Any], classifier: Classifier, *, top_k: int = 3) -> None:
     labels = list(classifier.manifest.labels)
-    assert set(body) == {
-        "label",
-        "unsure",
-        "confidence",
-        "unsure_threshold",
-        "scores",
-        "logits",
-        "top",
-        "model",
-    }
+    assert set(body) == ANSWER_KEYS
     assert list(body["scores"]) == labels  # the course's clients read this dict
     assert list(body["logits"]) == labels
     for value in [*body["scores"].values(), *body["logits"].values()]:
@@ -385,17 +377,6 @@ def test_base64_exactly_at_the_cap_is_decoded(classifier: Classifier, net: NetGu
 # lambda_handler: state, logs, the deadline from the context.
 
 
-class Context:
-    """The parts of awslambdaric's LambdaContext the handler reads."""
-
-    def __init__(self, remaining_ms: int = 30_000, request_id: str = "req-123") -> None:
-        self.aws_request_id = request_id
-        self._deadline = time.monotonic() + remaining_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self._deadline - time.monotonic()) * 1000)
-
-
 @pytest.fixture
 def handler_env(
     tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch, net: NetGuard
@@ -425,9 +406,13 @@ def test_lambda_handler_logs_and_loads_once(
         return real_load(config)
 
     monkeypatch.setattr(Classifier, "from_config", staticmethod(counting_load))
-    first = lambda_function.lambda_handler({"url": server.url("/pants.jpg")}, Context())
-    second = lambda_function.lambda_handler(http_v2({"image": b64(JPEG)}), Context(request_id="r2"))
-    bad = lambda_function.lambda_handler({"url": "http://metadata.test/"}, Context(request_id="r3"))
+    first = lambda_function.lambda_handler({"url": server.url("/pants.jpg")}, LambdaContext())
+    second = lambda_function.lambda_handler(
+        http_v2({"image": b64(JPEG)}), LambdaContext(request_id="r2")
+    )
+    bad = lambda_function.lambda_handler(
+        {"url": "http://metadata.test/"}, LambdaContext(request_id="r3")
+    )
     assert len(loads) == 1
     assert first["label"] == json.loads(second["body"])["label"]
     assert_error(bad, "URL_NOT_ALLOWED")
@@ -461,13 +446,13 @@ def test_fetch_deadline_comes_from_the_context(handler_env: NetGuard, server: Im
     margin = lambda_function.RESPONSE_MARGIN_S
     start = time.monotonic()
     response = lambda_function.lambda_handler(
-        {"url": server.url("/slow")}, Context(remaining_ms=int((margin + 0.3) * 1000))
+        {"url": server.url("/slow")}, LambdaContext(remaining_ms=int((margin + 0.3) * 1000))
     )
     assert_error(response, "FETCH_TIMEOUT")
     assert time.monotonic() - start < 1.0
     before = len(handler_env.connections)
     response = lambda_function.lambda_handler(
-        {"url": server.url("/pants.jpg")}, Context(remaining_ms=int(margin * 1000) - 100)
+        {"url": server.url("/pants.jpg")}, LambdaContext(remaining_ms=int(margin * 1000) - 100)
     )
     assert_error(response, "FETCH_TIMEOUT")
     assert len(handler_env.connections) == before  # no time left: no connection
@@ -485,9 +470,9 @@ def test_a_broken_bundle_raises_and_is_retried(
 
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "missing"))
     with pytest.raises(BundleError):  # a deployment bug: Lambda's Errors metric counts it
-        lambda_function.lambda_handler({"image": b64(JPEG)}, Context())
+        lambda_function.lambda_handler({"image": b64(JPEG)}, LambdaContext())
     monkeypatch.setenv("MODEL_DIR", str(tiny_bundle))
-    assert lambda_function.lambda_handler({"image": b64(JPEG)}, Context())["label"]
+    assert lambda_function.lambda_handler({"image": b64(JPEG)}, LambdaContext())["label"]
 
 
 def test_model_dir_defaults_to_the_bundle_beside_the_handler(

@@ -31,17 +31,11 @@ from inference import Classifier, RouteConfig, make_server, render_page, route
 from inference._page import MESSAGES, NAMES, message_for
 from inference._serve import from_response, to_event
 from tests.conftest import LABELS, REPO, make_image
+from tests.support.lambda_context import LambdaContext
 
 EVENTS = Path(__file__).parent / "events" / "page"
 CSP_SCRIPT = re.compile(r"script-src '(sha256-[A-Za-z0-9+/=]+)'")
 CSP_STYLE = re.compile(r"style-src '(sha256-[A-Za-z0-9+/=]+)'")
-
-
-class Context:
-    aws_request_id = "req-page"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @pytest.fixture
@@ -50,7 +44,7 @@ def handler(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
     monkeypatch.delenv("CORS_ALLOWED_ORIGINS", raising=False)
     lambda_function._state.cache_clear()
     lambda_function._routes.cache_clear()
-    yield lambda event: lambda_function.lambda_handler(event, Context())
+    yield lambda event: lambda_function.lambda_handler(event, LambdaContext(request_id="req-page"))
     lambda_function._state.cache_clear()
     lambda_function._routes.cache_clear()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from inference import (
     read_s3_object,
 )
 from inference._s3 import _client_error, s3_client
+from tests.support.lambda_context import ANSWER_KEYS, LambdaContext
 from tests.support.net import JPEG, NetGuard, jpeg_bytes, net_guard
 from tests.support.s3_server import (
     ALLOWED_BUCKET,
@@ -46,27 +46,6 @@ from tests.support.s3_server import (
 EVENTS = Path(__file__).parent / "events"
 OTHER_JPEG = jpeg_bytes(size=(120, 90), color=(50, 60, 220))
 OBJECTS = golden_objects(JPEG, OTHER_JPEG)
-ANSWER_KEYS = {
-    "label",
-    "unsure",
-    "confidence",
-    "unsure_threshold",
-    "scores",
-    "logits",
-    "top",
-    "model",
-}
-
-
-class Context:
-    """The parts of awslambdaric's LambdaContext the handler reads."""
-
-    def __init__(self, remaining_ms: int = 30_000) -> None:
-        self.aws_request_id = "req-s3"
-        self._deadline = time.monotonic() + remaining_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return int((self._deadline - time.monotonic()) * 1000)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +87,7 @@ def handler(
 
 
 def invoke(event: Any) -> dict[str, Any]:
-    response = lambda_function.lambda_handler(event, Context())
+    response = lambda_function.lambda_handler(event, LambdaContext())
     json.dumps(response, allow_nan=False)  # what Lambda will serialize
     return response
 
