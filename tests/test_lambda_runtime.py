@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.lambda_context import ANSWER_KEYS
 from tests.support.lambda_runtime_api import InvocationResult, RuntimeAPI
 from tests.support.net import JPEG, ImageServer, png_bomb_header
 
@@ -115,16 +116,7 @@ def b64(data: bytes) -> str:
 def assert_answer(result: InvocationResult) -> dict[str, Any]:
     assert result.kind == "response", result.payload
     body = result.payload
-    assert set(body) == {
-        "label",
-        "unsure",
-        "confidence",
-        "unsure_threshold",
-        "scores",
-        "logits",
-        "top",
-        "model",
-    }
+    assert set(body) == ANSWER_KEYS
     assert len(body["scores"]) == 10
     assert (body["label"] is None) is body["unsure"]  # null exactly when unsure
     return dict(body)
