@@ -59,6 +59,38 @@ def test_config_rejects_bad_values(overrides: dict[str, object], message: str) -
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "train_views"),
+    [
+        # the JPEG view helped on validation at 150 px, not at 299 (README "Accuracy levers")
+        ({"image_size": 150}, ("jpeg",)),
+        ({"image_size": 298}, ("jpeg",)),
+        ({"image_size": 299}, ()),
+        ({"image_size": 331}, ()),
+        ({"image_size": 150, "views": ()}, ()),
+        ({"image_size": 299, "views": ("jpeg", "flip")}, ("jpeg", "flip")),
+        ({"image_size": 150, "views": ["flip"]}, ("flip",)),
+    ],
+)
+def test_views_default_by_input_size(
+    overrides: dict[str, object], train_views: tuple[str, ...]
+) -> None:
+    config = TrainConfig(**overrides)  # type: ignore[arg-type]
+    assert config.train_views == train_views
+    assert config.to_json()["views"] == list(train_views)  # metrics.json records what ran
+
+
+def test_another_size_rederives_only_the_default_views() -> None:
+    """`train sizes` replaces image_size: the default follows it, a choice stays."""
+    default, chosen = TrainConfig(image_size=150), TrainConfig(image_size=150, views=("jpeg",))
+    assert dataclasses.replace(default, image_size=299).train_views == ()
+    assert dataclasses.replace(chosen, image_size=299).train_views == ("jpeg",)
+
+
+def test_seed_recipe_trains_on_no_view() -> None:
+    assert TrainConfig.seed_recipe(image_size=150).train_views == ()
+
+
 def _no_split_images(root: Path) -> None:
     for f in (root / "validation").rglob("*.jpg"):
         f.unlink()

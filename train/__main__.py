@@ -7,7 +7,7 @@ Usage:
 
     # the seed recipe (every lever off), or one lever off
     python -m train --recipe seed --output runs/seed_150
-    python -m train --views --ensemble 1 --output runs/no_views_one_head
+    python -m train --views --ensemble 1 --output runs/no_views_one_head  # no JPEG view, one head
 
     # a droprate study, one model per value, compared on validation accuracy
     python -m train sweep --droprate 0.0 0.2 0.5 0.8 --epochs 30 --output runs/sweep
@@ -111,7 +111,7 @@ def _levers(parser: argparse.ArgumentParser) -> None:
         choices=TRAIN_VIEWS,
         default=None,
         help="augmented views of the train images, cached like the plain features "
-        f"(default {' '.join(TrainConfig().views)}; `--views` alone: none)",
+        "(default: jpeg below 299 px, none from 299 px up; `--views` alone: none)",
     )
     parser.add_argument(
         "--label-smoothing",

@@ -9,8 +9,8 @@ Layout: CACHE_DIR/features/<key digest>/meta.json and one file per image,
 named by the sha256 of its bytes, holding float32[2048] + sha256 of those
 bytes. A file that fails its checksum is deleted and recomputed, never used.
 
-Augmentation lives in the same cache: a *view* (a deterministic flip, crop or
-rescale of the decoded photo, see `VIEWS`) is part of the key, so each view's
+Augmentation lives in the same cache: a *view* (a deterministic flip, crop,
+rescale or JPEG re-encoding of the decoded photo, see `VIEWS`) is part of the key, so each view's
 features are computed once, like the plain ones, and a head trains on plain +
 view features with no base pass per epoch. The plain view's key is the one
 used before views existed, so old caches stay valid.
@@ -19,6 +19,7 @@ used before views existed, so old caches stay valid.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import sys
@@ -44,6 +45,11 @@ _DIGEST_BYTES = 32
 CROP_FRACTION = 0.8
 # "small": the photo at half its resolution, as a seller's low-resolution photo.
 SMALL_FACTOR = 0.5
+# "jpeg": the photo re-encoded as JPEG at quality 60, the low end of what phones,
+# the listing page's canvas upload (quality 0.9) and re-uploads do to a photo: the
+# JPEG q60 variant of issue 10's robustness check. The cache key names the view,
+# not this number: a different quality needs a new view name.
+JPEG_VIEW_QUALITY = 60
 
 
 def _crop(img: Image.Image) -> Image.Image:
@@ -59,6 +65,14 @@ def _small(img: Image.Image) -> Image.Image:
     return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
+def _jpeg(img: Image.Image) -> Image.Image:
+    buffer = io.BytesIO()
+    img.save(buffer, format="JPEG", quality=JPEG_VIEW_QUALITY)
+    buffer.seek(0)
+    with Image.open(buffer) as reencoded:
+        return reencoded.convert("RGB")
+
+
 # view name -> transform of the decoded RGB photo, applied before preprocessing.
 VIEWS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "plain": lambda img: img,
@@ -66,6 +80,7 @@ VIEWS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "crop": _crop,
     "flip_crop": lambda img: ImageOps.mirror(_crop(img)),
     "small": _small,
+    "jpeg": _jpeg,
 }
 
 

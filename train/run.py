@@ -93,7 +93,7 @@ def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) 
     keras.utils.set_random_seed(config.seed)
     if features is not None:
         check_output_dir(config.output_dir, force=config.force)
-        features = add_views(features, config, views=config.views, splits=("train",))
+        features = add_views(features, config, views=config.train_views, splits=("train",))
         dataset, trained = features.dataset, train_head(features, config)
     else:
         dataset = load_dataset(
@@ -179,7 +179,9 @@ def prepare_features(
         "cache_entries_rebuilt": cache.rebuilt,
     }
     plain = CachedFeatures(dataset, base, vectors, targets, tuple(skipped), timings)
-    return add_views(plain, config, views=config.views, splits=("train",), extractor=extractor)
+    return add_views(
+        plain, config, views=config.train_views, splits=("train",), extractor=extractor
+    )
 
 
 def add_views(
@@ -227,13 +229,13 @@ def add_views(
 
 
 def train_head(features: CachedFeatures, config: TrainConfig) -> Trained:
-    """Train the dense head on cached features (plain + config.views).
+    """Train the dense head on cached features (plain + config.train_views).
 
     Seeds Keras with config.seed first, so the head's initial weights do not
     depend on whether the base was built in the same call.
 
     Args:
-        features: CachedFeatures, with the views named in config.views.
+        features: CachedFeatures, with the views named in config.train_views.
         config: TrainConfig (head size, dropout, ensemble, epochs, ...).
 
     Returns:
@@ -241,17 +243,16 @@ def train_head(features: CachedFeatures, config: TrainConfig) -> Trained:
         kept epoch and targets (all splits but train), and timings in seconds.
 
     Raises:
-        KeyError: a view in config.views is missing from `features.views`.
+        KeyError: a view in config.train_views is missing from `features.views`.
     """
     t0 = time.perf_counter()
     labels = features.dataset.labels
     x, y = features.vectors, features.targets
     # Plain + each augmented view of the train split: the head sees every view
     # each epoch, no base pass needed (the views are cached features).
-    train_x = np.concatenate([x["train"]] + [features.views[v]["train"] for v in config.views])
-    train_y = np.concatenate(
-        [y["train"]] + [features.view_targets[v]["train"] for v in config.views]
-    )
+    views = config.train_views
+    train_x = np.concatenate([x["train"]] + [features.views[v]["train"] for v in views])
+    train_y = np.concatenate([y["train"]] + [features.view_targets[v]["train"] for v in views])
     # Seed here, not only at the start: whether the base was built in this call
     # (CLI) or before it (sweep, bench) must not change the head's initial weights.
     keras.utils.set_random_seed(config.seed)
