@@ -9,6 +9,8 @@
     # choose which blocks int8/dynamic keep in float, on the validation split
     python -m convert select runs/150 --out runs/quant/select
     python -m convert runs/150 --out bundles --variants int8 --int8-float-blocks none  # all-int8
+    python -m convert runs/150 --out bundles --variants dynamic --dynamic-float-blocks none \\
+        --dynamic-float-ops none  # the converter's all-quantized dynamic range
 
 TRAIN_OUTPUT_DIR is what `python -m train` wrote (model.keras + metrics.json).
 int8 is calibrated on --calibration-dir, by default the train split of the
@@ -40,7 +42,7 @@ from convert._convert import DEFAULT_CALIBRATION_SIZE, ConvertConfig, convert_mo
 from convert._errors import ConvertError
 from convert._export import VARIANTS
 from convert._logging import log_to_stderr
-from convert._quantize import BLOCKS, DEFAULT_RECIPES, QuantRecipe
+from convert._quantize import BLOCKS, DEFAULT_RECIPES, FLOAT_OPS, QuantRecipe
 from convert._report import REPORT_MD, report_to_markdown, write_report
 from convert._results import Threshold
 from inference import RUNTIMES
@@ -166,6 +168,15 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
             f"or none for the converter's all-quantized recipe (default {default}; "
             "chosen by `python -m convert select`)",
         )
+    convert.add_argument(
+        "--dynamic-float-ops",
+        nargs="+",
+        choices=[*FLOAT_OPS, "none"],
+        metavar="OP",
+        help="dynamic: TFLite operator types kept in float32 everywhere, or none "
+        f"(default {' '.join(DEFAULT_RECIPES['dynamic'].float_ops) or 'none'}: XNNPACK "
+        "runs no int8-weight depthwise convolution in a dynamic-range model)",
+    )
     convert.add_argument("--force", action="store_true", help="replace --out if it exists")
     convert.add_argument("--no-check", action="store_true", help="skip the check after converting")
     _add_check_options(convert)
@@ -225,7 +236,21 @@ def _recipes(args: argparse.Namespace) -> dict[str, QuantRecipe]:
                 f"Received: {flag} {' '.join(blocks)}"
             )
         chosen = () if blocks == ["none"] else tuple(blocks)
-        recipes[variant] = QuantRecipe(float_blocks=chosen)
+        recipes[variant] = dataclasses.replace(recipes[variant], float_blocks=chosen)
+    ops = args.dynamic_float_ops
+    if ops is not None:
+        if "dynamic" not in args.variants:
+            raise ValueError(
+                "--dynamic-float-ops applies to the dynamic variant, which --variants does not "
+                f"include. Received: --variants {' '.join(args.variants)}"
+            )
+        if "none" in ops and len(ops) > 1:
+            raise ValueError(
+                "--dynamic-float-ops: `none` must stand alone, not beside op names. "
+                f"Received: --dynamic-float-ops {' '.join(ops)}"
+            )
+        chosen_ops = () if ops == ["none"] else tuple(ops)
+        recipes["dynamic"] = dataclasses.replace(recipes["dynamic"], float_ops=chosen_ops)
     return recipes
 
 

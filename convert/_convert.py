@@ -202,7 +202,10 @@ def _with_recipe(converter: dict[str, str], recipe: QuantRecipe | None) -> dict[
     """The manifest's `converter` record, plus the quantization recipe of int8/dynamic."""
     if recipe is None:
         return converter
-    return {**converter, "float32_blocks": ",".join(recipe.float_blocks) or "none"}
+    record = {**converter, "float32_blocks": ",".join(recipe.float_blocks) or "none"}
+    if recipe.float_ops:
+        record["float32_ops"] = ",".join(recipe.float_ops)
+    return record
 
 
 def _write_bundle(

@@ -80,10 +80,17 @@ def tflite_bytes(
         )
     if variant in CALIBRATED_VARIANTS and representative_dataset is None:
         raise ValueError(f"Variant {variant!r} needs a `representative_dataset`.")
-    if recipe is not None and recipe.float_blocks and variant in ("int8", "dynamic"):
+    if recipe is not None and recipe.float_ops and variant != "dynamic":
+        raise ValueError(
+            f"`float_ops` applies to the dynamic variant only. Received: variant={variant!r}, "
+            f"float_ops={recipe.float_ops!r}"
+        )
+    if recipe is not None and recipe.selective and variant in ("int8", "dynamic"):
         if variant == "dynamic":
             float_model = tflite_bytes(model, variant="float32")
-            return dynamic_range(float_model, float_blocks=recipe.float_blocks)
+            return dynamic_range(
+                float_model, float_blocks=recipe.float_blocks, float_ops=recipe.float_ops
+            )
         assert representative_dataset is not None  # checked above
         calibrated = calibrate(model, representative_dataset)
         return quantize_calibrated(calibrated, float_blocks=recipe.float_blocks)

@@ -51,19 +51,27 @@ BLOCKS = (*(f"block{i}" for i in range(1, 15)), HEAD)  # Keras Xception's 14 blo
 # convolutions belong to blocks 2, 3, 4 and 13 (keras/applications/xception.py);
 # `add_k` closes block k + 2.
 _RESIDUAL_CONV_BLOCKS = (2, 3, 4, 13)
+# Operator types a dynamic-range recipe can keep float everywhere. XNNPACK takes no
+# DEPTHWISE_CONV_2D with int8 weights in a dynamic-range model, so each one leaves
+# the delegate for TFLite's hybrid kernel (33 of 34, README "Closer to the
+# machine's limit"); kept float, they are 1.6% of the multiply-adds and 207k weights.
+FLOAT_OPS = ("DEPTHWISE_CONV_2D",)
 _HEAD_LAYERS = re.compile(r"(inner|logits|mean_logits|pooled|dense|global_average_pooling2d)")
 
 
 @dataclass(frozen=True)
 class QuantRecipe:
-    """Which blocks of a quantized variant (`int8`, `dynamic`) stay in float32.
+    """Which parts of a quantized variant (`int8`, `dynamic`) stay in float32.
 
     `float_blocks` are names from `block_of` ("block1".."block14", "head");
-    empty: every supported operator quantized, the TFLite converter's own
-    recipe from before issue 13 (`--int8-float-blocks none`).
+    `float_ops` are TFLite operator types kept float everywhere (names from
+    `FLOAT_OPS`; dynamic only). Both empty: every supported operator quantized,
+    the TFLite converter's own recipe from before issue 13
+    (`--int8-float-blocks none`).
     """
 
     float_blocks: tuple[str, ...] = ()
+    float_ops: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         blocks = self.float_blocks
@@ -76,6 +84,19 @@ class QuantRecipe:
             raise ValueError(
                 f"`float_blocks` must not repeat a block. Received: float_blocks={blocks!r}"
             )
+        ops = self.float_ops
+        if not isinstance(ops, tuple) or not all(o in FLOAT_OPS for o in ops):
+            raise ValueError(
+                f"`float_ops` must be a tuple of names from {FLOAT_OPS}. "
+                f"Received: float_ops={ops!r}"
+            )
+        if len(set(ops)) != len(ops):
+            raise ValueError(f"`float_ops` must not repeat an op. Received: float_ops={ops!r}")
+
+    @property
+    def selective(self) -> bool:
+        """True when anything stays float: the selective path, not the converter's own."""
+        return bool(self.float_blocks or self.float_ops)
 
 
 # Chosen by `python -m convert select runs/acc/fast_150` on the validation split
@@ -83,8 +104,11 @@ class QuantRecipe:
 # bring validation agreement with Keras to the selection target.
 DEFAULT_RECIPES: Mapping[str, QuantRecipe] = MappingProxyType(
     {
-        "int8": QuantRecipe(float_blocks=("block2", "block1")),
-        "dynamic": QuantRecipe(float_blocks=("block1", "block3", "block2")),
+        "int8": QuantRecipe(float_blocks=("block2", "block1", "block3", "block4")),
+        "dynamic": QuantRecipe(
+            float_blocks=("block1", "block3", "block4", "block2"),
+            float_ops=("DEPTHWISE_CONV_2D",),
+        ),
     }
 )
 QUANTIZED_VARIANTS = tuple(DEFAULT_RECIPES)
@@ -342,8 +366,11 @@ def choose_float_blocks(
     return Selection(best[0], False, tuple(curve))
 
 
-def dynamic_range(float_model: bytes, *, float_blocks: Sequence[str] = ()) -> bytes:
-    """Dynamic-range int8 of a float32 TFLite model; `float_blocks`' operators stay float32.
+def dynamic_range(
+    float_model: bytes, *, float_blocks: Sequence[str] = (), float_ops: Sequence[str] = ()
+) -> bytes:
+    """Dynamic-range int8 of a float32 TFLite model; `float_blocks`' operators and
+    every operator of a type in `float_ops` (see `FLOAT_OPS`) stay float32.
 
     Google's AI Edge Quantizer (`ai-edge-quantizer`, the `quantize` extra): int8
     per-channel weights, activations quantized on the fly by the runtime
@@ -370,6 +397,12 @@ def dynamic_range(float_model: bytes, *, float_blocks: Sequence[str] = ()) -> by
             # (ai_edge_quantizer/utils/tfl_flatbuffer_utils.py, get_op_scope).
             regex="^" + re.escape(name) + ";$",
             operation_name=TFLOperationName.ALL_SUPPORTED,
+            algorithm_key=AlgorithmName.NO_QUANTIZE,
+        )
+    for op in float_ops:
+        qt.update_quantization_recipe(
+            regex=".*",
+            operation_name=getattr(TFLOperationName, op),
             algorithm_key=AlgorithmName.NO_QUANTIZE,
         )
     try:

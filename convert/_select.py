@@ -33,6 +33,7 @@ import numpy as np
 
 from convert._errors import ConvertError
 from convert._quantize import (
+    DEFAULT_RECIPES,
     QUANTIZED_VARIANTS,
     Selection,
     agreement_pct,
@@ -169,7 +170,8 @@ def _quantizer(
 
     if variant == "dynamic":
         float_model = tflite_bytes(model, variant="float32")
-        return lambda blocks: dynamic_range(float_model, float_blocks=blocks)
+        ops = DEFAULT_RECIPES["dynamic"].float_ops  # chosen on validation (README "Quantization")
+        return lambda blocks: dynamic_range(float_model, float_blocks=blocks, float_ops=ops)
     directory = config.calibration_dir or train.split("train")
     if directory is None:
         raise ConvertError("int8 needs calibration images: pass --calibration-dir.")

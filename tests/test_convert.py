@@ -146,7 +146,9 @@ def test_quantized_variants_use_quantized_kernels(tiny_run: dict[str, Path]) -> 
     assert {"QUANTIZE", "DEQUANTIZE"} <= set(ops("int8"))  # float edges around int8 compute
     sizes = {v: (tiny_run["out"] / v / "model.tflite").stat().st_size for v in VARIANTS}
     assert sizes["float16"] < 0.6 * sizes["float32"]
-    assert sizes["dynamic"] < 0.3 * sizes["float32"] and sizes["int8"] < 0.3 * sizes["float32"]
+    # int8 weights are a quarter of float32's; the default recipes keep the entry
+    # blocks (and dynamic's depthwise kernels) in float, about 0.30 of float32 in all.
+    assert sizes["dynamic"] < 0.35 * sizes["float32"] and sizes["int8"] < 0.35 * sizes["float32"]
 
 
 def test_float32_logits_match_keras(tiny_run: dict[str, Path], tmp_path: Path) -> None:
@@ -256,6 +258,26 @@ BAD_INPUTS: list[tuple[str, Any, list[str], str]] = [
         ["--dynamic-float-blocks", "none"],
         "--dynamic-float-blocks applies to the dynamic variant, which --variants does not "
         "include. Received: --variants float32",
+    ),
+    (
+        "dynamic-float-ops-none-not-alone",
+        None,
+        ["--variants", "dynamic", "--dynamic-float-ops", "none", "DEPTHWISE_CONV_2D"],
+        "--dynamic-float-ops: `none` must stand alone, not beside op names. "
+        "Received: --dynamic-float-ops none DEPTHWISE_CONV_2D",
+    ),
+    (
+        "dynamic-float-ops-without-dynamic",
+        None,
+        ["--dynamic-float-ops", "none"],
+        "--dynamic-float-ops applies to the dynamic variant, which --variants does not "
+        "include. Received: --variants float32",
+    ),
+    (
+        "dynamic-float-ops-unknown-op",
+        None,
+        ["--variants", "dynamic", "--dynamic-float-ops", "CONV_2D"],
+        "argument --dynamic-float-ops: invalid choice: 'CONV_2D'",
     ),
     (
         "int8-no-calibration",

@@ -22,6 +22,7 @@ from convert._check import (
 from convert._quantize import (
     BLOCKS,
     DEFAULT_RECIPES,
+    FLOAT_OPS,
     QuantRecipe,
     block_of,
     calibrate,
@@ -191,10 +192,41 @@ def test_quant_recipe_rejects_bad_blocks(blocks: Any, message: str) -> None:
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("ops", "message"),
+    [
+        (("CONV_2D",), "from ('DEPTHWISE_CONV_2D',). Received: float_ops=('CONV_2D',)"),
+        (["DEPTHWISE_CONV_2D"], "Received: float_ops=['DEPTHWISE_CONV_2D']"),
+        (
+            ("DEPTHWISE_CONV_2D", "DEPTHWISE_CONV_2D"),
+            "must not repeat an op. Received: float_ops=('DEPTHWISE_CONV_2D', 'DEPTHWISE_CONV_2D')",
+        ),
+    ],
+)
+def test_quant_recipe_rejects_bad_ops(ops: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=r"`float_ops`") as info:
+        QuantRecipe(float_ops=ops)
+    assert message in str(info.value)
+
+
 def test_default_recipes_name_known_blocks() -> None:
     assert set(DEFAULT_RECIPES) == {"int8", "dynamic"}
     for recipe in DEFAULT_RECIPES.values():
         assert set(recipe.float_blocks) <= set(BLOCKS)
+    assert DEFAULT_RECIPES["int8"].float_ops == ()  # the TFLite converter keeps no op type out
+    assert set(DEFAULT_RECIPES["dynamic"].float_ops) <= set(FLOAT_OPS)
+
+
+def test_float_ops_apply_to_dynamic_only() -> None:
+    from convert._export import tflite_bytes
+
+    with pytest.raises(ValueError, match="`float_ops` applies to the dynamic variant only"):
+        tflite_bytes(
+            object(),
+            variant="int8",
+            representative_dataset=lambda: iter(()),
+            recipe=QuantRecipe(float_ops=("DEPTHWISE_CONV_2D",)),
+        )
 
 
 @pytest.mark.parametrize(
@@ -305,6 +337,37 @@ def test_unknown_block_is_refused(signal_models: dict[str, Any]) -> None:
         quantize_calibrated(_head_only_calibrated(), float_blocks=("block9",))
 
 
+def _weight_dtypes(model_content: bytes, op_name: str) -> set[str]:
+    """The dtypes of the constant weight inputs of every `op_name` operator."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(
+        model_content=model_content,
+        # no XNNPACK: its DELEGATE nodes would hide the operators
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    dtypes = set()
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == op_name:
+            weights = tensors[op["inputs"][1]]
+            dtypes.add(np.dtype(weights["dtype"]).name)
+    return dtypes
+
+
+def test_dynamic_float_ops_keep_depthwise_weights_float(signal_models: dict[str, Any]) -> None:
+    """The default dynamic recipe's op list really reaches the quantizer."""
+    x, keras_logits = signal_models["x"], signal_models["keras"]
+    everything = dynamic_range(signal_models["f32"])
+    depthwise_float = dynamic_range(signal_models["f32"], float_ops=("DEPTHWISE_CONV_2D",))
+    assert _weight_dtypes(everything, "DEPTHWISE_CONV_2D") == {"int8"}
+    assert _weight_dtypes(depthwise_float, "DEPTHWISE_CONV_2D") == {"float32"}
+    assert _weight_dtypes(depthwise_float, "CONV_2D") == {"int8"}  # the rest stays quantized
+    top1 = keras_logits.argmax(axis=1)
+    assert (tflite_logits(depthwise_float, x).argmax(axis=1) == top1).mean() >= 0.9
+
+
 def _head_only_calibrated() -> bytes:
     import keras
 
@@ -321,7 +384,7 @@ def test_recipe_is_recorded_in_the_manifest(signal_run: SignalRun, tmp_path: Pat
     data = make_dataset(tmp_path / "data", classes=LABELS[:3], per_class=2, splits=("train",))
     recipes = {
         "int8": QuantRecipe(float_blocks=("block1",)),
-        "dynamic": QuantRecipe(float_blocks=()),
+        "dynamic": QuantRecipe(float_blocks=(), float_ops=("DEPTHWISE_CONV_2D",)),
     }
     convert_model(
         ConvertConfig(
@@ -342,6 +405,8 @@ def test_recipe_is_recorded_in_the_manifest(signal_run: SignalRun, tmp_path: Pat
 
     assert manifest("int8")["converter"]["float32_blocks"] == "block1"
     assert manifest("dynamic")["converter"]["float32_blocks"] == "none"
+    assert manifest("dynamic")["converter"]["float32_ops"] == "DEPTHWISE_CONV_2D"
+    assert "float32_ops" not in manifest("int8")["converter"]
     assert "float32_blocks" not in manifest("float32")["converter"]
     ops = {op["name"] for op in manifest("int8")["operators"]}
     assert {"QUANTIZE", "DEQUANTIZE"} <= ops  # int8 compute with a float block in between
