@@ -15,6 +15,9 @@ For every variant, on held-out images (the test split by default):
   the largest change of a calibrated score against Keras, the share answered
   "unsure", the accuracy of the answered share, and how many images change
   decision (answered by one, unsure by the other) against Keras.
+- near-ties: for each image whose top-1 answer changed, how far apart Keras's
+  own top-1 and top-2 logits were, beside the median of that gap over all
+  images (information only: pass/fail does not use it).
 """
 
 from __future__ import annotations
@@ -181,6 +184,7 @@ def check_bundles(config: CheckConfig) -> CheckReport:
     keras_top1 = keras_logits.argmax(axis=1)
     keras_accuracy = _accuracy(keras_top1, truth, labeled)
     keras_answers = _answers(keras_logits, train.temperature, train.unsure_threshold)
+    keras_median_gap = float(np.median(top2_gaps(logits=keras_logits)))
 
     results = [
         _check_variant(
@@ -225,6 +229,7 @@ def check_bundles(config: CheckConfig) -> CheckReport:
         unsure_threshold=train.unsure_threshold,
         keras_unsure_pct=keras_answers.unsure_pct,
         keras_answered_accuracy_pct=keras_answers.answered_accuracy_pct(truth, labeled),
+        keras_median_top2_gap=keras_median_gap,
     )
     return report
 
@@ -354,7 +359,9 @@ def _check_variant(
     except InferenceError as exc:
         raise ConvertError(f"{variant}: cannot predict a check image: {exc}") from None
     top1 = logits.argmax(axis=1)
-    agreement = float(100.0 * np.mean(top1 == keras_logits.argmax(axis=1)))
+    changed = top1 != keras_logits.argmax(axis=1)
+    agreement = float(100.0 * np.mean(~changed))
+    changed_gaps = np.sort(top2_gaps(logits=keras_logits)[changed])
     max_diff = float(np.max(np.abs(logits - keras_logits)))
     accuracy = _accuracy(top1, truth, labeled)
     delta = None if accuracy is None or keras_accuracy is None else accuracy - keras_accuracy
@@ -390,7 +397,31 @@ def _check_variant(
         decision_changes=changes,
         decision_change_pct=float(100.0 * changes / len(images)),
         model_format=m.format,
+        changed_answer_gaps=tuple(float(g) for g in changed_gaps),
     )
+
+
+def top2_gaps(logits: np.ndarray) -> np.ndarray:
+    """Each row's largest minus second-largest logit: how decided its top-1 answer is.
+
+    A gap near 0 is a near-tie: a tiny change of the logits (float16 weights,
+    quantization) can swap the top-1 class without the model really disagreeing.
+
+    Args:
+        logits: (n, k) float logits, k >= 2 classes (any float or int dtype).
+
+    Returns:
+        (n,) float64 gaps, >= 0, in logit units.
+
+    Raises:
+        ValueError: `logits` is not 2-D or has fewer than 2 columns.
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    if z.ndim != 2 or z.shape[1] < 2:
+        raise ValueError(f"`logits` must be 2-D (n, k) with k >= 2. Received: shape {z.shape}")
+    # A partial sort is enough: only the two largest of each row matter.
+    top = np.partition(z, kth=-2, axis=1)
+    return top[:, -1] - top[:, -2]
 
 
 def _timed_load(directory: Path, *, threads: int, runtime: str | None) -> tuple[float, Classifier]:

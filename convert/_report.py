@@ -18,7 +18,7 @@ REPORT_MD = "report.md"
 
 
 def report_to_markdown(report: CheckReport) -> str:
-    """`report` as report.md's text: the table, comparisons, refusals, thresholds."""
+    """`report` as report.md's text: table, changed answers, comparisons, refusals, thresholds."""
     threads = [lat.threads for lat in report.results[0].latency] if report.results else []
     header = [
         "variant",
@@ -84,6 +84,7 @@ def report_to_markdown(report: CheckReport) -> str:
         "|" + "|".join("---" for _ in header) + "|",
         *["| " + " | ".join(row) + " |" for row in rows],
         "",
+        *_changed_answers(report),
         *_comparisons(report),
         *_refusals(report.results),
         "Thresholds: "
@@ -140,6 +141,39 @@ def _pct(value: float | None) -> str:
 
 def _latency(lat: Latency) -> str:
     return f"{lat.median_ms:.1f} / {lat.p95_ms:.1f}"
+
+
+# More gaps than this make the line unreadable; the smallest ones tell the story.
+_MAX_GAPS_SHOWN = 10
+
+
+def _changed_answers(report: CheckReport) -> list[str]:
+    """A bullet per variant that changed any top-1 answer, with Keras's own gaps there.
+
+    Keras's top-1 minus top-2 logit on those images, beside its median over all
+    images, so a near-tie reads apart from a real disagreement.
+    """
+    lines = [
+        _changed_answers_line(result=r, median_gap=report.keras_median_top2_gap, n=report.n_images)
+        for r in report.results
+        if r.changed_answer_gaps
+    ]
+    return [*lines, ""] if lines else []
+
+
+def _changed_answers_line(*, result: VariantResult, median_gap: float | None, n: int) -> str:
+    gaps = result.changed_answer_gaps
+    count = len(gaps)
+    shown = ", ".join(f"{g:.3f}" for g in gaps[:_MAX_GAPS_SHOWN])
+    if count > _MAX_GAPS_SHOWN:
+        shown += f", ... and {count - _MAX_GAPS_SHOWN} more"
+    # None: a report.json from before the median was recorded.
+    median = "" if median_gap is None else f" (median gap over all {n} images: {median_gap:.3f})"
+    verb = "answer differs" if count == 1 else "answers differ"
+    return (
+        f"- {result.variant}: {count} {verb} from Keras; "
+        f"Keras top-2 logit gaps of those images: {shown}{median}"
+    )
 
 
 def _comparisons(report: CheckReport) -> list[str]:

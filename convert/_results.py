@@ -65,6 +65,10 @@ class VariantResult:
     decision_changes: int = 0  # answered by one of variant/Keras, unsure by the other
     decision_change_pct: float = 0.0
     model_format: str = "tflite"  # the manifest's format: "tflite" | "onnx"
+    # For each image whose top-1 differs from Keras's: Keras's top-1 minus top-2
+    # logit (>= 0, logit units), ascending. Small gaps are near-ties Keras itself
+    # barely decides, so users can tell them from real disagreements.
+    changed_answer_gaps: tuple[float, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -90,6 +94,10 @@ class CheckReport:
     unsure_threshold: float | None = None
     keras_unsure_pct: float | None = None
     keras_answered_accuracy_pct: float | None = None
+    # Median over the check images of Keras's top-1 minus top-2 logit: the scale
+    # against which `VariantResult.changed_answer_gaps` read as near-ties or not.
+    # None: a report.json written before this field.
+    keras_median_top2_gap: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -129,6 +137,7 @@ def report_to_json(report: CheckReport) -> dict[str, Any]:
         "unsure_threshold": report.unsure_threshold,
         "keras_unsure_pct": report.keras_unsure_pct,
         "keras_answered_accuracy_pct": report.keras_answered_accuracy_pct,
+        "keras_median_top2_gap": report.keras_median_top2_gap,
         "thresholds": {k: dataclasses.asdict(v) for k, v in report.thresholds.items()},
         "environment": report.environment,
         "variants": [],
@@ -171,5 +180,7 @@ def _variant_from_json(item: Mapping[str, Any]) -> VariantResult:
             "reference_latency": tuple(Latency(**x) for x in item["reference_latency"]),
             "loads_with": tuple(RuntimeLoad(**x) for x in item["loads_with"]),
             "failures": tuple(item["failures"]),
+            # Absent from report.json files written before this field: no gaps.
+            "changed_answer_gaps": tuple(item.get("changed_answer_gaps", ())),
         }
     )
