@@ -1,0 +1,186 @@
+"""Which dynamic-range recipe: depthwise convolutions float or not, with and without float blocks.
+
+    python -m bench.dynamic_ops runs/acc/fast_150 --out runs/dynamic_ops
+    python -m bench.dynamic_ops runs/acc/fast_150 --out runs/dynamic_ops --blocks block1 block3
+
+Builds four dynamic-range models of the same float32 TFLite model with Google's
+AI Edge Quantizer (convert/_quantize.py `dynamic_range`): every op quantized;
+DEPTHWISE_CONV_2D kept float (`--dynamic-float-ops`); `--blocks` kept float;
+both. Each is measured against Keras on the **validation** split (top-1
+agreement, accuracy change) and timed at 1 thread against float32 in the same
+interleaved rounds (`inference.time_interleaved`), so the speed-ups compare
+under the same load. The test split is never read: this chooses a recipe.
+
+Why the op matters: XNNPACK takes no depthwise convolution with int8 weights in
+a dynamic-range model, so each one leaves the delegate for TFLite's hybrid
+kernel (README "Closer to the machine's limit").
+
+Writes OUT/dynamic_ops.json and .md (printed). Exit status: 0 measured; 2 bad
+usage or input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+if __name__ == "__main__":
+    from inference import quiet_tensorflow
+
+    quiet_tensorflow(sys.argv, os.environ)
+
+import numpy as np
+
+from convert import ConvertError
+from convert._export import tflite_bytes
+from convert._quantize import BLOCKS, FLOAT_OPS, dynamic_range, tflite_logits
+from convert._source import list_images, load_keras_model, read_train_output
+from inference import preprocess_file, time_interleaved
+
+# The blocks the default dynamic recipe kept float before issue 13's op lever
+# (README "Quantization"), for the comparison rows.
+DEFAULT_BLOCKS = ("block1", "block3", "block2")
+
+
+def recipes(blocks: Sequence[str]) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Recipe name -> `dynamic_range` keyword arguments, for the four rows."""
+    named = ", ".join(b.removeprefix("block") for b in blocks)
+    return {
+        "all ops quantized": {"float_blocks": (), "float_ops": ()},
+        "depthwise float": {"float_blocks": (), "float_ops": FLOAT_OPS},
+        f"blocks {named} float": {"float_blocks": tuple(blocks), "float_ops": ()},
+        f"blocks {named} float + depthwise float": {
+            "float_blocks": tuple(blocks),
+            "float_ops": FLOAT_OPS,
+        },
+    }
+
+
+def _invoker(content: bytes, image: np.ndarray) -> Callable[[], object]:
+    """A 1-thread interpreter of `content` as a no-argument call on `image` (1, H, W, 3)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content, num_threads=1)
+    interpreter.allocate_tensors()
+    index = interpreter.get_input_details()[0]["index"]
+
+    def invoke() -> object:
+        interpreter.set_tensor(index, image)
+        interpreter.invoke()
+        return None
+
+    return invoke
+
+
+def measure(
+    models: dict[str, bytes],
+    x: np.ndarray,
+    keras_logits: np.ndarray,
+    truth: np.ndarray,
+    *,
+    runs: int,
+) -> dict[str, dict[str, float]]:
+    """Per model: agreement and accuracy (%) on `x` (n, H, W, 3) float32, size (MB),
+    and median 1-thread latency (ms), all models timed in the same interleaved rounds."""
+    timings = time_interleaved(
+        [_invoker(content, x[:1]) for content in models.values()], runs=runs, warmup=3
+    )
+    out = {}
+    for (name, content), timing in zip(models.items(), timings, strict=True):
+        logits = tflite_logits(content, x)
+        out[name] = {
+            "agreement_pct": float(100 * np.mean(logits.argmax(1) == keras_logits.argmax(1))),
+            "accuracy_pct": float(100 * np.mean(logits.argmax(1) == truth)),
+            "size_mb": len(content) / 1e6,
+            "latency_1t_ms": timing.median_ms,
+        }
+    return out
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The result as a table, speed-ups against the float32 row."""
+    rows = result["recipes"]
+    float32_ms = rows["float32"]["latency_1t_ms"]
+    lines = [
+        f"`{result['command']}`",
+        "",
+        f"{result['n_images']} validation images; Keras accuracy "
+        f"{result['keras_accuracy_pct']:.2f}%. 1-thread medians of {result['runs']} runs, "
+        "timed interleaved.",
+        "",
+        "| recipe | size (MB) | agreement | Δ acc (pts) | 1 thread p50 (ms) | vs float32 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {r['size_mb']:.1f} | {r['agreement_pct']:.2f}% | "
+            f"{r['accuracy_pct'] - result['keras_accuracy_pct']:+.2f} | "
+            f"{r['latency_1t_ms']:.1f} | {float32_ms / r['latency_1t_ms']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.dynamic_ops",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("train_dir", type=Path, metavar="TRAIN_OUTPUT_DIR")
+    p.add_argument("--out", type=Path, required=True, help="results folder (created)")
+    p.add_argument(
+        "--blocks",
+        nargs="+",
+        default=list(DEFAULT_BLOCKS),
+        choices=BLOCKS,
+        metavar="BLOCK",
+        help=f"blocks kept float in the last two rows (default {' '.join(DEFAULT_BLOCKS)})",
+    )
+    p.add_argument("--runs", type=int, default=30, help="timed 1-thread runs per model")
+    p.add_argument("--verbose", action="store_true", help="also TensorFlow's C++ log lines")
+    args = p.parse_args(argv)
+    if args.runs < 1:
+        p.error(f"`--runs` must be >= 1. Received: runs={args.runs}")
+    try:
+        train = read_train_output(args.train_dir)
+        validation = train.split("validation")
+        if validation is None:
+            raise ConvertError(f"{args.train_dir}: metrics.json records no validation split.")
+        model = load_keras_model(train)
+    except ConvertError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    images = list_images(validation)
+    x = np.stack([preprocess_file(path, image_size=train.image_size) for path in images])
+    truth = np.array([train.labels.index(path.parent.name) for path in images])
+    keras_logits = np.concatenate(
+        [np.asarray(model.predict_on_batch(x[i : i + 32])) for i in range(0, len(x), 32)]
+    )
+    float32 = tflite_bytes(model, variant="float32")
+    models = {"float32": float32}
+    for name, kwargs in recipes(args.blocks).items():
+        print(f"quantizing: {name}", file=sys.stderr)
+        models[name] = dynamic_range(float32, **kwargs)
+    result = {
+        "command": "python -m bench.dynamic_ops " + " ".join(argv),
+        "n_images": len(images),
+        "keras_accuracy_pct": float(100 * np.mean(keras_logits.argmax(1) == truth)),
+        "runs": args.runs,
+        "recipes": measure(models, x, keras_logits, truth, runs=args.runs),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "dynamic_ops.json").write_text(json.dumps(result, indent=2) + "\n")
+    markdown = to_markdown(result)
+    (args.out / "dynamic_ops.md").write_text(markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
