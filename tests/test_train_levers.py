@@ -24,7 +24,14 @@ from train import TrainConfig, train_model
 from train.__main__ import main
 from train.config import SEED_RECIPE, TRAIN_VIEWS
 from train.features import VIEWS, CacheKey, FeatureCache, extract_features, load_preprocessed
-from train.levers import format_levers, format_sizes, plot_levers, plot_sizes, recipes
+from train.levers import (
+    format_levers,
+    format_sizes,
+    measure_levers,
+    plot_levers,
+    plot_sizes,
+    recipes,
+)
 from train.model import build_base, build_head, compile_model, feature_extractor, head_logits
 from train.robustness import jpeg, page_upload
 
@@ -249,6 +256,18 @@ def test_lever_rows_start_at_the_seed_and_ablate_one_lever_each() -> None:
     assert set(rows["default + every view"]["views"]) == set(TRAIN_VIEWS)
     recipes_as_sets = [json.dumps({"droprate": 0.2, **o}, sort_keys=True) for _, o in listed]
     assert len(set(recipes_as_sets)) == len(listed)  # no recipe trained twice
+
+
+def test_levers_leave_out_rows_whose_views_were_not_extracted(
+    tmp_path: Path, tiny_dataset: Path
+) -> None:
+    """The default row trains on the JPEG view below 299 px: without it, it is listed, not run."""
+    config = tiny_config(tmp_path, tiny_dataset, epochs=1)
+    result = measure_levers(
+        config, seeds=[1], views=("flip",), only=["seed recipe", "default recipe"]
+    )
+    assert [r["name"] for r in result["rows"]] == ["seed recipe"]
+    assert result["left_out"] == ["default recipe"]
 
 
 def test_lever_and_size_tables_and_plots(tmp_path: Path) -> None:

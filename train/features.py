@@ -10,9 +10,9 @@ named by the sha256 of its bytes, holding float32[2048] + sha256 of those
 bytes. A file that fails its checksum is deleted and recomputed, never used.
 
 Augmentation lives in the same cache: a *view* (a deterministic flip, crop,
-rescale or JPEG re-encoding of the decoded photo, see `VIEWS`) is part of the key, so each view's
-features are computed once, like the plain ones, and a head trains on plain +
-view features with no base pass per epoch. The plain view's key is the one
+rescale or JPEG re-encoding of the decoded photo, see `VIEWS`) is part of the
+key, so each view's features are computed once, like the plain ones, and a
+head trains on plain + view features with no base pass per epoch. The plain view's key is the one
 used before views existed, so old caches stay valid.
 """
 

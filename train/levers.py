@@ -176,7 +176,10 @@ def measure_levers(
             f"`only` must name rows of the table {[n for n, _ in wanted]}. Received: {unknown}"
         )
     wanted = [(n, o) for n, o in wanted if not only or n in only]
-    kept = [(n, o) for n, o in wanted if set(o.get("views", ())) <= set(views)]
+    # A row's views: its own, or (None) the default for this input size.
+    kept = [
+        (n, o) for n, o in wanted if set(dataclasses.replace(config, **o).train_views) <= set(views)
+    ]
     left_out = [n for n, o in wanted if (n, o) not in kept]
     dataset = load_dataset(config.data_dir, max_per_class=config.max_per_class, seed=config.seed)
     dataset = dataclasses.replace(
