@@ -13,6 +13,7 @@ pipeline runs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -23,6 +24,7 @@ from typing import Any
 
 from bench._config import BenchConfig
 from convert import (
+    DEFAULT_RECIPES,
     REPORT_JSON,
     VARIANTS,
     CheckConfig,
@@ -63,7 +65,9 @@ def model_key(config: BenchConfig, *, subset: int | None) -> dict[str, Any]:
     if path.is_file():
         stat = path.stat()
         weights = {"base_weights": str(path.resolve()), "size": stat.st_size}
-    train = TrainConfig(data_dir=config.data_dir, base_weights=config.base_weights)
+    train = TrainConfig(
+        data_dir=config.data_dir, base_weights=config.base_weights, image_size=config.image_size
+    )
     return {
         "data_dir": str(config.data_dir.resolve()),
         **weights,
@@ -73,6 +77,8 @@ def model_key(config: BenchConfig, *, subset: int | None) -> dict[str, Any]:
             k: getattr(train, k)
             for k in ("learning_rate", "size_inner", "droprate", "epochs", "batch_size", "seed")
         },
+        "views": list(train.train_views),
+        "quant_recipes": {v: dataclasses.asdict(r) for v, r in DEFAULT_RECIPES.items()},
         "variants": list(VARIANTS),
     }
 

@@ -38,13 +38,12 @@ import numpy as np
 
 from convert import ConvertError
 from convert._export import tflite_bytes
-from convert._quantize import BLOCKS, FLOAT_OPS, dynamic_range, tflite_logits
+from convert._quantize import BLOCKS, DEFAULT_RECIPES, FLOAT_OPS, dynamic_range, tflite_logits
 from convert._source import list_images, load_keras_model, read_train_output
-from inference import preprocess_file, time_interleaved
+from inference import InferenceError, preprocess_file, time_interleaved
 
-# The blocks the default dynamic recipe kept float before issue 13's op lever
-# (README "Quantization"), for the comparison rows.
-DEFAULT_BLOCKS = ("block1", "block3", "block2")
+# The default dynamic recipe's float blocks, for the comparison rows.
+DEFAULT_BLOCKS = DEFAULT_RECIPES["dynamic"].float_blocks
 
 
 def recipes(blocks: Sequence[str]) -> dict[str, dict[str, tuple[str, ...]]]:
@@ -153,20 +152,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if validation is None:
             raise ConvertError(f"{args.train_dir}: metrics.json records no validation split.")
         model = load_keras_model(train)
-    except ConvertError as exc:
+        images = list_images(validation)
+        if not images:
+            raise ConvertError(f"No images found in {str(validation)!r}.")
+        x = np.stack([preprocess_file(path, image_size=train.image_size) for path in images])
+        truth = np.array([train.labels.index(path.parent.name) for path in images])
+        float32 = tflite_bytes(model, variant="float32")
+        models = {"float32": float32}
+        for name, kwargs in recipes(args.blocks).items():
+            print(f"quantizing: {name}", file=sys.stderr)
+            models[name] = dynamic_range(float32, **kwargs)
+    # ValueError: a class folder of the split that the model does not know
+    except (ConvertError, InferenceError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    images = list_images(validation)
-    x = np.stack([preprocess_file(path, image_size=train.image_size) for path in images])
-    truth = np.array([train.labels.index(path.parent.name) for path in images])
     keras_logits = np.concatenate(
         [np.asarray(model.predict_on_batch(x[i : i + 32])) for i in range(0, len(x), 32)]
     )
-    float32 = tflite_bytes(model, variant="float32")
-    models = {"float32": float32}
-    for name, kwargs in recipes(args.blocks).items():
-        print(f"quantizing: {name}", file=sys.stderr)
-        models[name] = dynamic_range(float32, **kwargs)
     result = {
         "command": "python -m bench.dynamic_ops " + " ".join(argv),
         "n_images": len(images),

@@ -165,8 +165,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
             choices=[*BLOCKS, "none"],
             metavar="BLOCK",
             help=f"{variant}: Xception blocks (block1..block14, head) kept in float32, "
-            f"or none for the converter's all-quantized recipe (default {default}; "
-            "chosen by `python -m convert select`)",
+            f"or none (default {default}; chosen by `python -m convert select`); with "
+            "no float block and no --dynamic-float-ops, the converter's all-quantized recipe",
         )
     convert.add_argument(
         "--dynamic-float-ops",

@@ -387,7 +387,8 @@ def dynamic_range(
     except ImportError:
         raise ConvertError(
             "Selective dynamic-range quantization needs ai-edge-quantizer: "
-            "pip install '.[quantize]' (or pass --dynamic-float-blocks none)."
+            "pip install '.[quantize]' (or pass --dynamic-float-blocks none --dynamic-float-ops "
+            "none for the TFLite converter's own recipe)."
         ) from None
     qt = quantizer.Quantizer(bytearray(float_model))
     qt.add_dynamic_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED, num_bits=8)

@@ -70,6 +70,9 @@ def test_config_rejects_bad_values(overrides: dict[str, object], message: str) -
         ({"image_size": 150, "views": ()}, ()),
         ({"image_size": 299, "views": ("jpeg", "flip")}, ("jpeg", "flip")),
         ({"image_size": 150, "views": ["flip"]}, ("flip",)),
+        # trained from images: no feature cache, so no cached view, whatever was asked
+        ({"image_size": 150, "fine_tune": 2}, ()),
+        ({"image_size": 150, "augment": True, "views": ("flip",)}, ()),
     ],
 )
 def test_views_default_by_input_size(

@@ -64,6 +64,29 @@ def test_view_features_are_cached_once_and_differ_from_plain(
     assert not np.allclose(first.vectors, plain.vectors)
 
 
+@pytest.mark.parametrize(
+    ("view", "constant", "value"),
+    [
+        ("jpeg", "JPEG_VIEW_QUALITY", 90),
+        ("crop", "CROP_FRACTION", 0.9),
+        ("flip_crop", "CROP_FRACTION", 0.9),
+        ("small", "SMALL_FACTOR", 0.25),
+    ],
+)
+def test_a_views_numbers_are_part_of_its_cache_key(
+    monkeypatch: pytest.MonkeyPatch, view: str, constant: str, value: float
+) -> None:
+    import train.features
+
+    before = CacheKey("w" * 64, 150, view=view).digest()
+    plain, flip = CacheKey("w" * 64, 150).digest(), CacheKey("w" * 64, 150, view="flip").digest()
+    monkeypatch.setattr(train.features, constant, value)
+    assert CacheKey("w" * 64, 150, view=view).digest() != before
+    # views that do not use the number keep their folders
+    assert CacheKey("w" * 64, 150).digest() == plain
+    assert CacheKey("w" * 64, 150, view="flip").digest() == flip
+
+
 def test_plain_view_keeps_the_cache_key_of_before_views() -> None:
     key = CacheKey("w" * 64, 150)
     before = {k: v for k, v in asdict(key).items() if k != "view"}  # the pre-views fields
@@ -246,7 +269,8 @@ def test_lever_rows_start_at_the_seed_and_ablate_one_lever_each() -> None:
     rows = dict(listed)
     assert listed[0] == ("seed recipe", SEED_RECIPE)
     (full,) = [o for n, o in listed if n.endswith("default recipe")]
-    assert {k: full[k] for k in SEED_RECIPE} == {k: getattr(default, k) for k in SEED_RECIPE}
+    expected = {k: getattr(default, k) for k in SEED_RECIPE} | {"views": default.train_views}
+    assert {k: full[k] for k in SEED_RECIPE} == expected
     ablations = [n for n in rows if n.startswith("default - ")]
     for name in ablations:
         lever = name.removeprefix("default - ")
@@ -256,6 +280,15 @@ def test_lever_rows_start_at_the_seed_and_ablate_one_lever_each() -> None:
     assert set(rows["default + every view"]["views"]) == set(TRAIN_VIEWS)
     recipes_as_sets = [json.dumps({"droprate": 0.2, **o}, sort_keys=True) for _, o in listed]
     assert len(set(recipes_as_sets)) == len(listed)  # no recipe trained twice
+
+
+@pytest.mark.parametrize(("image_size", "ablates_views"), [(150, True), (299, False)])
+def test_default_row_names_the_views_of_its_size(image_size: int, ablates_views: bool) -> None:
+    """At 299 px the default trains on no view: no "default - views" row repeating it."""
+    rows = dict(recipes(TrainConfig(image_size=image_size)))
+    default = next(o for n, o in rows.items() if n.endswith("default recipe"))
+    assert default["views"] == TrainConfig(image_size=image_size).train_views
+    assert ("default - views" in rows) is ablates_views
 
 
 def test_levers_leave_out_rows_whose_views_were_not_extracted(

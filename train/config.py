@@ -162,7 +162,10 @@ class TrainConfig:
 
     @property
     def train_views(self) -> tuple[str, ...]:
-        """The views this run trains on: `views`, or `default_views(image_size)` when None."""
+        """The cached views this run trains on: `views`, or `default_views(image_size)`
+        when None; none when it trains from images (`from_images`: no feature cache)."""
+        if self.from_images:
+            return ()
         return default_views(self.image_size) if self.views is None else self.views
 
     @property

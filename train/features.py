@@ -47,8 +47,7 @@ CROP_FRACTION = 0.8
 SMALL_FACTOR = 0.5
 # "jpeg": the photo re-encoded as JPEG at quality 60, the low end of what phones,
 # the listing page's canvas upload (quality 0.9) and re-uploads do to a photo: the
-# JPEG q60 variant of issue 10's robustness check. The cache key names the view,
-# not this number: a different quality needs a new view name.
+# JPEG q60 variant of issue 10's robustness check.
 JPEG_VIEW_QUALITY = 60
 
 
@@ -84,11 +83,23 @@ VIEWS: dict[str, Callable[[Image.Image], Image.Image]] = {
 }
 
 
+def view_params(view: str) -> dict[str, float]:
+    """The numbers `view`'s transform depends on, read now: part of its cache key, so
+    that changing one computes new features instead of reusing the old ones."""
+    params: dict[str, dict[str, float]] = {
+        "crop": {"crop_fraction": CROP_FRACTION},
+        "flip_crop": {"crop_fraction": CROP_FRACTION},
+        "small": {"small_factor": SMALL_FACTOR},
+        "jpeg": {"jpeg_quality": JPEG_VIEW_QUALITY},
+    }
+    return params.get(view, {})
+
+
 def check_view(view: str) -> str:
     """Validate a view name.
 
     Args:
-        view: str, a key of VIEWS ("plain", "flip", "crop", "flip_crop", "small").
+        view: str, a key of VIEWS ("plain", "flip", "crop", "flip_crop", "small", "jpeg").
 
     Returns:
         `view`, unchanged.
@@ -132,6 +143,8 @@ class CacheKey:
         data: dict[str, object] = asdict(self)
         if self.view == "plain":
             del data["view"]
+        elif view_params(self.view):
+            data["view_params"] = view_params(self.view)
         return data
 
     def digest(self) -> str:

@@ -121,6 +121,9 @@ def recipes(default: TrainConfig) -> list[tuple[str, dict[str, Any]]]:
         acc = {**acc, **change}
         rows.append((name, dict(acc)))
     defaults = {k: getattr(default, k) for k in SEED_RECIPE}
+    # The views the default trains on at this size (None would hide that at 299 px
+    # "default - views" trains the default again).
+    defaults["views"] = default.train_views
     defaults["droprate"] = default.droprate
     if {**rows[-1][1], "droprate": default.droprate} == defaults:
         rows[-1] = (f"{rows[-1][0]} = default recipe", rows[-1][1])
