@@ -99,9 +99,11 @@ class QuantRecipe:
         return bool(self.float_blocks or self.float_ops)
 
 
-# Chosen by `python -m convert select runs/acc/fast_150` on the validation split
-# (README "Quantization"): the fewest most-sensitive blocks kept in float that
-# bring validation agreement with Keras to the selection target.
+# Chosen by `python -m convert select runs/acc/fast_150_v2` (the fast profile with
+# the JPEG view) on the validation split (README "Quantization"): the fewest
+# most-sensitive blocks kept in float that bring validation agreement with Keras
+# to the selection target, else the best recipe tried (neither reached it).
+# dynamic's depthwise float: `python -m bench.dynamic_ops`, same README section.
 DEFAULT_RECIPES: Mapping[str, QuantRecipe] = MappingProxyType(
     {
         "int8": QuantRecipe(float_blocks=("block2", "block1", "block3", "block4")),
