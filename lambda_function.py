@@ -79,6 +79,7 @@ from inference import (
     InferenceConfig,
     InferenceError,
     InvalidRequestError,
+    Laps,
     PayloadTooLargeError,
     RouteConfig,
     S3Config,
@@ -414,13 +415,7 @@ def handle(
     timings: dict[str, float] = {}
     request: Request | None = None
     n_bytes: int | None = None
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = (now - clock) * 1000
-        clock = now
+    lap = Laps(timings).lap
 
     try:
         request = parse_event(

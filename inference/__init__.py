@@ -70,7 +70,7 @@ from inference._s3 import (
 )
 from inference._serve import LocalServer, make_server
 from inference._sniff import accepted_formats, register_heif
-from inference._timing import Timing, time_interleaved
+from inference._timing import Laps, Timing, time_interleaved
 from inference.preprocess import (
     MIN_IMAGE_SIZE,
     PREPROCESSING,
@@ -107,6 +107,7 @@ __all__ = [
     "InferenceConfig",
     "InferenceError",
     "InvalidRequestError",
+    "Laps",
     "LocalServer",
     "Manifest",
     "PayloadTooLargeError",

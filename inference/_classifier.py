@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from inference._bundle import Manifest, read_bundle
 from inference._decode import DEFAULT_MAX_PIXELS, decode_image, load_image
 from inference._errors import BundleError
 from inference._runtime import RuntimeInfo, make_interpreter
+from inference._timing import Laps
 from inference.env import env_fraction, env_int, env_str
 from inference.preprocess import preprocess_image
 
@@ -415,15 +415,7 @@ class Classifier:
                 an image this runtime decodes.
             ValueError: `unsure_threshold` is out of [0, 1].
         """
-        laps = timings_ms if timings_ms is not None else {}
-        start = time.perf_counter()
-
-        def lap(step: str) -> None:
-            nonlocal start
-            now = time.perf_counter()
-            laps[step] = (now - start) * 1000
-            start = now
-
+        lap = Laps(timings_ms).lap
         img = decode_image(data, max_pixels=self.max_pixels)
         lap("decode")
         x = self.preprocess(img)

@@ -25,6 +25,31 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class Laps:
+    """A stopwatch for the steps of one request: each `lap(step)` stores the wall
+    time since the previous lap (or since creation) in `ms[step]`, in milliseconds.
+
+    `into`: the dict to fill (shared between a handler and the classifier it calls,
+    so one dict holds every step); None: a new one. `clock` returns seconds.
+    """
+
+    def __init__(
+        self,
+        into: dict[str, float] | None = None,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.ms: dict[str, float] = {} if into is None else into
+        self._clock = clock
+        self._last = clock()
+
+    def lap(self, step: str) -> None:
+        """Record the time since the last lap under `step`, and restart."""
+        now = self._clock()
+        self.ms[step] = (now - self._last) * 1000
+        self._last = now
+
+
 @dataclass(frozen=True)
 class Timing:
     """One callable's timed calls: wall time in milliseconds, in the order taken."""

@@ -45,6 +45,7 @@ EXPECTED_ALL = [
     "InferenceConfig",
     "InferenceError",
     "InvalidRequestError",
+    "Laps",
     "LocalServer",
     "Manifest",
     "PayloadTooLargeError",

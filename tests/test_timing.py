@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from inference import Timing, time_interleaved
+from inference import Laps, Timing, time_interleaved
 
 
 class FakeClock:
@@ -152,3 +152,31 @@ def test_a_failing_fn_raises_unchanged() -> None:
 
     with pytest.raises(RuntimeError, match="interpreter failed"):
         time_interleaved([boom], runs=1)
+
+
+@pytest.mark.parametrize(
+    ("ticks", "steps", "expected"),
+    [
+        # clock readings (s): creation, then one per lap; laps are the differences, in ms
+        ([10.0, 10.5, 10.75], ["decode", "inference"], {"decode": 500.0, "inference": 250.0}),
+        ([0.0, 0.001], ["parse"], {"parse": 1.0}),
+        ([1.0, 2.0, 2.0], ["fetch", "fetch"], {"fetch": 0.0}),  # a repeated step: the last lap
+    ],
+)
+def test_laps_store_the_time_since_the_previous_lap(
+    ticks: list[float], steps: list[str], expected: dict[str, float]
+) -> None:
+    clock = iter(ticks)
+    shared = {"earlier": 3.0}  # a handler's dict, filled on by the classifier's steps
+    laps = Laps(shared, clock=lambda: next(clock))
+    for step in steps:
+        laps.lap(step)
+    assert laps.ms is shared
+    assert shared == {"earlier": 3.0, **expected}
+
+
+def test_laps_without_a_dict_make_their_own() -> None:
+    clock = iter([0.0, 0.002])
+    laps = Laps(clock=lambda: next(clock))
+    laps.lap("decode")
+    assert laps.ms == {"decode": 2.0}
