@@ -39,8 +39,14 @@ import numpy as np
 from convert import ConvertError
 from convert._export import tflite_bytes
 from convert._quantize import BLOCKS, DEFAULT_RECIPES, FLOAT_OPS, dynamic_range, tflite_logits
-from convert._source import list_images, load_keras_model, read_train_output
-from inference import InferenceError, preprocess_file, time_interleaved
+from convert._source import (
+    keras_logits,
+    labeled_arrays,
+    list_images,
+    load_keras_model,
+    read_train_output,
+)
+from inference import InferenceError, time_interleaved
 
 # The default dynamic recipe's float blocks, for the comparison rows.
 DEFAULT_BLOCKS = DEFAULT_RECIPES["dynamic"].float_blocks
@@ -79,13 +85,14 @@ def _invoker(content: bytes, image: np.ndarray) -> Callable[[], object]:
 def measure(
     models: dict[str, bytes],
     x: np.ndarray,
-    keras_logits: np.ndarray,
+    reference: np.ndarray,
     truth: np.ndarray,
     *,
     runs: int,
 ) -> dict[str, dict[str, float]]:
-    """Per model: agreement and accuracy (%) on `x` (n, H, W, 3) float32, size (MB),
-    and median 1-thread latency (ms), all models timed in the same interleaved rounds."""
+    """Per model: agreement with `reference` (the Keras logits of `x`, (n, k)) and
+    accuracy against `truth` (%) on `x` (n, H, W, 3) float32, size (MB), and median
+    1-thread latency (ms), all models timed in the same interleaved rounds."""
     timings = time_interleaved(
         [_invoker(content, x[:1]) for content in models.values()], runs=runs, warmup=3
     )
@@ -93,7 +100,7 @@ def measure(
     for (name, content), timing in zip(models.items(), timings, strict=True):
         logits = tflite_logits(content, x)
         out[name] = {
-            "agreement_pct": float(100 * np.mean(logits.argmax(1) == keras_logits.argmax(1))),
+            "agreement_pct": float(100 * np.mean(logits.argmax(1) == reference.argmax(1))),
             "accuracy_pct": float(100 * np.mean(logits.argmax(1) == truth)),
             "size_mb": len(content) / 1e6,
             "latency_1t_ms": timing.median_ms,
@@ -155,8 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         images = list_images(validation)
         if not images:
             raise ConvertError(f"No images found in {str(validation)!r}.")
-        x = np.stack([preprocess_file(path, image_size=train.image_size) for path in images])
-        truth = np.array([train.labels.index(path.parent.name) for path in images])
+        x, truth = labeled_arrays(images, image_size=train.image_size, labels=train.labels)
         float32 = tflite_bytes(model, variant="float32")
         models = {"float32": float32}
         for name, kwargs in recipes(args.blocks).items():
@@ -166,15 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConvertError, InferenceError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    keras_logits = np.concatenate(
-        [np.asarray(model.predict_on_batch(x[i : i + 32])) for i in range(0, len(x), 32)]
-    )
+    reference = keras_logits(model, x)
     result = {
         "command": "python -m bench.dynamic_ops " + " ".join(argv),
         "n_images": len(images),
-        "keras_accuracy_pct": float(100 * np.mean(keras_logits.argmax(1) == truth)),
+        "keras_accuracy_pct": float(100 * np.mean(reference.argmax(1) == truth)),
         "runs": args.runs,
-        "recipes": measure(models, x, keras_logits, truth, runs=args.runs),
+        "recipes": measure(models, x, reference, truth, runs=args.runs),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "dynamic_ops.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -36,7 +36,14 @@ import numpy as np
 
 from convert import ConvertError
 from convert._onnx import onnx_bytes, quantize_int8
-from convert._source import list_images, load_keras_model, read_train_output, sample_images
+from convert._source import (
+    keras_logits,
+    labeled_arrays,
+    list_images,
+    load_keras_model,
+    read_train_output,
+    sample_images,
+)
 from inference import preprocess_file
 
 MIN_AGREEMENT_PCT, MAX_DROP_PTS = 98.5, 0.5  # int8's bar, issue 13
@@ -52,9 +59,10 @@ def _session(content: bytes, *, threads: int) -> Any:
 
 
 def evaluate(
-    content: bytes, x: np.ndarray, keras_logits: np.ndarray, truth: np.ndarray, *, runs: int
+    content: bytes, x: np.ndarray, reference: np.ndarray, truth: np.ndarray, *, runs: int
 ) -> dict[str, float]:
-    """Agreement (%) and accuracy (%) on `x` (n, H, W, 3); median 1-thread latency (ms)."""
+    """Agreement with `reference` (Keras logits of `x`) and accuracy against `truth` (%)
+    on `x` (n, H, W, 3); median 1-thread latency (ms)."""
     session = _session(content, threads=1)
     logits = np.concatenate([session.run(None, {"input": row[None]})[0] for row in x])
     times = []
@@ -64,9 +72,9 @@ def evaluate(
         if i >= 3:
             times.append(1000 * (time.perf_counter() - start))
     return {
-        "agreement_pct": float(100 * np.mean(logits.argmax(1) == keras_logits.argmax(1))),
+        "agreement_pct": float(100 * np.mean(logits.argmax(1) == reference.argmax(1))),
         "accuracy_pct": float(100 * np.mean(logits.argmax(1) == truth)),
-        "max_abs_logit_diff": float(np.max(np.abs(logits - keras_logits))),
+        "max_abs_logit_diff": float(np.max(np.abs(logits - reference))),
         "latency_1t_ms": statistics.median(times),
         "size_mb": len(content) / 1e6,
     }
@@ -128,24 +136,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     size = train.image_size
     images = list_images(validation)
-    x = np.stack([preprocess_file(path, image_size=size) for path in images])
-    truth = np.array([train.labels.index(path.parent.name) for path in images])
-    keras_logits = np.concatenate(
-        [np.asarray(model.predict_on_batch(x[i : i + 32])) for i in range(0, len(x), 32)]
-    )
+    x, truth = labeled_arrays(images, image_size=size, labels=train.labels)
+    reference = keras_logits(model, x)
     chosen = sample_images(list_images(train_split), size=args.calibration_size, seed=1)
     calibration = [preprocess_file(path, image_size=size) for path in chosen]
     print(f"exporting; calibrating on {len(calibration)} train images", file=sys.stderr)
     content = onnx_bytes(model, variant="onnx", image_size=size)
-    keras_accuracy = float(100 * np.mean(keras_logits.argmax(1) == truth))
-    recipes = {"float32 (onnx)": evaluate(content, x, keras_logits, truth, runs=args.runs)}
+    keras_accuracy = float(100 * np.mean(reference.argmax(1) == truth))
+    recipes = {"float32 (onnx)": evaluate(content, x, reference, truth, runs=args.runs)}
     for kind in args.activations:
         name = f"int8 QDQ per-channel, {kind} activations, MinMax"
         print(f"quantizing: {name}", file=sys.stderr)
         r = evaluate(
             quantize_int8(content, calibration, activations=kind),
             x,
-            keras_logits,
+            reference,
             truth,
             runs=args.runs,
         )

@@ -47,6 +47,7 @@ from convert._quantize import (
 )
 from convert._source import (
     TrainOutput,
+    keras_logits,
     list_images,
     load_keras_model,
     read_train_output,
@@ -124,12 +125,7 @@ def select_recipes(config: SelectConfig) -> list[VariantSelection]:
         raise ConvertError(f"No images found in {str(images_dir)!r}.")
     images = _preprocess(paths, train.image_size)
     model = load_keras_model(train)
-    reference = np.concatenate(
-        [
-            np.asarray(model.predict_on_batch(images[i : i + 32]), dtype=np.float32)
-            for i in range(0, len(images), 32)
-        ]
-    )
+    reference = keras_logits(model, images)
     log.info("selecting on %d images from %s", len(paths), images_dir)
     results = []
     for variant in config.variants:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from convert._errors import ConvertError
-from inference import IMAGE_SUFFIXES, sha256_file
+from inference import IMAGE_SUFFIXES, preprocess_file, sha256_file
 from train.output import TrainOutput as TrainOutput  # re-exported for convert/_check.py
 from train.output import TrainOutputError
 from train.output import read_train_output as _read_train_output
@@ -85,6 +88,49 @@ def list_images(directory: str | Path) -> list[Path]:
     if not root.is_dir():
         raise ConvertError(f"Image folder not found: {str(root)!r}")
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def labeled_arrays(
+    paths: Sequence[Path], *, image_size: int, labels: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocessed photos and their classes; each photo's folder names its class.
+
+    Returns:
+        (n, image_size, image_size, 3) float32 images in [-1, 1] and (n,) int64
+        indices into `labels`.
+
+    Raises:
+        InferenceError, OSError: a photo cannot be read or decoded.
+        ValueError: a photo's folder is not one of `labels`.
+    """
+    x = np.stack([preprocess_file(path, image_size=image_size) for path in paths])
+    classes = []
+    for path in paths:
+        if path.parent.name not in labels:
+            raise ValueError(
+                f"{str(path)!r}: its folder {path.parent.name!r} is not a class of the model "
+                f"{list(labels)}"
+            )
+        classes.append(labels.index(path.parent.name))
+    return x, np.array(classes, dtype=np.int64)
+
+
+def keras_logits(model: Any, images: np.ndarray, *, batch_size: int = 32) -> np.ndarray:
+    """A loaded Keras model's logits, `batch_size` images at a time.
+
+    Args:
+        model: the model of `load_keras_model`.
+        images: (n, H, W, 3) float32, preprocessed (`inference.preprocess_file`).
+
+    Returns:
+        (n, k) float32 logits.
+    """
+    return np.concatenate(
+        [
+            np.asarray(model.predict_on_batch(images[i : i + batch_size]), dtype=np.float32)
+            for i in range(0, len(images), batch_size)
+        ]
+    )
 
 
 def sample_images(paths: list[Path], *, size: int, seed: int) -> list[Path]:
