@@ -214,43 +214,32 @@ def _check_offered(variants: Sequence[str] | None) -> None:
 
 
 def _recipes(args: argparse.Namespace) -> dict[str, QuantRecipe]:
-    """The quantization recipes, with --int8-float-blocks / --dynamic-float-blocks applied.
+    """The quantization recipes, with --int8-float-blocks / --dynamic-float-blocks and
+    --dynamic-float-ops applied.
 
     Raises:
-        ValueError: `none` beside block names, or a flag for a variant not in --variants.
+        ValueError: `none` beside other names, or a flag for a variant not in --variants.
     """
     recipes = dict(DEFAULT_RECIPES)
-    for variant in DEFAULT_RECIPES:
-        blocks = getattr(args, f"{variant}_float_blocks")
-        if blocks is None:
+    flags = [(v, "float_blocks", "(all quantized) ", "block names") for v in DEFAULT_RECIPES]
+    flags.append(("dynamic", "float_ops", "", "op names"))
+    for variant, field, none_note, names in flags:
+        values = getattr(args, f"{variant}_{field}")
+        if values is None:
             continue
-        flag = f"--{variant}-float-blocks"
+        flag = f"--{variant}-{field.replace('_', '-')}"
         if variant not in args.variants:
             raise ValueError(
                 f"{flag} applies to the {variant} variant, which --variants does not include. "
                 f"Received: --variants {' '.join(args.variants)}"
             )
-        if "none" in blocks and len(blocks) > 1:
+        if "none" in values and len(values) > 1:
             raise ValueError(
-                f"{flag}: `none` (all quantized) must stand alone, not beside block names. "
-                f"Received: {flag} {' '.join(blocks)}"
+                f"{flag}: `none` {none_note}must stand alone, not beside {names}. "
+                f"Received: {flag} {' '.join(values)}"
             )
-        chosen = () if blocks == ["none"] else tuple(blocks)
-        recipes[variant] = dataclasses.replace(recipes[variant], float_blocks=chosen)
-    ops = args.dynamic_float_ops
-    if ops is not None:
-        if "dynamic" not in args.variants:
-            raise ValueError(
-                "--dynamic-float-ops applies to the dynamic variant, which --variants does not "
-                f"include. Received: --variants {' '.join(args.variants)}"
-            )
-        if "none" in ops and len(ops) > 1:
-            raise ValueError(
-                "--dynamic-float-ops: `none` must stand alone, not beside op names. "
-                f"Received: --dynamic-float-ops {' '.join(ops)}"
-            )
-        chosen_ops = () if ops == ["none"] else tuple(ops)
-        recipes["dynamic"] = dataclasses.replace(recipes["dynamic"], float_ops=chosen_ops)
+        chosen = () if values == ["none"] else tuple(values)
+        recipes[variant] = dataclasses.replace(recipes[variant], **{field: chosen})
     return recipes
 
 

@@ -19,6 +19,7 @@ import pytest
 
 import convert._convert
 from convert import (
+    DEFAULT_RECIPES,
     TFLITE_VARIANTS,
     CheckConfig,
     ConvertConfig,
@@ -29,7 +30,7 @@ from convert import (
     report_to_markdown,
     write_report,
 )
-from convert.__main__ import main
+from convert.__main__ import _parsers, _recipes, main
 from inference import Classifier, preprocess_file, read_bundle, sha256_file
 from tests.conftest import (
     LABELS,
@@ -601,3 +602,26 @@ def test_outputs_honour_the_umask(tiny_run: dict[str, Path]) -> None:
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask
     assert (out / "int8").stat().st_mode & 0o777 == 0o777 & ~umask
     assert (out / "int8" / "model.tflite").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+DEFAULT_DYNAMIC = DEFAULT_RECIPES["dynamic"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "blocks", "ops"),
+    [
+        ([], DEFAULT_DYNAMIC.float_blocks, DEFAULT_DYNAMIC.float_ops),
+        # each flag changes its own field and keeps the other's default
+        (["--dynamic-float-blocks", "block1"], ("block1",), DEFAULT_DYNAMIC.float_ops),
+        (["--dynamic-float-ops", "none"], DEFAULT_DYNAMIC.float_blocks, ()),
+        # both none: the TFLite converter's own dynamic range
+        (["--dynamic-float-blocks", "none", "--dynamic-float-ops", "none"], (), ()),
+    ],
+)
+def test_dynamic_recipe_flags(
+    flags: list[str], blocks: tuple[str, ...], ops: tuple[str, ...]
+) -> None:
+    args = _parsers()[0].parse_args(["runs/m", "--out", "b", "--variants", "dynamic", *flags])
+    recipe = _recipes(args)["dynamic"]
+    assert (recipe.float_blocks, recipe.float_ops) == (blocks, ops)
+    assert recipe.selective == bool(blocks or ops)
