@@ -6,11 +6,12 @@ machines, where colleagues' jobs steal cores during a run.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 from pathlib import Path
 from typing import Any
+
+from convert._machine import package_versions as installed_versions
 
 # Distributions whose versions change the figures.
 PACKAGES = (
@@ -52,13 +53,8 @@ def describe_machine() -> dict[str, Any]:
 
 
 def package_versions() -> dict[str, str]:
-    versions = {}
-    for dist in PACKAGES:
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
+    """Installed versions of the benchmark's `PACKAGES` (absent ones left out)."""
+    return installed_versions(PACKAGES)
 
 
 def _cpuinfo() -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Where the check's latencies were measured: the machine, the libraries, other load.
 
 Latencies mean little without it. The convert stage keeps its own small probe
-(bench/_machine.py is the benchmark's fuller one; convert must not import bench).
+(bench/_machine.py is the benchmark's fuller one and uses `package_versions`;
+convert must not import bench).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import platform
 import resource
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +29,19 @@ PACKAGES = (
 )
 
 
-def environment() -> dict[str, Any]:
-    """Platform, CPU model, usable cores, Python and `PACKAGES` versions (absent: left out)."""
+def package_versions(packages: Sequence[str]) -> dict[str, str]:
+    """Installed version of each distribution in `packages`; absent ones are left out."""
     versions = {}
-    for dist in PACKAGES:
+    for dist in packages:
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
+    return versions
+
+
+def environment() -> dict[str, Any]:
+    """Platform, CPU model, usable cores, Python and `PACKAGES` versions (absent: left out)."""
     return {
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -43,7 +50,7 @@ def environment() -> dict[str, Any]:
             len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         ),
         "python": platform.python_version(),
-        "packages": versions,
+        "packages": package_versions(PACKAGES),
     }
 
 

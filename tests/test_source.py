@@ -1,4 +1,5 @@
-"""convert/_source.py's image helpers shared by `convert select` and the quantization benches."""
+"""convert/_source.py's image helpers shared by `convert select` and the quantization benches,
+and the package-version reader convert and bench share."""
 
 from __future__ import annotations
 
@@ -55,3 +56,21 @@ def test_labeled_arrays_refuse_a_folder_the_model_does_not_know(tmp_path: Path) 
         ValueError, match=r"its folder 'socks' is not a class of the model \['hat'\]"
     ):
         labeled_arrays([path], image_size=8, labels=("hat",))
+
+
+@pytest.mark.parametrize(
+    ("packages", "expected_keys"),
+    [(("numpy", "no-such-distribution-xyz"), ["numpy"]), ((), []), (("pillow",), ["pillow"])],
+)
+def test_package_versions_leave_out_what_is_not_installed(
+    packages: tuple[str, ...], expected_keys: list[str]
+) -> None:
+    import importlib.metadata
+
+    from bench._machine import PACKAGES, package_versions
+    from convert._machine import package_versions as versions_of
+
+    versions = versions_of(packages)
+    assert list(versions) == expected_keys
+    assert all(versions[d] == importlib.metadata.version(d) for d in expected_keys)
+    assert set(package_versions()) <= set(PACKAGES)  # the bench's list, through the same reader
