@@ -23,6 +23,7 @@ from train.calibrate import (
     negative_log_likelihood,
     reliability_bins,
     risk_coverage,
+    scores_at_goal,
     selective,
     softmax,
     threshold_rule_check,
@@ -214,6 +215,45 @@ def test_evaluate_calibration_fits_on_validation_and_reports_test() -> None:
     assert set(result.curves) == {"validation", "test"}
 
 
+@pytest.mark.parametrize(
+    ("kind", "shift", "caught"),
+    [
+        # softmax ignores a constant added to every logit; energy does not
+        ("energy", -50.0, "all"),
+        ("max_softmax", -50.0, "as_validation"),
+        ("energy", 0.0, "as_validation"),
+        ("max_softmax", 0.0, "as_validation"),
+    ],
+)
+def test_scores_at_goal_reports_each_score_at_its_own_threshold(
+    kind: str, shift: float, caught: str
+) -> None:
+    logits, targets = _sampled(1.0, n=2000, seed=4, scale=6.0)
+    validation = SplitLogits(logits, targets)
+    not_sure = logits[:600] + shift  # the same shapes, moved down (or not)
+    row = scores_at_goal(validation, not_sure, temperature=1.0, goal=0.95)[kind]
+    conf = confidence_score(logits, kind=kind)
+    assert row["goal_met"] and row["answered_accuracy"] >= 0.95
+    assert row["coverage"] == pytest.approx(np.mean(conf >= row["threshold"]))
+    assert row["unsure_rate"] == pytest.approx(1.0 - row["coverage"])
+    assert row["ratio"] == pytest.approx(row["not_sure_unsure_rate"] / row["unsure_rate"])
+    if caught == "all":
+        assert row["not_sure_unsure_rate"] == 1.0
+    else:  # a sample of validation's own logits: about validation's unsure rate
+        assert row["ratio"] == pytest.approx(1.0, abs=0.25)
+
+
+def test_evaluate_calibration_stores_the_scores_at_goal() -> None:
+    logits, targets = _sampled(1.0, n=1000, seed=5, scale=6.0)
+    result = evaluate_calibration(
+        validation=SplitLogits(logits, targets), not_sure=logits[:100] - 20.0, goal=0.9
+    )
+    table = result.to_json()["unsure"]["scores_at_goal_on_validation"]
+    assert set(table) == {"max_softmax", "energy"}
+    assert table["max_softmax"]["threshold"] == result.threshold  # the deployed one
+    assert table["energy"]["not_sure_unsure_rate"] == 1.0
+
+
 # -- inside `python -m train` (tiny model, generated images) --------------------------
 
 
@@ -239,6 +279,7 @@ def test_train_writes_calibration_fields_and_plots(
     if with_unsure_dir:
         assert saved["unsure"]["not_sure"]["n"] == 4
         assert set(saved["unsure"]["auroc"]) >= {"max_softmax", "energy", "mahalanobis"}
+        assert set(saved["unsure"]["scores_at_goal_on_validation"]) == {"max_softmax", "energy"}
     else:
         assert "not_sure" not in saved["unsure"] and "auroc" not in saved["unsure"]
 

@@ -582,10 +582,15 @@ def evaluate_calibration(
         }
         unsure["auroc"] = _auroc_table(splits, not_sure, t, mahalanobis)
         # Which score separates best where choosing is allowed (validation vs the
-        # out-of-class photos). The runtime keeps max_softmax, a probability whose
-        # threshold reads 0..1, unless a deployable score beats it clearly here.
+        # out-of-class photos), over all thresholds...
         by_val = {k: v["validation"] for k, v in unsure["auroc"].items()}
         unsure["best_score_on_validation"] = max(by_val, key=lambda k: by_val[k])
+        # ...and what each deployable score does at the one threshold a seller
+        # meets, the goal's. The runtime keeps max_softmax (a probability, so its
+        # threshold reads 0..1); README "Calibration figures" compares them here.
+        unsure["scores_at_goal_on_validation"] = scores_at_goal(
+            validation, not_sure, temperature=t, goal=goal
+        )
     return CalibrationResult(
         temperature=t,
         threshold=threshold,
@@ -598,6 +603,44 @@ def evaluate_calibration(
         curves=curves,
         shown="test" if test is not None else "validation",
     )
+
+
+def scores_at_goal(
+    validation: SplitLogits, not_sure: np.ndarray, *, temperature: float, goal: float
+) -> dict[str, dict[str, Any]]:
+    """Each deployable score kind at its own threshold for `goal`, all on validation.
+
+    The threshold comes from `choose_threshold` on the validation split (as the
+    runtime's does); `not_sure` ((m, k) logits of out-of-class photos) are only
+    measured. AUROC ranks a score over every threshold; this is the one point a
+    seller meets: how much validation it answers, how right, and how often the
+    out-of-class photos come back unsure against validation's unsure rate.
+
+    Returns:
+        kind -> {"threshold" (the score's units: a probability for max_softmax,
+        logits for energy), "goal_met", "coverage", "answered_accuracy",
+        "unsure_rate", "not_sure_unsure_rate", "ratio" (the last two's quotient;
+        None when validation answers everything)}, fractions in [0, 1].
+    """
+    ok = validation.logits.argmax(axis=1) == validation.targets
+    table: dict[str, dict[str, Any]] = {}
+    for kind in DEPLOYABLE_SCORES:
+        conf = confidence_score(validation.logits, kind=kind, temperature=temperature)
+        threshold, met = choose_threshold(conf, ok, goal=goal)
+        answered = selective(conf, ok, threshold=threshold)
+        out_conf = confidence_score(not_sure, kind=kind, temperature=temperature)
+        out = float(np.mean(out_conf < threshold))
+        unsure_rate = answered.unsure_rate
+        table[kind] = {
+            "threshold": threshold,
+            "goal_met": met,
+            "coverage": answered.coverage,
+            "answered_accuracy": answered.accuracy,
+            "unsure_rate": unsure_rate,
+            "not_sure_unsure_rate": out,
+            "ratio": out / unsure_rate if unsure_rate else None,
+        }
+    return table
 
 
 def _auroc_table(
