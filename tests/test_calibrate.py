@@ -317,6 +317,19 @@ def test_train_cli_unsure_errors_exit_2(
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [[], ["calibrate", "RUN"]])
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_unsure_dir_flag_is_refused_not_the_current_folder(
+    tmp_path: Path, command: list[str], value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [str(tmp_path) if a == "RUN" else a for a in command] + ["--unsure-dir", value]
+    with pytest.raises(SystemExit) as exc:
+        train_main([*argv, "--output", str(tmp_path / "o")] if not command else argv)
+    assert exc.value.code == 2
+    assert "--unsure-dir: must name a folder of photos" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_calibrate_command_recomputes_the_same_calibration(
     tmp_path: Path, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

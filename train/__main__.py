@@ -37,7 +37,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from inference.env import base_weights_from_env, cache_dir_from_env, data_dir_from_env
-from train.calibrate import add_calibrate_arguments, format_unsure, run_calibrate
+from train.calibrate import (
+    add_calibrate_arguments,
+    format_unsure,
+    run_calibrate,
+    unsure_dir_arg,
+)
 from train.config import MONITORS, SEED_RECIPE, TRAIN_VIEWS, TrainConfig
 from train.data import DataError
 from train.levers import format_levers, format_sizes, measure_levers, measure_sizes, write_result
@@ -89,7 +94,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--unsure-dir",
-        type=Path,
+        type=unsure_dir_arg,
         default=None,
         help="out-of-class photos, only measured: their unsure rate and AUROC (env "
         "CLOTHING_UNSURE_DIR; default clothing-dataset-extra/not-sure beside the data, if there)",

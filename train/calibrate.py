@@ -714,6 +714,23 @@ def default_unsure_dir(data_dir: Path) -> Path | None:
     return beside if beside.is_dir() else None
 
 
+def unsure_dir_arg(value: str) -> Path:
+    """argparse type of `--unsure-dir`: a folder path, never the empty string.
+
+    Path("") is Path("."), which would scan the current folder for photos; an
+    empty value is refused instead (the env var's empty value means none).
+
+    Raises:
+        argparse.ArgumentTypeError: `value` is empty or blank.
+    """
+    if not value.strip():
+        raise argparse.ArgumentTypeError(
+            f"must name a folder of photos. Received: {value!r} (for none, set "
+            "CLOTHING_UNSURE_DIR= empty)"
+        )
+    return Path(value)
+
+
 @dataclass(frozen=True)
 class OutOfClass:
     """The out-of-class photos through the trained model."""
@@ -901,7 +918,7 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--unsure-dir",
-        type=Path,
+        type=unsure_dir_arg,
         default=None,
         help="out-of-class photos (env CLOTHING_UNSURE_DIR; default "
         "clothing-dataset-extra/not-sure beside the data, if there)",
