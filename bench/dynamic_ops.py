@@ -21,12 +21,10 @@ usage or input.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 if __name__ == "__main__":
@@ -36,6 +34,7 @@ if __name__ == "__main__":
 
 import numpy as np
 
+from bench._cli import run_dir_parser
 from convert import ConvertError
 from convert._export import tflite_bytes
 from convert._quantize import BLOCKS, DEFAULT_RECIPES, FLOAT_OPS, dynamic_range, tflite_logits
@@ -133,13 +132,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(
-        prog="python -m bench.dynamic_ops",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("train_dir", type=Path, metavar="TRAIN_OUTPUT_DIR")
-    p.add_argument("--out", type=Path, required=True, help="results folder (created)")
+    p = run_dir_parser(prog="python -m bench.dynamic_ops", description=__doc__)
     p.add_argument(
         "--blocks",
         nargs="+",

@@ -43,6 +43,7 @@ if __name__ == "__main__":
 
     quiet_tensorflow(sys.argv, os.environ)
 
+from bench._cli import run_dir_parser
 from bench._coldstart import _SERVE, _run_once
 from convert import (
     CheckConfig,
@@ -286,13 +287,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m bench.onnx",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("train_dir", type=Path, metavar="TRAIN_OUTPUT_DIR")
-    p.add_argument("--out", type=Path, required=True, help="results folder (created)")
+    p = run_dir_parser(prog="python -m bench.onnx", description=__doc__)
     p.add_argument("--bundles", type=Path, help="existing bundles (float32 + onnx) to reuse")
     p.add_argument("--images", type=Path, help="held-out images (default: the test split)")
     p.add_argument("--max-images", type=int, help="a seeded sample of this many images")

@@ -17,14 +17,12 @@ or not a recipe passes); 2 bad usage or input.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 if __name__ == "__main__":
@@ -34,6 +32,7 @@ if __name__ == "__main__":
 
 import numpy as np
 
+from bench._cli import run_dir_parser
 from convert import ConvertError
 from convert._onnx import onnx_bytes, quantize_int8
 from convert._source import (
@@ -108,13 +107,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    p = argparse.ArgumentParser(
-        prog="python -m bench.onnx_int8",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("train_dir", type=Path, metavar="TRAIN_OUTPUT_DIR")
-    p.add_argument("--out", type=Path, required=True, help="results folder (created)")
+    p = run_dir_parser(prog="python -m bench.onnx_int8", description=__doc__)
     p.add_argument("--activations", nargs="+", default=["uint8", "int8"], choices=["uint8", "int8"])
     p.add_argument("--calibration-size", type=int, default=200, help="train images")
     p.add_argument("--runs", type=int, default=30, help="timed 1-thread runs per recipe")

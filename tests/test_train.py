@@ -315,13 +315,37 @@ def test_fine_tune_and_augment_train_from_images(
     assert (config.output_dir / "model.keras").is_file()
 
 
-def test_unfreeze_last_blocks_counts_block_layers() -> None:
+@pytest.mark.parametrize(
+    ("n_blocks", "blocks"), [(1, ("block14_",)), (2, ("block13_", "block14_"))]
+)
+def test_unfreeze_last_blocks_trains_their_weighted_layers_but_batchnorm(
+    n_blocks: int, blocks: tuple[str, ...]
+) -> None:
+    import keras
+
     base = build_base(image_size=TINY_SIZE, base_weights="none")
-    assert unfreeze_last_blocks(base, 0) == 0
-    n_two = unfreeze_last_blocks(base, 2)
-    names = [layer.name for layer in base.layers if layer.trainable]
-    assert n_two == len(names) > 0
-    assert all(n.startswith(("block13_", "block14_")) for n in names)
+    assert unfreeze_last_blocks(base, 0) == 0 and not base.trainable_weights
+    count = unfreeze_last_blocks(base, n_blocks)
+    trainable = [layer for layer in base.layers if layer.trainable]
+    assert count == len(trainable) > 0
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
+    named = [layer.name for layer in trainable if layer.name.startswith("block")]
+    assert all(name.startswith(blocks) for name in named)
+    assert len(named) == 2 * n_blocks  # each exit-flow block has two separable convolutions
+    # block 13's 1x1 shortcut convolution has no block name, and tunes with its block
+    assert len(trainable) - len(named) == (1 if n_blocks == 2 else 0)
+
+
+def test_unfreeze_every_block_trains_every_weighted_layer_but_batchnorm() -> None:
+    import keras
+
+    base = build_base(image_size=TINY_SIZE, base_weights="none")
+    weighted = [
+        layer
+        for layer in base.layers
+        if layer.weights and not isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert unfreeze_last_blocks(base, 14) == len(weighted)
 
 
 def test_sweep_writes_table_plot_and_one_run_per_value(

@@ -179,27 +179,61 @@ def compile_model(
     )
 
 
-def unfreeze_last_blocks(base: keras.Model, n_blocks: int) -> int:
-    """Make layers of Xception blocks (15 - n_blocks)..14 trainable; return how many.
+def split_base(base: keras.Model, *, n_blocks: int) -> tuple[keras.Model, keras.Model]:
+    """Xception `base` cut before its last `n_blocks` blocks: (trunk, top).
 
-    BatchNorm stays in inference mode because the base is called with
-    training=False (Keras transfer-learning guide).
+    trunk: image (S, S, 3) -> the activations block 15 - n_blocks reads (at 299 px,
+    (19, 19, 728) for n_blocks 2-3, (10, 10, 1024) for 1); top: those activations ->
+    the base's output. Both reuse the base's layers (shared weights). The cut is
+    the input of the first layer named `block{15 - n}_`, since Keras numbers the
+    unnamed `add` layers per process; `top` also holds block 13's unnamed 1x1
+    shortcut convolution and its BatchNorm.
+
+    Raises:
+        ValueError: `n_blocks` is not in [1, XCEPTION_BLOCKS - 1], or `base` has
+            no layer of that block (not an Xception base).
+    """
+    if not 1 <= n_blocks < XCEPTION_BLOCKS:
+        raise ValueError(
+            f"`n_blocks` must be in [1, {XCEPTION_BLOCKS - 1}]. Received: n_blocks={n_blocks!r}"
+        )
+    prefix = f"block{XCEPTION_BLOCKS - n_blocks + 1}_"
+    first = next((layer for layer in base.layers if layer.name.startswith(prefix)), None)
+    if first is None:
+        raise ValueError(
+            f"`base` must be Xception, with layers named {prefix}*. "
+            f"Received: a base named {base.name!r} without them"
+        )
+    cut = first.input
+    return keras.Model(base.input, cut), keras.Model(cut, base.output)
+
+
+def unfreeze_last_blocks(base: keras.Model, n_blocks: int) -> int:
+    """Make the weighted layers of Xception's last `n_blocks` blocks trainable,
+    BatchNorm excepted; return how many.
+
+    BatchNorm stays frozen: in Keras 3 a frozen BatchNormalization layer runs in
+    inference mode (its moving statistics), while a trainable one uses batch
+    statistics whenever the model trains, whatever `training=False` its caller
+    passed (Keras transfer-learning guide, "BatchNormalization layer"). The
+    layers are those of `split_base(base, n_blocks=...)[1]`, so block 13's
+    unnamed shortcut convolution is tuned with the rest of its block.
     """
     base.trainable = n_blocks > 0
-    first = XCEPTION_BLOCKS - n_blocks + 1
+    tuned: set[int] = set()
+    if n_blocks >= XCEPTION_BLOCKS:  # the whole base: no cut to make
+        tuned = {id(layer) for layer in base.layers}
+    elif n_blocks > 0:
+        tuned = {id(layer) for layer in split_base(base, n_blocks=n_blocks)[1].layers}
     count = 0
     for layer in base.layers:
-        block = _block_number(layer.name)
-        layer.trainable = block is not None and block >= first
+        layer.trainable = (
+            id(layer) in tuned
+            and bool(layer.weights)
+            and not isinstance(layer, keras.layers.BatchNormalization)
+        )
         count += int(layer.trainable)
     return count
-
-
-def _block_number(name: str) -> int | None:
-    if not name.startswith("block"):
-        return None
-    digits = name[len("block") :].split("_", 1)[0]
-    return int(digits) if digits.isdigit() else None
 
 
 def augmenter(*, seed: int) -> keras.Sequential:

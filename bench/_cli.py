@@ -1,0 +1,23 @@
+"""The argument parser the benches over one training run share:
+`python -m bench.NAME TRAIN_OUTPUT_DIR --out DIR [their own flags]`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def run_dir_parser(*, prog: str, description: str | None) -> argparse.ArgumentParser:
+    """A parser with the positional TRAIN_OUTPUT_DIR (`train_dir`) and a required
+    `--out` results folder; `description` (the module's docstring) is shown as written.
+
+    Args:
+        prog: the command as typed, e.g. "python -m bench.onnx".
+        description: the help text above the flags.
+    """
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("train_dir", type=Path, metavar="TRAIN_OUTPUT_DIR")
+    parser.add_argument("--out", type=Path, required=True, help="results folder (created)")
+    return parser
