@@ -28,9 +28,11 @@ from train.levers import (
     format_levers,
     format_sizes,
     measure_levers,
+    measure_sizes,
     plot_levers,
     plot_sizes,
     recipes,
+    size_ensembles,
 )
 from train.model import build_base, build_head, compile_model, feature_extractor, head_logits
 from train.robustness import jpeg, page_upload
@@ -303,6 +305,54 @@ def test_levers_leave_out_rows_whose_views_were_not_extracted(
     assert result["left_out"] == ["default recipe"]
 
 
+# Three validation images, true classes 0, 1, 2; each size alone gets one wrong,
+# a different one, and their mean logits get all three right.
+_TARGETS = np.array([0, 1, 2])
+_BY_SIZE = {
+    150: np.array([[2.0, 0, 0], [0, 1.0, 0], [0, 3.0, 1.0]]),  # image 3 wrong
+    299: np.array([[1.0, 2.0, 0], [0, 2.0, 0], [0, 0, 4.0]]),  # image 1 wrong
+    224: np.array([[0, 5.0, 0], [5.0, 0, 0], [0, 0, 1.0]]),  # images 1 and 2 wrong
+}
+
+
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        ([150, 299], {(150, 299): 1.0}),
+        (
+            [150, 224, 299],
+            {(150, 224): 0.0, (150, 299): 1.0, (224, 299): 1 / 3, (150, 224, 299): 1 / 3},
+        ),
+        ([299], {}),
+    ],
+)
+def test_size_ensembles_average_the_sizes_logits(
+    sizes: list[int], expected: dict[tuple[int, ...], float]
+) -> None:
+    logits = {s: [_BY_SIZE[s], _BY_SIZE[s]] for s in sizes}  # two seeds
+    rows = size_ensembles(
+        logits, {s: _TARGETS for s in sizes}, latency_ms={s: float(s) for s in sizes}
+    )
+    assert {tuple(r["sizes"]): r["val_accuracy_mean"] for r in rows} == pytest.approx(expected)
+    for r in rows:
+        assert r["latency_ms"] == sum(r["sizes"]) and r["val_accuracy_sd"] == 0.0
+
+
+def test_size_ensembles_need_the_same_validation_images() -> None:
+    logits = {150: [_BY_SIZE[150]], 299: [_BY_SIZE[299]]}
+    other = {150: _TARGETS, 299: np.array([0, 1, 1])}  # an image dropped at one size
+    assert size_ensembles(logits, other, latency_ms={150: 1.0, 299: 2.0}) == []
+
+
+def test_measure_sizes_adds_the_ensemble_of_its_sizes(tmp_path: Path, tiny_dataset: Path) -> None:
+    config = tiny_config(tmp_path, tiny_dataset, epochs=1, ensemble=2)
+    result = measure_sizes(config, sizes=[TINY_SIZE, 80], seeds=[1, 2], latency_runs=1)
+    (row,) = result["size_ensembles"]
+    assert row["sizes"] == [TINY_SIZE, 80] and len(row["val_accuracy"]) == 2
+    assert all(0.0 <= a <= 1.0 for a in row["val_accuracy"])
+    assert row["latency_ms"] == pytest.approx(sum(s["latency_ms"] for s in result["sizes"]))
+
+
 def test_lever_and_size_tables_and_plots(tmp_path: Path) -> None:
     row = {
         "name": "seed recipe",
@@ -329,6 +379,12 @@ def test_lever_and_size_tables_and_plots(tmp_path: Path) -> None:
         ],
     }
     assert "| 299 | 0.8100 | 0.8100 | 0.8200 | 150.0 | 300.0 |" in format_sizes(sizes)
+    sizes["size_ensembles"] = [
+        {"sizes": [150, 299], "val_accuracy_mean": 0.9, "val_accuracy_sd": 0.0, "latency_ms": 190.0}
+    ]
+    assert "| 150 + 299 (default heads, logits averaged) | | 0.9000 | | 190.0 | |" in format_sizes(
+        sizes
+    )
     plot_sizes(sizes, tmp_path / "sizes.png")
     for name in ("levers.png", "sizes.png"):
         assert Image.open(tmp_path / name).size[0] > 300

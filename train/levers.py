@@ -18,6 +18,7 @@ chosen on validation, and `python -m train` reports test once per profile.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import statistics
 import sys
@@ -210,7 +211,10 @@ def _measure(
     config: TrainConfig,
     *,
     seeds: Sequence[int],
+    logits: list[np.ndarray] | None = None,
 ) -> Row:
+    """Train `overrides` once per seed; append each seed's (n_val, k) validation
+    logits to `logits` when given (for the ensemble across input sizes)."""
     accuracy, loss, epochs, seconds, tta = [], [], [], [], []
     for seed in seeds:
         run = dataclasses.replace(config, **overrides, seed=seed, verbose=False)
@@ -220,6 +224,8 @@ def _measure(
         scores = validation_scores(trained.logits["validation"], trained.targets["validation"])
         accuracy.append(scores["val_accuracy"])
         loss.append(scores["val_loss"])
+        if logits is not None:
+            logits.append(trained.logits["validation"])
         epochs.append(trained.history.best_epoch)
         head = trained.head if trained.head is not None else trained.model
         flipped = head_logits(head, features.views[TTA_VIEW]["validation"])
@@ -249,6 +255,9 @@ def measure_sizes(
         dataset, splits={k: v for k, v in dataset.splits.items() if k != "test"}
     )
     results = []
+    default_logits: dict[int, list[np.ndarray]] = {}  # size -> per-seed validation logits
+    targets: dict[int, np.ndarray] = {}
+    latency: dict[int, float] = {}
     for size in sizes:
         run = dataclasses.replace(config, image_size=size)
         # A second Xception in one session gets uniquified names for its unnamed
@@ -258,8 +267,13 @@ def measure_sizes(
         features = prepare_features(dataset, base, run)
         features = add_views(features, run, views=(TTA_VIEW,), splits=("validation",))
         seed_row = _measure(f"{size} px seed recipe", dict(SEED_RECIPE), features, run, seeds=seeds)
-        default_row = _measure(f"{size} px default recipe", {}, features, run, seeds=seeds)
+        default_logits[size] = []
+        default_row = _measure(
+            f"{size} px default recipe", {}, features, run, seeds=seeds, logits=default_logits[size]
+        )
+        targets[size] = features.targets["validation"]
         one, two = _latency(base, runs=latency_runs)
+        latency[size] = one
         results.append(
             {
                 "image_size": size,
@@ -269,7 +283,56 @@ def measure_sizes(
                 "tta_latency_ms": two,
             }
         )
-    return {"seeds": list(seeds), "sizes": results}
+    return {
+        "seeds": list(seeds),
+        "sizes": results,
+        "size_ensembles": size_ensembles(default_logits, targets, latency_ms=latency),
+    }
+
+
+def size_ensembles(
+    logits: dict[int, list[np.ndarray]],
+    targets: dict[int, np.ndarray],
+    *,
+    latency_ms: dict[int, float],
+) -> list[dict[str, Any]]:
+    """Each set of two or more input sizes as one ensemble: the default recipes'
+    validation logits averaged over the sizes, seed by seed.
+
+    Every member sees the photo preprocessed at its own size from the original
+    (as it was trained), so a model that serves it takes one input per size.
+
+    Args:
+        logits: size -> per-seed (n_val, k) validation logits of the default recipe.
+        targets: size -> (n_val,) int targets; the sizes must agree (else no rows).
+        latency_ms: size -> Keras ms per image, summed for the ensemble's cost.
+
+    Returns:
+        [{"sizes", "val_accuracy" (per seed), "val_accuracy_mean", "val_accuracy_sd",
+        "latency_ms"}], fewest sizes first.
+    """
+    sizes = sorted(logits)
+    if len(sizes) < 2 or any(not np.array_equal(targets[s], targets[sizes[0]]) for s in sizes):
+        return []
+    rows = []
+    for k in range(2, len(sizes) + 1):
+        for members in itertools.combinations(sizes, k):
+            accuracy = [
+                validation_scores(
+                    np.mean([logits[s][i] for s in members], axis=0), targets[sizes[0]]
+                )["val_accuracy"]
+                for i in range(len(logits[sizes[0]]))
+            ]
+            rows.append(
+                {
+                    "sizes": list(members),
+                    "val_accuracy": accuracy,
+                    "val_accuracy_mean": statistics.fmean(accuracy),
+                    "val_accuracy_sd": _sd(accuracy),
+                    "latency_ms": sum(latency_ms[s] for s in members),
+                }
+            )
+    return rows
 
 
 def _latency(base: keras.Model, *, runs: int) -> tuple[float, float]:
@@ -343,6 +406,11 @@ def format_sizes(result: dict[str, Any]) -> str:
             f"{s['default']['val_accuracy_mean']:.4f} | "
             f"{s['default']['tta_val_accuracy_mean']:.4f} | {s['latency_ms']:.1f} | "
             f"{s['tta_latency_ms']:.1f} |"
+        )
+    for e in result.get("size_ensembles", []):
+        lines.append(
+            f"| {' + '.join(map(str, e['sizes']))} (default heads, logits averaged) | | "
+            f"{e['val_accuracy_mean']:.4f} | | {e['latency_ms']:.1f} | |"
         )
     return "\n".join(lines)
 
