@@ -725,7 +725,7 @@ def unsure_dir_arg(value: str) -> Path:
     """
     if not value.strip():
         raise argparse.ArgumentTypeError(
-            f"must name a folder of photos. Received: {value!r} (for none, set "
+            f"must name a folder of photos. Received: unsure_dir={value!r} (for none, set "
             "CLOTHING_UNSURE_DIR= empty)"
         )
     return Path(value)
