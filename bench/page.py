@@ -36,6 +36,7 @@ from typing import Any
 from PIL import Image
 
 from bench._config import SHARED_DATA_DIR, default_data_dir
+from inference import Prediction
 from tests.support.browser import (
     BrowserMissingError,
     chromium,
@@ -129,7 +130,7 @@ def _accuracy(args: argparse.Namespace) -> int:
             desc = f"{args.split} split, {factor}x, through the page"
             for i, (path, truth) in enumerate(tqdm(items, desc=desc, unit="img")):
                 photo = _enlarge(path, Path(tmp) / f"{i}.jpg", factor)
-                direct = classifier.predict_file(photo).label
+                direct = direct_answer(classifier.predict_file(photo))
                 shown = upload(driver, server.url, photo)
                 content_type, sent = server.last_upload()
                 with Image.open(io.BytesIO(sent)) as img:
@@ -139,7 +140,7 @@ def _accuracy(args: argparse.Namespace) -> int:
                         "image": str(path.relative_to(data_dir)),
                         "upscale": factor,
                         "truth": truth,
-                        "direct": direct,
+                        **direct,
                         "page": shown.suggestions[0] if shown.suggestions else None,
                         "page_state": shown.state,
                         "uploaded_type": content_type,
@@ -153,6 +154,16 @@ def _accuracy(args: argparse.Namespace) -> int:
     _write(args.out, rows, summary, model=args.model)
     print(_markdown(summary, model=args.model))
     return 0 if all(s["passed"] for s in summary) else 1
+
+
+def direct_answer(prediction: Prediction) -> dict[str, Any]:
+    """The direct path's row fields: its top suggestion and its unsure decision.
+
+    The suggestion is the best class whether answered or unsure, as the page's
+    first suggestion is (the page shows the suggestions either way and asks the
+    seller to pick when unsure), so the two paths' accuracies compare.
+    """
+    return {"direct": prediction.best_label, "direct_unsure": prediction.unsure}
 
 
 def _summarize(rows: list[dict[str, Any]], *, console_errors: list[str]) -> list[dict[str, Any]]:
@@ -170,6 +181,10 @@ def _summarize(rows: list[dict[str, Any]], *, console_errors: list[str]) -> list
                 "page_accuracy_pct": round(page, 2),
                 "change_points": round(page - direct, 2),
                 "agreement_pct": round(100 * sum(r["page"] == r["direct"] for r in group) / n, 2),
+                # answered on one path, unsure on the other
+                "decision_changes": sum(
+                    r["direct_unsure"] != (r["page_state"] == "unsure") for r in group
+                ),
                 "median_file_kb": round(_median([r["file_bytes"] for r in group]) / 1024, 1),
                 "median_upload_kb": round(_median([r["uploaded_bytes"] for r in group]) / 1024, 1),
                 "max_upload_side_px": max(max(r["uploaded_size"]) for r in group),
@@ -192,15 +207,16 @@ def _markdown(summary: list[dict[str, Any]], *, model: Path) -> str:
         f"Page path (Chromium canvas downscale) vs direct path, bundle {model}",
         "",
         "| photos | images | direct acc | page acc | change (pts) | agreement "
-        "| median file | median upload | largest side sent | within 1 pt |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| decision changes | median file | median upload | largest side sent | within 1 pt |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         name = "as in the dataset" if s["upscale"] == 1 else f"enlarged {s['upscale']}x"
         lines.append(
             f"| {name} | {s['n_images']} | {s['direct_accuracy_pct']:.2f}% "
             f"| {s['page_accuracy_pct']:.2f}% | {s['change_points']:+.2f} "
-            f"| {s['agreement_pct']:.2f}% | {s['median_file_kb']:.0f} KB "
+            f"| {s['agreement_pct']:.2f}% | {s['decision_changes']} "
+            f"| {s['median_file_kb']:.0f} KB "
             f"| {s['median_upload_kb']:.0f} KB | {s['max_upload_side_px']} px "
             f"| {'yes' if s['passed'] else 'NO'} |"
         )

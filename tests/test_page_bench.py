@@ -1,0 +1,62 @@
+"""`python -m bench.page accuracy`'s bookkeeping, without a browser: the direct
+path is scored on its top suggestion (as the page shows it), unsure or not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.page import _summarize, direct_answer
+from inference import Prediction
+
+LABELS = ("hat", "pants", "shoes")
+
+
+@pytest.mark.parametrize(
+    ("probabilities", "threshold", "expected"),
+    [
+        ((0.5, 0.3, 0.2), 0.9, {"direct": "hat", "direct_unsure": True}),
+        ((0.1, 0.85, 0.05), 0.8, {"direct": "pants", "direct_unsure": False}),
+        ((0.1, 0.2, 0.7), None, {"direct": "shoes", "direct_unsure": False}),
+    ],
+)
+def test_direct_answer_is_the_top_suggestion_even_when_unsure(
+    probabilities: tuple[float, ...], threshold: float | None, expected: dict[str, Any]
+) -> None:
+    prediction = Prediction(
+        labels=LABELS,
+        logits=probabilities,  # ordered like the probabilities: only the argmax counts
+        probabilities=probabilities,
+        unsure_threshold=threshold,
+    )
+    assert direct_answer(prediction) == expected
+
+
+def _row(
+    truth: str, direct: str, direct_unsure: bool, page: str, page_state: str
+) -> dict[str, Any]:
+    return {
+        "upscale": 1,
+        "truth": truth,
+        "direct": direct,
+        "direct_unsure": direct_unsure,
+        "page": page,
+        "page_state": page_state,
+        "file_bytes": 1000,
+        "uploaded_bytes": 800,
+        "uploaded_size": [400, 533],
+    }
+
+
+def test_summary_scores_unsure_answers_on_their_suggestion_and_counts_decision_changes() -> None:
+    rows = [
+        _row("hat", "hat", True, "hat", "unsure"),  # unsure on both, right on both
+        _row("hat", "hat", False, "hat", "unsure"),  # a decision change
+        _row("pants", "shoes", False, "pants", "result"),  # the page right, direct wrong
+        _row("shoes", "shoes", True, "shoes", "unsure"),
+    ]
+    (summary,) = _summarize(rows, console_errors=[])
+    assert summary["direct_accuracy_pct"] == 75.0 and summary["page_accuracy_pct"] == 100.0
+    assert summary["agreement_pct"] == 75.0 and summary["decision_changes"] == 1
+    assert summary["passed"] is False  # +25 points is outside the 1-point bar
