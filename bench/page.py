@@ -181,9 +181,11 @@ def _summarize(rows: list[dict[str, Any]], *, console_errors: list[str]) -> list
                 "page_accuracy_pct": round(page, 2),
                 "change_points": round(page - direct, 2),
                 "agreement_pct": round(100 * sum(r["page"] == r["direct"] for r in group) / n, 2),
-                # answered on one path, unsure on the other
+                # answered on one path, unsure on the other (page errors: "errors")
                 "decision_changes": sum(
-                    r["direct_unsure"] != (r["page_state"] == "unsure") for r in group
+                    r["direct_unsure"] != (r["page_state"] == "unsure")
+                    for r in group
+                    if r["page_state"] in ("result", "unsure")
                 ),
                 "median_file_kb": round(_median([r["file_bytes"] for r in group]) / 1024, 1),
                 "median_upload_kb": round(_median([r["uploaded_bytes"] for r in group]) / 1024, 1),

@@ -3,11 +3,12 @@ path is scored on its top suggestion (as the page shows it), unsure or not."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench.page import _summarize, direct_answer
+from bench.page import _markdown, _summarize, direct_answer
 from inference import Prediction
 
 LABELS = ("hat", "pants", "shoes")
@@ -52,11 +53,14 @@ def _row(
 def test_summary_scores_unsure_answers_on_their_suggestion_and_counts_decision_changes() -> None:
     rows = [
         _row("hat", "hat", True, "hat", "unsure"),  # unsure on both, right on both
-        _row("hat", "hat", False, "hat", "unsure"),  # a decision change
+        _row("hat", "hat", False, "hat", "unsure"),  # a decision change one way
         _row("pants", "shoes", False, "pants", "result"),  # the page right, direct wrong
-        _row("shoes", "shoes", True, "shoes", "unsure"),
+        _row("shoes", "shoes", True, "shoes", "result"),  # a decision change the other way
+        _row("shoes", "shoes", True, "", "error"),  # an error: not a decision change
     ]
     (summary,) = _summarize(rows, console_errors=[])
-    assert summary["direct_accuracy_pct"] == 75.0 and summary["page_accuracy_pct"] == 100.0
-    assert summary["agreement_pct"] == 75.0 and summary["decision_changes"] == 1
-    assert summary["passed"] is False  # +25 points is outside the 1-point bar
+    assert summary["direct_accuracy_pct"] == 80.0 and summary["page_accuracy_pct"] == 80.0
+    assert summary["agreement_pct"] == 60.0 and summary["decision_changes"] == 2
+    assert summary["errors"] == 1
+    assert summary["passed"] is True
+    assert "| 60.00% | 2 |" in _markdown([summary], model=Path("b"))

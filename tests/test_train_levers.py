@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -329,13 +330,33 @@ _BY_SIZE = {
 def test_size_ensembles_average_the_sizes_logits(
     sizes: list[int], expected: dict[tuple[int, ...], float]
 ) -> None:
-    logits = {s: [_BY_SIZE[s], _BY_SIZE[s]] for s in sizes}  # two seeds
-    rows = size_ensembles(
-        logits, {s: _TARGETS for s in sizes}, latency_ms={s: float(s) for s in sizes}
-    )
-    assert {tuple(r["sizes"]): r["val_accuracy_mean"] for r in rows} == pytest.approx(expected)
+    # Three seeds that differ: the table's logits, the same rows rolled by one
+    # image, and uniform logits (argmax ties pick class 0: 1/3 right). Each
+    # ensemble's seed i must average seed i of every size.
+    flat = np.zeros((3, 3))
+    logits = {s: [_BY_SIZE[s], np.roll(_BY_SIZE[s], 1, axis=0), flat] for s in sizes}
+    targets = {s: _TARGETS for s in sizes}
+    rows = size_ensembles(logits, targets, latency_ms={s: float(s) for s in sizes})
     for r in rows:
-        assert r["latency_ms"] == sum(r["sizes"]) and r["val_accuracy_sd"] == 0.0
+        members = tuple(r["sizes"])
+        per_seed = [
+            float(np.mean(np.mean([logits[s][i] for s in members], axis=0).argmax(1) == _TARGETS))
+            for i in range(3)
+        ]
+        assert r["val_accuracy"] == pytest.approx(per_seed)
+        assert r["val_accuracy"][0] == pytest.approx(expected[members])
+        assert r["val_accuracy"][2] == pytest.approx(1 / 3)
+        assert r["latency_ms"] == sum(r["sizes"])
+    assert {tuple(r["sizes"]) for r in rows} == set(expected)
+
+
+def test_size_ensembles_refuse_different_seed_counts() -> None:
+    with pytest.raises(ValueError, match="one entry per seed"):
+        size_ensembles(
+            {150: [_BY_SIZE[150]], 299: [_BY_SIZE[299]] * 2},
+            {150: _TARGETS, 299: _TARGETS},
+            latency_ms={150: 1.0, 299: 2.0},
+        )
 
 
 def test_size_ensembles_need_the_same_validation_images() -> None:
@@ -344,9 +365,27 @@ def test_size_ensembles_need_the_same_validation_images() -> None:
     assert size_ensembles(logits, other, latency_ms={150: 1.0, 299: 2.0}) == []
 
 
-def test_measure_sizes_adds_the_ensemble_of_its_sizes(tmp_path: Path, tiny_dataset: Path) -> None:
+def test_measure_sizes_adds_the_ensemble_of_its_sizes(
+    tmp_path: Path, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import train.levers
+
+    seen: dict[str, Any] = {}
+
+    def spy(logits: Any, targets: Any, *, latency_ms: Any) -> Any:
+        seen.update(logits=logits, targets=targets)
+        return size_ensembles(logits, targets, latency_ms=latency_ms)
+
+    monkeypatch.setattr(train.levers, "size_ensembles", spy)
     config = tiny_config(tmp_path, tiny_dataset, epochs=1, ensemble=2)
     result = measure_sizes(config, sizes=[TINY_SIZE, 80], seeds=[1, 2], latency_runs=1)
+    # the ensemble is built from each size's default-recipe logits, seed by seed
+    for size_result in result["sizes"]:
+        size = size_result["image_size"]
+        accuracy = [
+            float(np.mean(z.argmax(1) == seen["targets"][size])) for z in seen["logits"][size]
+        ]
+        assert accuracy == pytest.approx(size_result["default"]["val_accuracy"])
     (row,) = result["size_ensembles"]
     assert row["sizes"] == [TINY_SIZE, 80] and len(row["val_accuracy"]) == 2
     assert all(0.0 <= a <= 1.0 for a in row["val_accuracy"])

@@ -304,15 +304,29 @@ def size_ensembles(
 
     Args:
         logits: size -> per-seed (n_val, k) validation logits of the default recipe.
-        targets: size -> (n_val,) int targets; the sizes must agree (else no rows).
+        targets: size -> (n_val,) int targets; the sizes must agree (else no rows,
+            and a warning).
         latency_ms: size -> Keras ms per image, summed for the ensemble's cost.
 
     Returns:
         [{"sizes", "val_accuracy" (per seed), "val_accuracy_mean", "val_accuracy_sd",
         "latency_ms"}], fewest sizes first.
+
+    Raises:
+        ValueError: the sizes hold different numbers of seeds.
     """
     sizes = sorted(logits)
-    if len(sizes) < 2 or any(not np.array_equal(targets[s], targets[sizes[0]]) for s in sizes):
+    seeds = {s: len(logits[s]) for s in sizes}
+    if len(set(seeds.values())) > 1:
+        raise ValueError(f"`logits` must hold one entry per seed at every size. Received: {seeds}")
+    if len(sizes) < 2:
+        return []
+    if any(not np.array_equal(targets[s], targets[sizes[0]]) for s in sizes):
+        # An image unreadable at one size only: the rows would not be the same photos.
+        print(
+            f"warning: no ensembles across sizes {sizes}: their validation images differ",
+            file=sys.stderr,
+        )
         return []
     rows = []
     for k in range(2, len(sizes) + 1):
