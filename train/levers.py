@@ -6,7 +6,8 @@ Usage:
     python -m train levers --image-size 150 --seeds 1 2 3 --output runs/levers_150
 
     # the default recipe (and the seed recipe) at several input sizes, with
-    # the Keras latency of one image (one base pass) and of test-time flip (two)
+    # the Keras latency of one image (one base pass) and of test-time flip (two),
+    # and each set of those sizes as one ensemble (logits averaged)
     python -m train sizes --sizes 150 224 299 --seeds 1 2 --output runs/sizes
 
 Every head trains on cached features (train.features): each image's plain and
@@ -248,7 +249,8 @@ def measure_sizes(
 ) -> dict[str, Any]:
     """The seed and the default recipe at each input size, on validation, with the
     Keras CPU latency (median ms over `latency_runs`) of one image and of two
-    (the photo and its mirror, for test-time flip)."""
+    (the photo and its mirror, for test-time flip); with two or more sizes, also
+    `size_ensembles` (each set of sizes' default heads, logits averaged)."""
     _check_seeds(seeds)
     dataset = load_dataset(config.data_dir, max_per_class=config.max_per_class, seed=config.seed)
     dataset = dataclasses.replace(
