@@ -44,6 +44,7 @@ from convert._source import (
     list_images,
     load_keras_model,
     read_train_output,
+    required_splits,
 )
 from inference import InferenceError, time_interleaved
 
@@ -148,9 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"`--runs` must be >= 1. Received: runs={args.runs}")
     try:
         train = read_train_output(args.train_dir)
-        validation = train.split("validation")
-        if validation is None:
-            raise ConvertError(f"{args.train_dir}: metrics.json records no validation split.")
+        (validation,) = required_splits(train, "validation")
         model = load_keras_model(train)
         images = list_images(validation)
         if not images:

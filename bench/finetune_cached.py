@@ -50,7 +50,7 @@ import numpy as np
 
 from bench._cli import run_dir_parser
 from convert import ConvertError
-from convert._source import list_images, load_keras_model
+from convert._source import list_images, load_keras_model, required_splits
 from inference import InferenceError, preprocess_file
 from inference.env import cache_dir_from_env
 from train.fit import cross_entropy, one_hot
@@ -302,13 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error(f"`--learning-rate` must be > 0. Received: learning_rate={args.learning_rate}")
     try:
         run = read_train_output(args.train_dir)
-        folders = {name: run.split(name) for name in ("train", "validation")}
-        missing = [name for name, folder in folders.items() if folder is None]
-        if missing:
-            raise ConvertError(
-                f"{run.metrics_path}: its data_dir has no {'/'.join(missing)} split "
-                "(this bench reads the run's own train and validation photos)."
-            )
+        names = ("train", "validation")
+        folders = dict(zip(names, required_splits(run, *names), strict=True))
         # Both folders are made before any work, so a bad path fails in seconds.
         cache_root = (args.cache_dir or cache_dir_from_env()) / "activations"
         cache_root.mkdir(parents=True, exist_ok=True)
@@ -319,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         computed = False
         for name, folder in folders.items():
-            paths = list_images(folder or "")  # never "": missing splits were refused above
+            paths = list_images(folder)
             if not paths:
                 raise ConvertError(f"No images found in {str(folder)!r}.")
             classes = classes_of(paths, run.labels)

@@ -41,6 +41,7 @@ from convert._source import (
     list_images,
     load_keras_model,
     read_train_output,
+    required_splits,
     sample_images,
 )
 from inference import preprocess_file
@@ -120,9 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         train = read_train_output(args.train_dir)
-        train_split, validation = train.split("train"), train.split("validation")
-        if train_split is None or validation is None:
-            raise ConvertError(f"{args.train_dir}: metrics.json records no data_dir with splits.")
+        train_split, validation = required_splits(train, "train", "validation")
         model = load_keras_model(train)
     except ConvertError as exc:
         print(f"error: {exc}", file=sys.stderr)

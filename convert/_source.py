@@ -42,6 +42,24 @@ def read_train_output(train_dir: str | Path) -> TrainOutput:
     return train
 
 
+def required_splits(train: TrainOutput, *names: str) -> tuple[Path, ...]:
+    """`data_dir/<name>` for each of `names`, in order (the benches that read a run's
+    own photos).
+
+    Raises:
+        ConvertError: metrics.json records no data_dir, or it lacks one of the
+            splits; the message names the file and every missing split.
+    """
+    folders = [train.split(name) for name in names]
+    missing = [name for name, folder in zip(names, folders, strict=True) if folder is None]
+    if missing:
+        raise ConvertError(
+            f"{train.metrics_path}: its data_dir has no {'/'.join(missing)} split "
+            "(metrics.json records no data_dir, or the folder is gone)."
+        )
+    return tuple(folder for folder in folders if folder is not None)
+
+
 def source_sha256(train: TrainOutput) -> str:
     return sha256_file(train.model_path)
 

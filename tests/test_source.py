@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert._source import keras_logits, labeled_arrays
+from convert import ConvertError
+from convert._source import keras_logits, labeled_arrays, required_splits
 from inference import preprocess_file
 from tests.conftest import make_image
+from train.output import TrainOutput
 
 
 class FakeModel:
@@ -74,3 +76,28 @@ def test_package_versions_leave_out_what_is_not_installed(
     assert list(versions) == expected_keys
     assert all(versions[d] == importlib.metadata.version(d) for d in expected_keys)
     assert set(package_versions()) <= set(PACKAGES)  # the bench's list, through the same reader
+
+
+@pytest.mark.parametrize(
+    ("present", "names", "missing"),
+    [
+        (["train", "validation"], ("train", "validation"), None),
+        (["validation"], ("validation",), None),
+        (["validation"], ("train", "validation"), "no train split"),
+        ([], ("train", "validation"), "no train/validation split"),
+        (None, ("validation",), "no validation split"),  # metrics.json has no data_dir
+    ],
+)
+def test_required_splits_give_the_folders_or_name_what_is_missing(
+    tmp_path: Path, present: list[str] | None, names: tuple[str, ...], missing: str | None
+) -> None:
+    for name in present or []:
+        (tmp_path / "data" / name).mkdir(parents=True)
+    data_dir = None if present is None else tmp_path / "data"
+    run = TrainOutput(tmp_path / "run", labels=("a", "b"), image_size=71, data_dir=data_dir)
+    if missing is None:
+        assert required_splits(run, *names) == tuple(tmp_path / "data" / n for n in names)
+    else:
+        with pytest.raises(ConvertError, match=missing) as info:
+            required_splits(run, *names)
+        assert "metrics.json" in str(info.value)
