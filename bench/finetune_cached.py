@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import sys
@@ -51,7 +52,7 @@ import numpy as np
 from bench._cli import run_dir_parser
 from convert import ConvertError
 from convert._source import list_images, load_keras_model, required_splits
-from inference import InferenceError, preprocess_file
+from inference import InferenceError, preprocess_file, write_atomic
 from inference.env import cache_dir_from_env
 from train.fit import cross_entropy, one_hot
 from train.model import split_base, unfreeze_last_blocks, weights_fingerprint
@@ -127,9 +128,10 @@ def cached_activations(
         )
     acts = np.concatenate(parts)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npy")
-    np.save(tmp, acts)
-    os.replace(tmp, cache)  # atomic: a killed run leaves no half-written cache
+    body = io.BytesIO()
+    np.save(body, acts)
+    # atomic, as the feature cache's entries: a killed run leaves no half-written file
+    write_atomic(cache, body.getvalue(), durable=False)
     return acts, True
 
 
