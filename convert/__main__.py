@@ -10,12 +10,13 @@
     python -m convert select runs/150 --out runs/quant/select
     python -m convert runs/150 --out bundles --variants int8 --int8-float-blocks none  # all-int8
     python -m convert runs/150 --out bundles --variants dynamic --dynamic-float-blocks none \\
-        --dynamic-float-ops none  # the converter's all-quantized dynamic range
+        --dynamic-float-ops none --dynamic-equalize none  # the converter's dynamic range
 
 TRAIN_OUTPUT_DIR is what `python -m train` wrote (model.keras + metrics.json).
-int8 is calibrated on --calibration-dir, by default the train split of the
-data_dir that metrics.json records; the check uses --images, by default its
-test split. Results: OUT/report.json and OUT/report.md (also printed).
+int8 is calibrated, and dynamic's equalization measured, on --calibration-dir, by
+default the train split of the data_dir that metrics.json records; the check uses
+--images, by default its test split. Results: OUT/report.json and OUT/report.md
+(also printed).
 
 Exit status: 0 every variant passed; 1 a variant missed a threshold; 2 bad usage
 or input (nothing is written then).
@@ -29,6 +30,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 if __name__ == "__main__":
     # The CLI, before TensorFlow loads: its C++ log lines off unless --verbose or
@@ -177,6 +179,14 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         f"(default {' '.join(DEFAULT_RECIPES['dynamic'].float_ops) or 'none'}: XNNPACK "
         "runs no int8-weight depthwise convolution in a dynamic-range model)",
     )
+    convert.add_argument(
+        "--dynamic-equalize",
+        type=_alpha_or_none,
+        metavar="ALPHA",
+        help="dynamic: equalize the separable convolutions' activation ranges into their "
+        "weights with this alpha in (0, 1] before quantizing, on the calibration images, or "
+        f"none (default {DEFAULT_RECIPES['dynamic'].equalize_alpha}; convert/_equalize.py)",
+    )
     convert.add_argument("--force", action="store_true", help="replace --out if it exists")
     convert.add_argument("--no-check", action="store_true", help="skip the check after converting")
     _add_check_options(convert)
@@ -213,9 +223,22 @@ def _check_offered(variants: Sequence[str] | None) -> None:
             )
 
 
+def _alpha_or_none(text: str) -> str:
+    """argparse type for --dynamic-equalize: 'none' or a number in (0, 1]."""
+    if text == "none":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] or none. Received: {text!r}")
+    return text
+
+
 def _recipes(args: argparse.Namespace) -> dict[str, QuantRecipe]:
-    """The quantization recipes, with --int8-float-blocks / --dynamic-float-blocks and
-    --dynamic-float-ops applied.
+    """The quantization recipes, with --int8-float-blocks / --dynamic-float-blocks,
+    --dynamic-float-ops and --dynamic-equalize applied.
 
     Raises:
         ValueError: `none` beside other names, or a flag for a variant not in --variants.
@@ -238,8 +261,17 @@ def _recipes(args: argparse.Namespace) -> dict[str, QuantRecipe]:
                 f"{flag}: `none` {none_note}must stand alone, not beside {names}. "
                 f"Received: {flag} {' '.join(values)}"
             )
-        chosen = () if values == ["none"] else tuple(values)
-        recipes[variant] = dataclasses.replace(recipes[variant], **{field: chosen})
+        chosen: tuple[str, ...] = () if values == ["none"] else tuple(values)
+        changes: dict[str, Any] = {field: chosen}
+        recipes[variant] = dataclasses.replace(recipes[variant], **changes)
+    if args.dynamic_equalize is not None:
+        if "dynamic" not in args.variants:
+            raise ValueError(
+                "--dynamic-equalize applies to the dynamic variant, which --variants does not "
+                f"include. Received: --variants {' '.join(args.variants)}"
+            )
+        alpha = None if args.dynamic_equalize == "none" else float(args.dynamic_equalize)
+        recipes["dynamic"] = dataclasses.replace(recipes["dynamic"], equalize_alpha=alpha)
     return recipes
 
 

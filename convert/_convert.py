@@ -26,10 +26,10 @@ import numpy as np
 
 from convert._errors import ConvertError
 from convert._export import (
-    CALIBRATED_VARIANTS,
     builtin_operators,
     check_variants,
     converter_versions,
+    needs_calibration,
     tflite_bytes,
 )
 from convert._onnx import ONNX_VARIANTS, onnx_bytes, onnx_converter_versions, onnx_operators
@@ -103,8 +103,9 @@ def convert_model(config: ConvertConfig) -> ConvertResult:
     out_dir = config.out_dir
     _check_out_dir(out_dir, train=train, force=config.force)
     calibration: list[Path] = []
-    if CALIBRATED_VARIANTS & set(config.variants):
-        calibration = _calibration_paths(config, train)
+    calibrated = [v for v in config.variants if needs_calibration(v, config.recipes.get(v))]
+    if calibrated:
+        calibration = _calibration_paths(config, train, variants=calibrated)
 
     model = load_keras_model(train)
     source_hash = source_sha256(train)
@@ -125,7 +126,9 @@ def convert_model(config: ConvertConfig) -> ConvertResult:
                     model,
                     variant=variant,
                     representative_dataset=(
-                        representative_dataset if variant in CALIBRATED_VARIANTS else None
+                        representative_dataset
+                        if needs_calibration(variant, config.recipes.get(variant))
+                        else None
                     ),
                     recipe=config.recipes.get(variant),
                 )
@@ -169,21 +172,32 @@ def _check_out_dir(out_dir: Path, *, train: TrainOutput, force: bool) -> None:
         )
 
 
-def _calibration_paths(config: ConvertConfig, train: TrainOutput) -> list[Path]:
+def _calibration_paths(
+    config: ConvertConfig, train: TrainOutput, *, variants: list[str]
+) -> list[Path]:
+    """The calibration sample of `variants` (int8's ranges, dynamic's equalization)."""
+    named = " and ".join(repr(v) for v in variants)
+    need = "needs" if len(variants) == 1 else "need"
     directory = config.calibration_dir or train.split("train")
     if directory is None:
         raise ConvertError(
-            "Variant 'int8' needs calibration images: pass --calibration-dir "
+            f"Variant {named} {need} calibration images: pass --calibration-dir "
             "(calibration_dir=) a folder of training images; metrics.json records no data_dir "
             "with a train split."
         )
     paths = list_images(directory)
     if not paths:
         raise ConvertError(
-            f"Variant 'int8' needs calibration images; none found in {str(directory)!r}."
+            f"Variant {named} {need} calibration images; none found in {str(directory)!r}."
         )
     chosen = sample_images(paths, size=config.calibration_size, seed=config.seed)
-    log.info("calibrating int8 with %d of %d images from %s", len(chosen), len(paths), directory)
+    log.info(
+        "calibrating %s with %d of %d images from %s",
+        " and ".join(variants),
+        len(chosen),
+        len(paths),
+        directory,
+    )
     return chosen
 
 
@@ -205,6 +219,8 @@ def _with_recipe(converter: dict[str, str], recipe: QuantRecipe | None) -> dict[
     record = {**converter, "float32_blocks": ",".join(recipe.float_blocks) or "none"}
     if recipe.float_ops:
         record["float32_ops"] = ",".join(recipe.float_ops)
+    if recipe.equalize_alpha is not None:
+        record["equalize_alpha"] = f"{recipe.equalize_alpha:g}"
     return record
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from convert._equalize import equalized_on
 from convert._errors import ConvertError
 from convert._onnx import ONNX_VARIANTS
 from convert._quantize import QuantRecipe, calibrate, dynamic_range, quantize_calibrated
@@ -60,6 +61,14 @@ def check_variants(variants: object, *, optional: bool = False) -> None:
         )
 
 
+def needs_calibration(variant: str, recipe: QuantRecipe | None) -> bool:
+    """True when converting `variant` with `recipe` reads calibration images: int8's
+    activation ranges, or a recipe's equalization (`QuantRecipe.equalize_alpha`)."""
+    return variant in CALIBRATED_VARIANTS or (
+        recipe is not None and recipe.equalize_alpha is not None
+    )
+
+
 def tflite_bytes(
     model: Any,
     *,
@@ -70,7 +79,14 @@ def tflite_bytes(
     """Convert a loaded Keras model to one TFLite variant; return the flatbuffer.
 
     `recipe` (int8 and dynamic; None or no float blocks: the converter's own
-    recipe) names the blocks kept in float32 (convert/_quantize.py).
+    recipe) names the blocks kept in float32 (convert/_quantize.py), and whether
+    the model is equalized first on `representative_dataset`'s images
+    (convert/_equalize.py).
+
+    Raises:
+        ValueError: an unknown variant, a `recipe` that does not apply to it, or
+            no `representative_dataset` where one is needed (`needs_calibration`).
+        ConvertError: the converter failed.
     """
     import tensorflow as tf  # deferred: TensorFlow takes seconds to import
 
@@ -78,13 +94,16 @@ def tflite_bytes(
         raise ValueError(
             f"`variant` must be one of {list(TFLITE_VARIANTS)}. Received: variant={variant!r}"
         )
-    if variant in CALIBRATED_VARIANTS and representative_dataset is None:
+    if needs_calibration(variant, recipe) and representative_dataset is None:
         raise ValueError(f"Variant {variant!r} needs a `representative_dataset`.")
     if recipe is not None and recipe.float_ops and variant != "dynamic":
         raise ValueError(
             f"`float_ops` applies to the dynamic variant only. Received: variant={variant!r}, "
             f"float_ops={recipe.float_ops!r}"
         )
+    if recipe is not None and recipe.equalize_alpha is not None:
+        assert representative_dataset is not None  # checked above
+        model = equalized_on(model, representative_dataset, alpha=recipe.equalize_alpha)
     if recipe is not None and recipe.selective and variant in ("int8", "dynamic"):
         if variant == "dynamic":
             float_model = tflite_bytes(model, variant="float32")

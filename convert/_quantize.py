@@ -67,11 +67,14 @@ class QuantRecipe:
     `float_ops` are TFLite operator types kept float everywhere (names from
     `FLOAT_OPS`; dynamic only). Both empty: every supported operator quantized,
     the TFLite converter's own recipe from before issue 13
-    (`--int8-float-blocks none`).
+    (`--int8-float-blocks none`). `equalize_alpha` in (0, 1]: the Keras model's
+    separable convolutions are equalized first (convert/_equalize.py), on the
+    calibration images; None: not.
     """
 
     float_blocks: tuple[str, ...] = ()
     float_ops: tuple[str, ...] = ()
+    equalize_alpha: float | None = None
 
     def __post_init__(self) -> None:
         blocks = self.float_blocks
@@ -92,6 +95,13 @@ class QuantRecipe:
             )
         if len(set(ops)) != len(ops):
             raise ValueError(f"`float_ops` must not repeat an op. Received: float_ops={ops!r}")
+        alpha = self.equalize_alpha
+        if alpha is not None and (
+            isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 1
+        ):
+            raise ValueError(
+                f"`equalize_alpha` must be None or in (0, 1]. Received: equalize_alpha={alpha!r}"
+            )
 
     @property
     def selective(self) -> bool:
@@ -104,12 +114,16 @@ class QuantRecipe:
 # most-sensitive blocks kept in float that bring validation agreement with Keras
 # to the selection target, else the best recipe tried (neither reached it).
 # dynamic's depthwise float: `python -m bench.dynamic_ops`, same README section.
+# dynamic's equalization alpha 0.5: `python -m bench.quant_levers` on validation
+# (README "Activation equalization"); its blocks were then chosen again with it on
+# (`python -m convert select ... --variants dynamic`: 100% of validation).
 DEFAULT_RECIPES: Mapping[str, QuantRecipe] = MappingProxyType(
     {
         "int8": QuantRecipe(float_blocks=("block2", "block1", "block3", "block4")),
         "dynamic": QuantRecipe(
-            float_blocks=("block1", "block3", "block4", "block2"),
+            float_blocks=("block1", "block3", "block2"),
             float_ops=("DEPTHWISE_CONV_2D",),
+            equalize_alpha=0.5,
         ),
     }
 )

@@ -9,7 +9,8 @@ For each variant (`int8`, `dynamic`): per-block sensitivity (only that block
 quantized, RMS logit difference against Keras on a subsample of the validation
 images), then the most sensitive blocks kept in float one at a time until the
 agreement on all validation images reaches the target (convert/_quantize.py).
-Calibration images come from the train split, as in `python -m convert`. The
+Calibration images (int8's ranges, dynamic's equalization) come from the train
+split, as in `python -m convert`. The
 test split is refused: it measures (`python -m convert check`), never chooses.
 
 Writes OUT/selection.json, OUT/selection.md and OUT/sensitivity.png; pass the
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -162,21 +163,36 @@ def _preprocess(paths: list[Path], image_size: int) -> np.ndarray:
 def _quantizer(
     variant: str, model: Any, train: TrainOutput, config: SelectConfig
 ) -> Callable[[tuple[str, ...]], bytes]:
+    from convert._equalize import equalized_on
     from convert._export import tflite_bytes
 
-    if variant == "dynamic":
+    recipe = DEFAULT_RECIPES[variant]
+    if variant == "dynamic" and recipe.equalize_alpha is None:
         float_model = tflite_bytes(model, variant="float32")
-        ops = DEFAULT_RECIPES["dynamic"].float_ops  # chosen on validation (README "Quantization")
+    else:
+        arrays = _calibration_arrays(variant, train, config)
+
+        def dataset() -> Iterator[list[np.ndarray]]:
+            return ([x[np.newaxis]] for x in arrays)
+
+    if variant == "dynamic":
+        if recipe.equalize_alpha is not None:  # as `python -m convert` will (its recipe)
+            equalized = equalized_on(model, dataset, alpha=recipe.equalize_alpha)
+            float_model = tflite_bytes(equalized, variant="float32")
+        ops = recipe.float_ops  # chosen on validation (README "Quantization")
         return lambda blocks: dynamic_range(float_model, float_blocks=blocks, float_ops=ops)
+    calibrated = calibrate(model, dataset)
+    return lambda blocks: quantize_calibrated(calibrated, float_blocks=blocks)
+
+
+def _calibration_arrays(variant: str, train: TrainOutput, config: SelectConfig) -> np.ndarray:
     directory = config.calibration_dir or train.split("train")
     if directory is None:
-        raise ConvertError("int8 needs calibration images: pass --calibration-dir.")
+        raise ConvertError(f"{variant} needs calibration images: pass --calibration-dir.")
     chosen = sample_images(list_images(directory), size=config.calibration_size, seed=config.seed)
     if not chosen:
-        raise ConvertError(f"int8 needs calibration images; none found in {str(directory)!r}.")
-    arrays = _preprocess(chosen, train.image_size)
-    calibrated = calibrate(model, lambda: ([x[np.newaxis]] for x in arrays))
-    return lambda blocks: quantize_calibrated(calibrated, float_blocks=blocks)
+        raise ConvertError(f"{variant} needs calibration images; none found in {str(directory)!r}.")
+    return _preprocess(chosen, train.image_size)
 
 
 def _select_one(

@@ -284,7 +284,33 @@ BAD_INPUTS: list[tuple[str, Any, list[str], str]] = [
         "int8-no-calibration",
         None,
         ["--variants", "int8"],
-        "needs calibration images: pass --calibration-dir",
+        "Variant 'int8' needs calibration images: pass --calibration-dir",
+    ),
+    (
+        # the default dynamic recipe equalizes on the calibration images
+        "dynamic-no-calibration",
+        None,
+        ["--variants", "dynamic", "int8"],
+        "Variant 'dynamic' and 'int8' need calibration images: pass --calibration-dir",
+    ),
+    (
+        "dynamic-equalize-out-of-range",
+        None,
+        ["--variants", "dynamic", "--dynamic-equalize", "0"],
+        "argument --dynamic-equalize: expected a number in (0, 1] or none. Received: '0'",
+    ),
+    (
+        "dynamic-equalize-not-a-number",
+        None,
+        ["--variants", "dynamic", "--dynamic-equalize", "half"],
+        "argument --dynamic-equalize: expected a number in (0, 1] or none. Received: 'half'",
+    ),
+    (
+        "dynamic-equalize-without-dynamic",
+        None,
+        ["--dynamic-equalize", "0.5"],
+        "--dynamic-equalize applies to the dynamic variant, which --variants does not "
+        "include. Received: --variants float32",
     ),
     (
         "int8-empty-calibration",
@@ -607,21 +633,37 @@ def test_outputs_honour_the_umask(tiny_run: dict[str, Path]) -> None:
 DEFAULT_DYNAMIC = DEFAULT_RECIPES["dynamic"]
 
 
+ALPHA = DEFAULT_DYNAMIC.equalize_alpha
+NONE3 = ["--dynamic-float-blocks", "none", "--dynamic-float-ops", "none", "--dynamic-equalize"]
+
+
 @pytest.mark.parametrize(
-    ("flags", "blocks", "ops"),
+    ("flags", "blocks", "ops", "alpha"),
     [
-        ([], DEFAULT_DYNAMIC.float_blocks, DEFAULT_DYNAMIC.float_ops),
-        # each flag changes its own field and keeps the other's default
-        (["--dynamic-float-blocks", "block1"], ("block1",), DEFAULT_DYNAMIC.float_ops),
-        (["--dynamic-float-ops", "none"], DEFAULT_DYNAMIC.float_blocks, ()),
-        # both none: the TFLite converter's own dynamic range
-        (["--dynamic-float-blocks", "none", "--dynamic-float-ops", "none"], (), ()),
+        ([], DEFAULT_DYNAMIC.float_blocks, DEFAULT_DYNAMIC.float_ops, ALPHA),
+        # each flag changes its own field and keeps the others' defaults
+        (["--dynamic-float-blocks", "block1"], ("block1",), DEFAULT_DYNAMIC.float_ops, ALPHA),
+        (["--dynamic-float-ops", "none"], DEFAULT_DYNAMIC.float_blocks, (), ALPHA),
+        (
+            ["--dynamic-equalize", "none"],
+            DEFAULT_DYNAMIC.float_blocks,
+            DEFAULT_DYNAMIC.float_ops,
+            None,
+        ),
+        (
+            ["--dynamic-equalize", "0.25"],
+            DEFAULT_DYNAMIC.float_blocks,
+            DEFAULT_DYNAMIC.float_ops,
+            0.25,
+        ),
+        # all three none: the TFLite converter's own dynamic range
+        ([*NONE3, "none"], (), (), None),
     ],
 )
 def test_dynamic_recipe_flags(
-    flags: list[str], blocks: tuple[str, ...], ops: tuple[str, ...]
+    flags: list[str], blocks: tuple[str, ...], ops: tuple[str, ...], alpha: float | None
 ) -> None:
     args = _parsers()[0].parse_args(["runs/m", "--out", "b", "--variants", "dynamic", *flags])
     recipe = _recipes(args)["dynamic"]
-    assert (recipe.float_blocks, recipe.float_ops) == (blocks, ops)
+    assert (recipe.float_blocks, recipe.float_ops, recipe.equalize_alpha) == (blocks, ops, alpha)
     assert recipe.selective == bool(blocks or ops)

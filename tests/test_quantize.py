@@ -24,6 +24,7 @@ from convert._quantize import (
     DEFAULT_RECIPES,
     FLOAT_OPS,
     QuantRecipe,
+    agreement_pct,
     block_of,
     calibrate,
     choose_float_blocks,
@@ -209,6 +210,40 @@ def test_quant_recipe_rejects_bad_ops(ops: Any, message: str) -> None:
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "alpha",
+    [0, 0.0, -0.5, 1.5, True, "0.5", float("nan")],
+)
+def test_quant_recipe_rejects_bad_equalize_alpha(alpha: Any) -> None:
+    with pytest.raises(ValueError, match=r"`equalize_alpha` must be None or in \(0, 1\]. Received"):
+        QuantRecipe(equalize_alpha=alpha)
+
+
+def test_equalized_dynamic_needs_images_and_changes_the_model(
+    signal_models: dict[str, Any], signal_run: SignalRun
+) -> None:
+    import keras
+
+    from convert._export import tflite_bytes
+
+    model = keras.models.load_model(signal_run.train_dir / "model.keras", compile=False)
+    x = signal_models["x"]
+    recipe = QuantRecipe(float_ops=("DEPTHWISE_CONV_2D",), equalize_alpha=0.5)
+    with pytest.raises(ValueError, match="Variant 'dynamic' needs a `representative_dataset`"):
+        tflite_bytes(model, variant="dynamic", recipe=recipe)
+
+    def dataset() -> Any:
+        return ([v[np.newaxis]] for v in x[::3])
+
+    plain = tflite_bytes(model, variant="dynamic", recipe=QuantRecipe(float_ops=recipe.float_ops))
+    equalized = tflite_bytes(
+        model, variant="dynamic", recipe=recipe, representative_dataset=dataset
+    )
+    assert equalized != plain  # the weights moved
+    # and the answers stayed: the transform is exact, only rounding differs
+    assert agreement_pct(tflite_logits(equalized, x), signal_models["keras"]) >= 95
+
+
 def test_default_recipes_name_known_blocks() -> None:
     assert set(DEFAULT_RECIPES) == {"int8", "dynamic"}
     for recipe in DEFAULT_RECIPES.values():
@@ -384,7 +419,9 @@ def test_recipe_is_recorded_in_the_manifest(signal_run: SignalRun, tmp_path: Pat
     data = make_dataset(tmp_path / "data", classes=LABELS[:3], per_class=2, splits=("train",))
     recipes = {
         "int8": QuantRecipe(float_blocks=("block1",)),
-        "dynamic": QuantRecipe(float_blocks=(), float_ops=("DEPTHWISE_CONV_2D",)),
+        "dynamic": QuantRecipe(
+            float_blocks=(), float_ops=("DEPTHWISE_CONV_2D",), equalize_alpha=0.5
+        ),
     }
     convert_model(
         ConvertConfig(
@@ -407,6 +444,8 @@ def test_recipe_is_recorded_in_the_manifest(signal_run: SignalRun, tmp_path: Pat
     assert manifest("dynamic")["converter"]["float32_blocks"] == "none"
     assert manifest("dynamic")["converter"]["float32_ops"] == "DEPTHWISE_CONV_2D"
     assert "float32_ops" not in manifest("int8")["converter"]
+    assert manifest("dynamic")["converter"]["equalize_alpha"] == "0.5"
+    assert "equalize_alpha" not in manifest("int8")["converter"]
     assert "float32_blocks" not in manifest("float32")["converter"]
     ops = {op["name"] for op in manifest("int8")["operators"]}
     assert {"QUANTIZE", "DEQUANTIZE"} <= ops  # int8 compute with a float block in between
