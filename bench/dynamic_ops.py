@@ -48,7 +48,9 @@ from convert._source import (
 )
 from inference import InferenceError, time_interleaved
 
-# The default dynamic recipe's float blocks, for the comparison rows.
+# The default dynamic recipe's float blocks, for the comparison rows. They were
+# chosen with the recipe's activation equalization on; these rows measure the op
+# lever without it (bench.quant_levers measures the equalization).
 DEFAULT_BLOCKS = DEFAULT_RECIPES["dynamic"].float_blocks
 
 

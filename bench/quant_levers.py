@@ -18,9 +18,10 @@ the smoother of the two, since on 341 validation images one changed answer is
    channel's largest |activation| on the calibration photos and w_c the row's
    largest |weight| (SmoothQuant, Xiao et al. 2023, eq. 4; cross-layer
    equalization, Nagel et al. 2019). Each `--alphas` value, for int8 and dynamic
-   with every block quantized (as the "none" row of `python -m convert select`)
-   and with `--int8-float-blocks` / `--dynamic-float-blocks` float (default:
-   `python -m convert`'s; dynamic keeps its depthwise convolutions float).
+   with every block quantized and with `--int8-float-blocks` /
+   `--dynamic-float-blocks` float (default: `python -m convert`'s; dynamic keeps
+   its depthwise convolutions float). 'alpha none' is never equalized, so its
+   dynamic rows are not `python -m convert`'s (which equalizes at 0.5).
 2. **16x8** (int16 activations, int8 weights; TFLite's
    EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8): agreement on
    every `--x16-stride`-th validation photo, and 1-thread latency against
@@ -413,7 +414,7 @@ def _int16x8_rows(
         except (ConvertError, InferenceError) as exc:
             rows[name] = {"error": _first_line(exc)}
             invokers.pop(name, None)
-    timings = time_interleaved(list(invokers.values()), runs=runs, warmup=2)
+    timings = time_interleaved(list(invokers.values()), runs=runs, warmup=2) if invokers else ()
     for name, timing in zip(invokers, timings, strict=True):
         rows[name]["latency_1t_ms"] = timing.median_ms
     return {"stride": stride, "n_images": len(x[subset]), **rows}

@@ -151,7 +151,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help=f"any of {' '.join(VARIANTS)} (default float32)",
     )
     convert.add_argument(
-        "--calibration-dir", type=Path, help="int8 calibration images (default: train split)"
+        "--calibration-dir",
+        type=Path,
+        help="int8 calibration and dynamic equalization images (default: train split)",
     )
     convert.add_argument(
         "--calibration-size",
@@ -168,7 +170,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
             metavar="BLOCK",
             help=f"{variant}: Xception blocks (block1..block14, head) kept in float32, "
             f"or none (default {default}; chosen by `python -m convert select`); with "
-            "no float block and no --dynamic-float-ops, the converter's all-quantized recipe",
+            "no float block (and for dynamic --dynamic-float-ops none --dynamic-equalize none), "
+            "the converter's all-quantized recipe",
         )
     convert.add_argument(
         "--dynamic-float-ops",
@@ -185,7 +188,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         metavar="ALPHA",
         help="dynamic: equalize the separable convolutions' activation ranges into their "
         "weights with this alpha in (0, 1] before quantizing, on the calibration images, or "
-        f"none (default {DEFAULT_RECIPES['dynamic'].equalize_alpha}; convert/_equalize.py)",
+        f"none (default {DEFAULT_RECIPES['dynamic'].equalize_alpha or 'none'}; "
+        "convert/_equalize.py)",
     )
     convert.add_argument("--force", action="store_true", help="replace --out if it exists")
     convert.add_argument("--no-check", action="store_true", help="skip the check after converting")

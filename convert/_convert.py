@@ -177,22 +177,22 @@ def _calibration_paths(
 ) -> list[Path]:
     """The calibration sample of `variants` (int8's ranges, dynamic's equalization)."""
     named = " and ".join(repr(v) for v in variants)
-    need = "needs" if len(variants) == 1 else "need"
+    need = f"Variant {named} needs" if len(variants) == 1 else f"Variants {named} need"
+    # dynamic needs them only for its recipe's equalization, which can be turned off
+    remedy = " (or pass --dynamic-equalize none)" if "dynamic" in variants else ""
     directory = config.calibration_dir or train.split("train")
     if directory is None:
         raise ConvertError(
-            f"Variant {named} {need} calibration images: pass --calibration-dir "
+            f"{need} calibration images: pass --calibration-dir "
             "(calibration_dir=) a folder of training images; metrics.json records no data_dir "
-            "with a train split."
+            f"with a train split{remedy}."
         )
     paths = list_images(directory)
     if not paths:
-        raise ConvertError(
-            f"Variant {named} {need} calibration images; none found in {str(directory)!r}."
-        )
+        raise ConvertError(f"{need} calibration images; none found in {str(directory)!r}{remedy}.")
     chosen = sample_images(paths, size=config.calibration_size, seed=config.seed)
     log.info(
-        "calibrating %s with %d of %d images from %s",
+        "calibrating %s (ranges, equalization) with %d of %d images from %s",
         " and ".join(variants),
         len(chosen),
         len(paths),
@@ -220,7 +220,7 @@ def _with_recipe(converter: dict[str, str], recipe: QuantRecipe | None) -> dict[
     if recipe.float_ops:
         record["float32_ops"] = ",".join(recipe.float_ops)
     if recipe.equalize_alpha is not None:
-        record["equalize_alpha"] = f"{recipe.equalize_alpha:g}"
+        record["equalize_alpha"] = repr(float(recipe.equalize_alpha))
     return record
 
 

@@ -58,7 +58,7 @@ def base_of(model: Any) -> Any:
     return model
 
 
-def depthwise_ranges(model: Any, images: np.ndarray, *, batch_size: int = 25) -> list[np.ndarray]:
+def depthwise_ranges(model: Any, images: np.ndarray, *, batch_size: int = 8) -> list[np.ndarray]:
     """Per separable convolution, the largest |depthwise output| of each channel.
 
     Args:
@@ -76,7 +76,10 @@ def depthwise_ranges(model: Any, images: np.ndarray, *, batch_size: int = 25) ->
 
     layers = separable_convs(model)
     if not layers:
-        raise ValueError("`model` has no SeparableConv2D layer (an Xception base is expected).")
+        raise ValueError(
+            "`model` must have a SeparableConv2D layer (an Xception base). "
+            f"Received: a model of {len(model.layers)} layers, none of them separable"
+        )
     for layer in layers:
         multiplier = layer.depthwise_kernel.shape[3]
         if multiplier != 1 or layer.data_format != "channels_last":

@@ -38,8 +38,10 @@ TFLITE_VARIANTS = ("float32", "float16", "dynamic", "int8")
 # Every variant `python -m convert` makes: the TFLite ones, then the ONNX ones
 # (convert/_onnx.py, bundles with format "onnx").
 VARIANTS = TFLITE_VARIANTS + ONNX_VARIANTS
-# Variants whose conversion needs calibration images.
+# Variants whose conversion always needs calibration images; a recipe that
+# equalizes needs them too (`needs_calibration`).
 CALIBRATED_VARIANTS = frozenset({"int8"})
+QUANTIZED = ("int8", "dynamic")  # the variants a QuantRecipe applies to
 CONVERTER_API = "tf.lite.TFLiteConverter.from_keras_model"
 
 RepresentativeDataset = Callable[[], Iterable[list[np.ndarray]]]
@@ -78,9 +80,9 @@ def tflite_bytes(
 ) -> bytes:
     """Convert a loaded Keras model to one TFLite variant; return the flatbuffer.
 
-    `recipe` (int8 and dynamic; None or no float blocks: the converter's own
-    recipe) names the blocks kept in float32 (convert/_quantize.py), and whether
-    the model is equalized first on `representative_dataset`'s images
+    `recipe` (int8 and dynamic) names the blocks and op types kept in float32
+    (convert/_quantize.py; none of either: the converter's own recipe), and
+    whether the model is equalized first on `representative_dataset`'s images
     (convert/_equalize.py).
 
     Raises:
@@ -94,8 +96,16 @@ def tflite_bytes(
         raise ValueError(
             f"`variant` must be one of {list(TFLITE_VARIANTS)}. Received: variant={variant!r}"
         )
+    if recipe is not None and recipe.equalize_alpha is not None and variant not in QUANTIZED:
+        raise ValueError(
+            "`equalize_alpha` applies to the int8 and dynamic variants only. "
+            f"Received: variant={variant!r}, equalize_alpha={recipe.equalize_alpha!r}"
+        )
     if needs_calibration(variant, recipe) and representative_dataset is None:
-        raise ValueError(f"Variant {variant!r} needs a `representative_dataset`.")
+        raise ValueError(
+            f"Variant {variant!r} needs a `representative_dataset` (int8's ranges, or its "
+            f"recipe's equalization). Received: representative_dataset=None, recipe={recipe!r}"
+        )
     if recipe is not None and recipe.float_ops and variant != "dynamic":
         raise ValueError(
             f"`float_ops` applies to the dynamic variant only. Received: variant={variant!r}, "
@@ -103,8 +113,16 @@ def tflite_bytes(
         )
     if recipe is not None and recipe.equalize_alpha is not None:
         assert representative_dataset is not None  # checked above
-        model = equalized_on(model, representative_dataset, alpha=recipe.equalize_alpha)
-    if recipe is not None and recipe.selective and variant in ("int8", "dynamic"):
+        try:
+            model = equalized_on(model, representative_dataset, alpha=recipe.equalize_alpha)
+        except ValueError as exc:  # a model that is not an Xception-like network
+            raise ConvertError(
+                f"Variant {variant!r}: its recipe equalizes the separable convolutions "
+                f"(equalize_alpha={recipe.equalize_alpha!r}), and this model cannot be: {exc} "
+                f"Pass {'--dynamic-equalize none' if variant == 'dynamic' else 'a recipe'} "
+                "(equalize_alpha=None)."
+            ) from None
+    if recipe is not None and recipe.selective and variant in QUANTIZED:
         if variant == "dynamic":
             float_model = tflite_bytes(model, variant="float32")
             return dynamic_range(

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import numbers
 import os
 import re
 import sys
@@ -67,7 +68,7 @@ class QuantRecipe:
     `float_ops` are TFLite operator types kept float everywhere (names from
     `FLOAT_OPS`; dynamic only). Both empty: every supported operator quantized,
     the TFLite converter's own recipe from before issue 13
-    (`--int8-float-blocks none`). `equalize_alpha` in (0, 1]: the Keras model's
+    (`--int8-float-blocks none`) unless `equalize_alpha` is set: in (0, 1], the Keras model's
     separable convolutions are equalized first (convert/_equalize.py), on the
     calibration images; None: not.
     """
@@ -97,7 +98,7 @@ class QuantRecipe:
             raise ValueError(f"`float_ops` must not repeat an op. Received: float_ops={ops!r}")
         alpha = self.equalize_alpha
         if alpha is not None and (
-            isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 < alpha <= 1
+            isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha <= 1
         ):
             raise ValueError(
                 f"`equalize_alpha` must be None or in (0, 1]. Received: equalize_alpha={alpha!r}"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -167,21 +167,18 @@ def _quantizer(
     from convert._export import tflite_bytes
 
     recipe = DEFAULT_RECIPES[variant]
-    if variant == "dynamic" and recipe.equalize_alpha is None:
-        float_model = tflite_bytes(model, variant="float32")
-    else:
-        arrays = _calibration_arrays(variant, train, config)
-
-        def dataset() -> Iterator[list[np.ndarray]]:
-            return ([x[np.newaxis]] for x in arrays)
-
     if variant == "dynamic":
+        source = model
         if recipe.equalize_alpha is not None:  # as `python -m convert` will (its recipe)
-            equalized = equalized_on(model, dataset, alpha=recipe.equalize_alpha)
-            float_model = tflite_bytes(equalized, variant="float32")
+            arrays = _calibration_arrays(variant, train, config)
+            source = equalized_on(
+                model, lambda: ([x[np.newaxis]] for x in arrays), alpha=recipe.equalize_alpha
+            )
+        float_model = tflite_bytes(source, variant="float32")
         ops = recipe.float_ops  # chosen on validation (README "Quantization")
         return lambda blocks: dynamic_range(float_model, float_blocks=blocks, float_ops=ops)
-    calibrated = calibrate(model, dataset)
+    arrays = _calibration_arrays(variant, train, config)
+    calibrated = calibrate(model, lambda: ([x[np.newaxis]] for x in arrays))
     return lambda blocks: quantize_calibrated(calibrated, float_blocks=blocks)
 
 
@@ -234,6 +231,9 @@ def selection_to_json(results: list[VariantSelection]) -> dict[str, Any]:
         r.variant: {
             "target_agreement_pct": r.target_pct,
             "float_blocks": list(r.selection.float_blocks),
+            # the rest of the recipe the blocks were chosen under (`DEFAULT_RECIPES`)
+            "float_ops": list(DEFAULT_RECIPES[r.variant].float_ops),
+            "equalize_alpha": DEFAULT_RECIPES[r.variant].equalize_alpha,
             "reached_target": r.selection.reached_target,
             "sensitivity_rms_logit_diff": r.sensitivity,
             "curve": [{"float_blocks": list(b), "agreement_pct": a} for b, a in r.selection.curve],
@@ -343,7 +343,11 @@ def main(argv: list[str]) -> int:
         "--variants", nargs="+", choices=QUANTIZED_VARIANTS, default=list(QUANTIZED_VARIANTS)
     )
     p.add_argument("--images", type=Path, help="selection images (default: validation split)")
-    p.add_argument("--calibration-dir", type=Path, help="int8 calibration (default: train split)")
+    p.add_argument(
+        "--calibration-dir",
+        type=Path,
+        help="int8 calibration and dynamic's equalization (default: train split)",
+    )
     p.add_argument("--calibration-size", type=int, default=200)
     p.add_argument("--seed", type=int, default=1, help="calibration sample seed")
     p.add_argument(

@@ -291,7 +291,13 @@ BAD_INPUTS: list[tuple[str, Any, list[str], str]] = [
         "dynamic-no-calibration",
         None,
         ["--variants", "dynamic", "int8"],
-        "Variant 'dynamic' and 'int8' need calibration images: pass --calibration-dir",
+        "Variants 'dynamic' and 'int8' need calibration images: pass --calibration-dir",
+    ),
+    (
+        "dynamic-no-calibration-says-how-to-do-without",
+        None,
+        ["--variants", "dynamic"],
+        "with a train split (or pass --dynamic-equalize none).",
     ),
     (
         "dynamic-equalize-out-of-range",

@@ -415,7 +415,19 @@ def _head_only_calibrated() -> bytes:
     )
 
 
-def test_recipe_is_recorded_in_the_manifest(signal_run: SignalRun, tmp_path: Path) -> None:
+def test_recipe_is_recorded_in_the_manifest(
+    signal_run: SignalRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import convert._export
+    from convert._equalize import equalized_on as real
+
+    equalizations: list[float] = []
+
+    def spy(model: Any, dataset: Any, *, alpha: float) -> Any:
+        equalizations.append(alpha)
+        return real(model, dataset, alpha=alpha)
+
+    monkeypatch.setattr(convert._export, "equalized_on", spy)
     data = make_dataset(tmp_path / "data", classes=LABELS[:3], per_class=2, splits=("train",))
     recipes = {
         "int8": QuantRecipe(float_blocks=("block1",)),
@@ -446,9 +458,46 @@ def test_recipe_is_recorded_in_the_manifest(signal_run: SignalRun, tmp_path: Pat
     assert "float32_ops" not in manifest("int8")["converter"]
     assert manifest("dynamic")["converter"]["equalize_alpha"] == "0.5"
     assert "equalize_alpha" not in manifest("int8")["converter"]
+    assert equalizations == [0.5]  # dynamic only: not int8, not float32
     assert "float32_blocks" not in manifest("float32")["converter"]
     ops = {op["name"] for op in manifest("int8")["operators"]}
     assert {"QUANTIZE", "DEQUANTIZE"} <= ops  # int8 compute with a float block in between
+
+
+def test_equalization_of_a_model_without_separable_convs_names_the_way_out() -> None:
+    import keras
+
+    from convert._export import tflite_bytes
+
+    inputs = keras.Input(shape=(TINY_SIZE, TINY_SIZE, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    images = np.zeros((2, TINY_SIZE, TINY_SIZE, 3), dtype=np.float32)
+    with pytest.raises(ConvertError, match="Pass --dynamic-equalize none"):
+        tflite_bytes(
+            model,
+            variant="dynamic",
+            recipe=QuantRecipe(equalize_alpha=0.5),
+            representative_dataset=lambda: ([v[np.newaxis]] for v in images),
+        )
+    with pytest.raises(ValueError, match="applies to the int8 and dynamic variants only"):
+        tflite_bytes(model, variant="float16", recipe=QuantRecipe(equalize_alpha=0.5))
+
+
+def test_selection_equalizes_dynamic_on_calibration_images(
+    tmp_path: Path, tiny_train_output: Path
+) -> None:
+    # tiny_train_output records no data_dir: no train split to equalize dynamic on
+    data = make_dataset(tmp_path / "data", per_class=1, splits=("validation",))
+    config = SelectConfig(
+        train_dir=tiny_train_output,
+        out_dir=tmp_path / "sel",
+        variants=("dynamic",),
+        images_dir=data / "validation",
+    )
+    with pytest.raises(ConvertError, match="dynamic needs calibration images"):
+        select_recipes(config)
+    assert not (tmp_path / "sel").exists()
 
 
 def test_selection_refuses_the_test_split(tmp_path: Path, tiny_train_output: Path) -> None:
@@ -475,3 +524,28 @@ def test_select_config_rejects_bad_values(overrides: dict[str, Any], message: st
     with pytest.raises(ValueError) as info:
         SelectConfig(train_dir=Path("t"), out_dir=Path("o"), **overrides)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variant", "ops", "alpha"),
+    [("dynamic", ["DEPTHWISE_CONV_2D"], 0.5), ("int8", [], None)],
+)
+def test_selection_json_records_the_recipe_the_blocks_were_chosen_under(
+    variant: str, ops: list[str], alpha: float | None
+) -> None:
+    from convert._quantize import Selection
+    from convert._select import VariantSelection, selection_to_json
+
+    chosen = VariantSelection(
+        variant=variant,
+        target_pct=99.5,
+        sensitivity={"block1": 0.2},
+        selection=Selection(("block1",), True, ((("block1",), 99.71),)),
+        seconds=1.0,
+    )
+    record = selection_to_json([chosen])[variant]
+    assert (record["float_blocks"], record["float_ops"], record["equalize_alpha"]) == (
+        ["block1"],
+        ops,
+        alpha,
+    )
