@@ -275,3 +275,28 @@ def _load_tflite(
                 name = f"{clf.runtime.name} {clf.runtime.version}"
                 loaded[("tflite", "invoke", variant, name, t)] = clf
     return loaded, list(not_measured)
+
+
+def tflite_invoker(content: bytes, image: Any, *, threads: int = 1) -> Callable[[], object]:
+    """A TFLite model as a no-argument call on one preprocessed image, for
+    `time_interleaved` (the quantization benches time recipes side by side).
+
+    Args:
+        content: the .tflite flatbuffer.
+        image: (1, H, W, 3) float32, preprocessed.
+        threads: interpreter threads.
+
+    Raises:
+        InferenceError: no runtime loads the model (`inference.make_interpreter`).
+    """
+    from inference import make_interpreter
+
+    interpreter, _ = make_interpreter(content, num_threads=threads)
+    index = interpreter.get_input_details()[0]["index"]
+
+    def invoke() -> object:
+        interpreter.set_tensor(index, image)
+        interpreter.invoke()
+        return None
+
+    return invoke

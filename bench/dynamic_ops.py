@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 if __name__ == "__main__":
@@ -35,6 +35,7 @@ if __name__ == "__main__":
 import numpy as np
 
 from bench._cli import run_dir_parser
+from bench._latency import tflite_invoker
 from convert import ConvertError
 from convert._export import tflite_bytes
 from convert._quantize import BLOCKS, DEFAULT_RECIPES, FLOAT_OPS, dynamic_range, tflite_logits
@@ -68,22 +69,6 @@ def recipes(blocks: Sequence[str]) -> dict[str, dict[str, tuple[str, ...]]]:
     }
 
 
-def _invoker(content: bytes, image: np.ndarray) -> Callable[[], object]:
-    """A 1-thread interpreter of `content` as a no-argument call on `image` (1, H, W, 3)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=content, num_threads=1)
-    interpreter.allocate_tensors()
-    index = interpreter.get_input_details()[0]["index"]
-
-    def invoke() -> object:
-        interpreter.set_tensor(index, image)
-        interpreter.invoke()
-        return None
-
-    return invoke
-
-
 def measure(
     models: dict[str, bytes],
     x: np.ndarray,
@@ -96,7 +81,7 @@ def measure(
     accuracy against `truth` (%) on `x` (n, H, W, 3) float32, size (MB), and median
     1-thread latency (ms), all models timed in the same interleaved rounds."""
     timings = time_interleaved(
-        [_invoker(content, x[:1]) for content in models.values()], runs=runs, warmup=3
+        [tflite_invoker(content, x[:1]) for content in models.values()], runs=runs, warmup=3
     )
     out = {}
     for (name, content), timing in zip(models.items(), timings, strict=True):

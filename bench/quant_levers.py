@@ -60,6 +60,7 @@ if __name__ == "__main__":
 import numpy as np
 
 from bench._cli import run_dir_parser
+from bench._latency import tflite_invoker
 from convert import ConvertError
 from convert._convert import DEFAULT_CALIBRATION_SIZE
 from convert._equalize import FLOOR, depthwise_ranges, equalized
@@ -209,22 +210,6 @@ def held_in(train_photos: Sequence[Path], calibration: Sequence[Path]) -> list[P
     """The train photos outside the calibration sample (which int8's ranges were fit on)."""
     excluded = set(calibration)
     return [p for p in train_photos if p not in excluded]
-
-
-def _invoker(content: bytes, image: np.ndarray) -> Callable[[], object]:
-    """A 1-thread interpreter of `content` as a no-argument call on `image` (1, H, W, 3);
-    `inference.make_interpreter`, so a model no runtime loads is an InferenceError."""
-    from inference import make_interpreter
-
-    interpreter, _ = make_interpreter(content, num_threads=1)
-    index = interpreter.get_input_details()[0]["index"]
-
-    def invoke() -> object:
-        interpreter.set_tensor(index, image)
-        interpreter.invoke()
-        return None
-
-    return invoke
 
 
 def to_markdown(result: dict[str, Any]) -> str:
@@ -409,7 +394,7 @@ def _int16x8_rows(
     ):
         try:
             content = build()
-            invokers[name] = _invoker(content, x[:1])
+            invokers[name] = tflite_invoker(content, x[:1])
             rows[name] = compare(tflite_logits(content, x[subset]), reference[subset])
         except (ConvertError, InferenceError) as exc:
             rows[name] = {"error": _first_line(exc)}

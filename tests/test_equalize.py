@@ -106,7 +106,11 @@ def _one_layer_model(layer: Any) -> Any:
 @pytest.mark.parametrize(
     ("layer", "message"),
     [
-        ("conv", "`model` has no SeparableConv2D layer"),
+        (
+            "conv",
+            "`model` must have a SeparableConv2D layer (an Xception base). "
+            "Received: a model of 4 layers",
+        ),
         ("multiplier", "Received: depth_multiplier=2, data_format='channels_last'"),
     ],
 )

@@ -194,7 +194,7 @@ def test_run_without_separable_convs_or_photos_exits_2(
         main([str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--calibration-size", "2"])
         == 2
     )
-    assert "no SeparableConv2D layer" in capsys.readouterr().err
+    assert "must have a SeparableConv2D layer" in capsys.readouterr().err
     for photo in (data / "validation").rglob("*.jpg"):
         photo.unlink()
     assert main([str(tmp_path / "run"), "--out", str(tmp_path / "out")]) == 2
