@@ -89,7 +89,7 @@ VARIANTS = ("int8", "dynamic")
 
 
 def _blocks(values: list[str] | None) -> tuple[str, ...]:
-    """A --*-float-blocks value: absent, the variant's default; `none`, no block."""
+    """A --*-float-blocks value as blocks: `none` is no block (argparse gives the default)."""
     return () if values == ["none"] else tuple(values or ())
 
 
