@@ -41,12 +41,9 @@ or input.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
@@ -71,6 +68,7 @@ from convert._quantize import (
     calibrate,
     dynamic_range,
     quantize_calibrated,
+    run_converter,
     tflite_logits,
 )
 from convert._source import (
@@ -107,13 +105,7 @@ def int16x8(model: Any, calibration: np.ndarray) -> bytes:
     converter.target_spec.supported_ops = [
         tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
     ]
-    try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            # the converter prints its trace; float I/O carries no input statistics
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            return bytes(converter.convert())
-    except Exception as exc:  # tf.lite's ConverterError, or ValueError from the tracer
-        raise ConvertError(f"16x8 conversion failed: {exc}") from None
+    return run_converter(converter, failure="16x8 conversion failed")
 
 
 def compare(logits: np.ndarray, reference: np.ndarray) -> dict[str, float]:

@@ -21,9 +21,6 @@ preprocessed image and reads the same logits whichever variant it loads.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,7 +29,13 @@ import numpy as np
 from convert._equalize import equalized_on
 from convert._errors import ConvertError
 from convert._onnx import ONNX_VARIANTS
-from convert._quantize import QuantRecipe, calibrate, dynamic_range, quantize_calibrated
+from convert._quantize import (
+    QuantRecipe,
+    calibrate,
+    dynamic_range,
+    quantize_calibrated,
+    run_converter,
+)
 
 TFLITE_VARIANTS = ("float32", "float16", "dynamic", "int8")
 # Every variant `python -m convert` makes: the TFLite ones, then the ONNX ones
@@ -140,17 +143,7 @@ def tflite_bytes(
         converter.representative_dataset = representative_dataset
         # Fail the conversion rather than silently keep a float op in an "int8" model.
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    try:
-        # Keras 3's export (used by from_keras_model) prints every captured
-        # variable to stdout; keep stdout for the command's own output.
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            # int8 with float I/O: the converter warns that the (float) inputs
-            # carry no quantization statistics, which is the intent.
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            content = converter.convert()
-    except Exception as exc:  # tf.lite's ConverterError, or ValueError from the tracer
-        raise ConvertError(f"TFLite conversion to {variant!r} failed: {exc}") from None
-    return bytes(content)
+    return run_converter(converter, failure=f"TFLite conversion to {variant!r} failed")
 
 
 def builtin_operators(model_content: bytes) -> tuple[dict[str, Any], ...]:

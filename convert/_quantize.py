@@ -249,13 +249,26 @@ def calibrate(model: Any, representative_dataset: RepresentativeDataset) -> byte
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
     converter._experimental_calibrate_only = True  # what QuantizationDebugger does
+    return run_converter(converter, failure="int8 calibration failed")
+
+
+def run_converter(converter: Any, *, failure: str) -> bytes:
+    """`converter.convert()` (a `tf.lite.TFLiteConverter`), quietly.
+
+    Keras 3's export (used by from_keras_model) prints every captured variable
+    to stdout; stdout is kept for the command's own output. With float I/O the
+    converter warns that the (float) inputs carry no quantization statistics,
+    which is the intent.
+
+    Raises:
+        ConvertError: "`failure`: <the converter's message>".
+    """
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            # float I/O: the inputs carry no statistics, which is the intent
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             return bytes(converter.convert())
     except Exception as exc:  # tf.lite's ConverterError, or ValueError from the tracer
-        raise ConvertError(f"int8 calibration failed: {exc}") from None
+        raise ConvertError(f"{failure}: {exc}") from None
 
 
 def quantize_calibrated(calibrated: bytes, *, float_blocks: Sequence[str] = ()) -> bytes:

@@ -549,3 +549,52 @@ def test_selection_json_records_the_recipe_the_blocks_were_chosen_under(
         ops,
         alpha,
     )
+
+
+class _Converter:
+    """A stand-in for tf.lite.TFLiteConverter: prints, warns, then answers or raises."""
+
+    def __init__(self, outcome: bytes | Exception) -> None:
+        self.outcome = outcome
+
+    def convert(self) -> bytes:
+        import warnings
+
+        print("captured variables ...")
+        warnings.warn("Statistics for quantized inputs were expected", stacklevel=1)
+        if isinstance(self.outcome, Exception):
+            raise self.outcome
+        return self.outcome
+
+
+@pytest.mark.parametrize(
+    ("outcome", "failure", "message"),
+    [
+        (b"tflite", "unused", None),
+        (ValueError("bad op"), "int8 calibration failed", "int8 calibration failed: bad op"),
+        (
+            RuntimeError("trace"),
+            "TFLite conversion to 'float16' failed",
+            "TFLite conversion to 'float16' failed: trace",
+        ),
+    ],
+)
+def test_run_converter_is_quiet_and_names_the_failure(
+    capsys: pytest.CaptureFixture[str],
+    outcome: bytes | Exception,
+    failure: str,
+    message: str | None,
+) -> None:
+    import warnings
+
+    from convert._quantize import run_converter
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the expected warning must be filtered, not shown
+        if message is None:
+            assert run_converter(_Converter(outcome), failure=failure) == b"tflite"
+        else:
+            with pytest.raises(ConvertError) as info:
+                run_converter(_Converter(outcome), failure=failure)
+            assert str(info.value) == message
+    assert capsys.readouterr().out == ""
