@@ -91,6 +91,28 @@ def make_dataset(
     return root
 
 
+def make_run_with_photos(
+    root: Path,
+    model: Any,
+    *,
+    classes: tuple[str, ...],
+    per_class: int = 3,
+    splits: tuple[str, ...] = ("train", "validation"),
+) -> Path:
+    """root/run (model.keras + metrics.json, `python -m train`'s format) whose
+    data_dir, root/data, holds `splits` of generated photos of `classes`; the
+    benches over one training run read such a folder."""
+    from train.output import write_train_output
+
+    data = make_dataset(root / "data", classes=classes, per_class=per_class, splits=splits)
+    write_train_output(
+        root / "run",
+        model,
+        {"labels": list(classes), "image_size": TINY_SIZE, "data_dir": str(data)},
+    )
+    return root / "run"
+
+
 @pytest.fixture
 def tiny_dataset(tmp_path: Path) -> Path:
     return make_dataset(tmp_path / "data")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.finetune_cached import classes_of, finetune, main, split_model
-from tests.conftest import TINY_SIZE, build_tiny_keras_model, make_dataset
+from tests.conftest import TINY_SIZE, build_tiny_keras_model, make_run_with_photos
 from train.model import split_base, unfreeze_last_blocks
 from train.output import write_train_output
 
@@ -20,14 +20,11 @@ CLASSES = ("hat", "pants", "shoes")
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """model.keras + metrics.json whose data_dir has train/ and validation/ photos."""
-    root = tmp_path_factory.mktemp("finetune")
-    data = make_dataset(root / "data", classes=CLASSES, per_class=3, splits=("train", "validation"))
-    write_train_output(
-        root / "run",
+    return make_run_with_photos(
+        tmp_path_factory.mktemp("finetune"),
         build_tiny_keras_model(n_classes=len(CLASSES)),
-        {"labels": list(CLASSES), "image_size": TINY_SIZE, "data_dir": str(data)},
+        classes=CLASSES,
     )
-    return root / "run"
 
 
 @pytest.mark.parametrize(("blocks", "first"), [(1, "block14_"), (2, "block13_"), (3, "block12_")])
@@ -154,15 +151,11 @@ def test_missing_run_and_run_without_splits_exit_2(
 
 
 def test_a_changed_photo_list_gets_new_activations(tmp_path: Path) -> None:
-    data = make_dataset(
-        tmp_path / "data", classes=CLASSES, per_class=2, splits=("train", "validation")
+    run = make_run_with_photos(
+        tmp_path, build_tiny_keras_model(n_classes=len(CLASSES)), classes=CLASSES, per_class=2
     )
-    write_train_output(
-        tmp_path / "run",
-        build_tiny_keras_model(n_classes=len(CLASSES)),
-        {"labels": list(CLASSES), "image_size": TINY_SIZE, "data_dir": str(data)},
-    )
-    args = [str(tmp_path / "run"), "--epochs", "1", "--cache-dir", str(tmp_path / "cache")]
+    data = tmp_path / "data"
+    args = [str(run), "--epochs", "1", "--cache-dir", str(tmp_path / "cache")]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     (data / "train" / "hat" / "0.jpg").rename(data / "train" / "hat" / "moved.jpg")
     assert main([*args, "--out", str(tmp_path / "b")]) == 0

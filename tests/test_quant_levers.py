@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from bench.quant_levers import compare, held_in, main, to_markdown
-from tests.conftest import TINY_SIZE, build_tiny_keras_model, make_dataset
-from train.output import write_train_output
+from tests.conftest import TINY_SIZE, build_tiny_keras_model, make_run_with_photos
 
 CLASSES = ("hat", "pants", "shoes")
 
@@ -87,14 +86,11 @@ def test_tables_show_rows_errors_and_both_photo_sets() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("quant_levers")
-    data = make_dataset(root / "data", classes=CLASSES, per_class=3, splits=("train", "validation"))
-    write_train_output(
-        root / "run",
+    return make_run_with_photos(
+        tmp_path_factory.mktemp("quant_levers"),
         build_tiny_keras_model(n_classes=len(CLASSES)),
-        {"labels": list(CLASSES), "image_size": TINY_SIZE, "data_dir": str(data)},
+        classes=CLASSES,
     )
-    return root / "run"
 
 
 def test_run_measures_every_row(tiny_run: Path, tmp_path: Path) -> None:
@@ -182,14 +178,10 @@ def test_run_without_separable_convs_or_photos_exits_2(
 ) -> None:
     import keras
 
-    data = make_dataset(
-        tmp_path / "data", classes=CLASSES, per_class=2, splits=("train", "validation")
+    make_run_with_photos(
+        tmp_path, _one_layer_model(keras.layers.Conv2D(4, 3)), classes=CLASSES, per_class=2
     )
-    write_train_output(
-        tmp_path / "run",
-        _one_layer_model(keras.layers.Conv2D(4, 3)),
-        {"labels": list(CLASSES), "image_size": TINY_SIZE, "data_dir": str(data)},
-    )
+    data = tmp_path / "data"
     assert (
         main([str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--calibration-size", "2"])
         == 2
