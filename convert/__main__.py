@@ -11,6 +11,7 @@
     python -m convert runs/150 --out bundles --variants int8 --int8-float-blocks none  # all-int8
     python -m convert runs/150 --out bundles --variants dynamic --dynamic-float-blocks none \\
         --dynamic-float-ops none --dynamic-equalize none  # the converter's dynamic range
+    python -m convert runs/150 --out bundles --variants int8 --int8-fuse-relus no  # ReLUs apart
 
 TRAIN_OUTPUT_DIR is what `python -m train` wrote (model.keras + metrics.json).
 int8 is calibrated, and dynamic's equalization measured, on --calibration-dir, by
@@ -170,8 +171,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
             metavar="BLOCK",
             help=f"{variant}: Xception blocks (block1..block14, head) kept in float32, "
             f"or none (default {default}; chosen by `python -m convert select`); with "
-            "no float block (and for dynamic --dynamic-float-ops none --dynamic-equalize none), "
-            "the converter's all-quantized recipe",
+            "no float block (and for dynamic --dynamic-float-ops none --dynamic-equalize none, "
+            "for int8 --int8-fuse-relus no), the converter's all-quantized recipe",
         )
     convert.add_argument(
         "--dynamic-float-ops",
@@ -190,6 +191,13 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "weights with this alpha in (0, 1] before quantizing, on the calibration images, or "
         f"none (default {DEFAULT_RECIPES['dynamic'].equalize_alpha or 'none'}; "
         "convert/_equalize.py)",
+    )
+    convert.add_argument(
+        "--int8-fuse-relus",
+        choices=("yes", "no"),
+        help="int8: rewire the residual sums so that each ReLU after one fuses into an ADD "
+        "that XNNPACK runs (same function; convert/_fuse.py), or not "
+        f"(default {'yes' if DEFAULT_RECIPES['int8'].fuse_relus else 'no'})",
     )
     convert.add_argument("--force", action="store_true", help="replace --out if it exists")
     convert.add_argument("--no-check", action="store_true", help="skip the check after converting")
@@ -242,7 +250,7 @@ def _alpha_or_none(text: str) -> str:
 
 def _recipes(args: argparse.Namespace) -> dict[str, QuantRecipe]:
     """The quantization recipes, with --int8-float-blocks / --dynamic-float-blocks,
-    --dynamic-float-ops and --dynamic-equalize applied.
+    --dynamic-float-ops, --dynamic-equalize and --int8-fuse-relus applied.
 
     Raises:
         ValueError: `none` beside other names, or a flag for a variant not in --variants.
@@ -276,6 +284,14 @@ def _recipes(args: argparse.Namespace) -> dict[str, QuantRecipe]:
             )
         alpha = None if args.dynamic_equalize == "none" else float(args.dynamic_equalize)
         recipes["dynamic"] = dataclasses.replace(recipes["dynamic"], equalize_alpha=alpha)
+    if args.int8_fuse_relus is not None:
+        if "int8" not in args.variants:
+            raise ValueError(
+                "--int8-fuse-relus applies to the int8 variant, which --variants does not "
+                f"include. Received: --variants {' '.join(args.variants)}"
+            )
+        fuse = args.int8_fuse_relus == "yes"
+        recipes["int8"] = dataclasses.replace(recipes["int8"], fuse_relus=fuse)
     return recipes
 
 

@@ -221,6 +221,8 @@ def _with_recipe(converter: dict[str, str], recipe: QuantRecipe | None) -> dict[
         record["float32_ops"] = ",".join(recipe.float_ops)
     if recipe.equalize_alpha is not None:
         record["equalize_alpha"] = repr(float(recipe.equalize_alpha))
+    if recipe.fuse_relus:
+        record["fuse_relus"] = "true"
     return record
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from convert._equalize import equalized_on
 from convert._errors import ConvertError
+from convert._fuse import fused_relus
 from convert._onnx import ONNX_VARIANTS
 from convert._quantize import (
     QuantRecipe,
@@ -86,7 +87,7 @@ def tflite_bytes(
     `recipe` (int8 and dynamic) names the blocks and op types kept in float32
     (convert/_quantize.py; none of either: the converter's own recipe), and
     whether the model is equalized first on `representative_dataset`'s images
-    (convert/_equalize.py).
+    (convert/_equalize.py) or, for int8, its residual ReLUs fused (convert/_fuse.py).
 
     Raises:
         ValueError: an unknown variant, a `recipe` that does not apply to it, or
@@ -109,6 +110,11 @@ def tflite_bytes(
             f"Variant {variant!r} needs a `representative_dataset` (int8's ranges, or its "
             f"recipe's equalization). Received: representative_dataset=None, recipe={recipe!r}"
         )
+    if recipe is not None and recipe.fuse_relus and variant != "int8":
+        raise ValueError(
+            "`fuse_relus` applies to the int8 variant only (XNNPACK already runs the "
+            f"float ReLUs). Received: variant={variant!r}, fuse_relus=True"
+        )
     if recipe is not None and recipe.float_ops and variant != "dynamic":
         raise ValueError(
             f"`float_ops` applies to the dynamic variant only. Received: variant={variant!r}, "
@@ -125,6 +131,8 @@ def tflite_bytes(
                 f"Pass {'--dynamic-equalize none' if variant == 'dynamic' else 'a recipe'} "
                 "(equalize_alpha=None)."
             ) from None
+    if recipe is not None and recipe.fuse_relus:
+        model = fused_relus(model)
     if recipe is not None and recipe.selective and variant in QUANTIZED:
         if variant == "dynamic":
             float_model = tflite_bytes(model, variant="float32")

@@ -70,12 +70,15 @@ class QuantRecipe:
     the TFLite converter's own recipe from before issue 13
     (`--int8-float-blocks none`) unless `equalize_alpha` is set: in (0, 1], the Keras model's
     separable convolutions are equalized first (convert/_equalize.py), on the
-    calibration images; None: not.
+    calibration images; None: not. `fuse_relus` (int8 only): the residual sums
+    are rewired first so that each ReLU after one fuses into an ADD that XNNPACK
+    runs (convert/_fuse.py); the function is unchanged.
     """
 
     float_blocks: tuple[str, ...] = ()
     float_ops: tuple[str, ...] = ()
     equalize_alpha: float | None = None
+    fuse_relus: bool = False
 
     def __post_init__(self) -> None:
         blocks = self.float_blocks
@@ -103,6 +106,10 @@ class QuantRecipe:
             raise ValueError(
                 f"`equalize_alpha` must be None or in (0, 1]. Received: equalize_alpha={alpha!r}"
             )
+        if not isinstance(self.fuse_relus, bool):
+            raise ValueError(
+                f"`fuse_relus` must be True or False. Received: fuse_relus={self.fuse_relus!r}"
+            )
 
     @property
     def selective(self) -> bool:
@@ -118,9 +125,13 @@ class QuantRecipe:
 # dynamic's equalization alpha 0.5: `python -m bench.quant_levers` on validation
 # (README "Activation equalization"); its blocks were then chosen again with it on
 # (`python -m convert select ... --variants dynamic`: 100% of validation).
+# int8's ReLU fusion (convert/_fuse.py): `python -m bench.int8_relus`, same function,
+# RMS logit difference within 1%, 1 XNNPACK partition instead of 10 and 1.3x the
+# speed; under it `select` ties blocks 2, 1 with 2, 1, 3, 4, whose RMS is lower
+# (README "ReLUs fused into the residual ADDs").
 DEFAULT_RECIPES: Mapping[str, QuantRecipe] = MappingProxyType(
     {
-        "int8": QuantRecipe(float_blocks=("block2", "block1", "block3", "block4")),
+        "int8": QuantRecipe(float_blocks=("block2", "block1", "block3", "block4"), fuse_relus=True),
         "dynamic": QuantRecipe(
             float_blocks=("block1", "block3", "block2"),
             float_ops=("DEPTHWISE_CONV_2D",),

@@ -165,6 +165,7 @@ def _quantizer(
 ) -> Callable[[tuple[str, ...]], bytes]:
     from convert._equalize import equalized_on
     from convert._export import tflite_bytes
+    from convert._fuse import fused_relus
 
     recipe = DEFAULT_RECIPES[variant]
     if variant == "dynamic":
@@ -178,7 +179,8 @@ def _quantizer(
         ops = recipe.float_ops  # chosen on validation (README "Quantization")
         return lambda blocks: dynamic_range(float_model, float_blocks=blocks, float_ops=ops)
     arrays = _calibration_arrays(variant, train, config)
-    calibrated = calibrate(model, lambda: ([x[np.newaxis]] for x in arrays))
+    source = fused_relus(model) if recipe.fuse_relus else model  # as `python -m convert` will
+    calibrated = calibrate(source, lambda: ([x[np.newaxis]] for x in arrays))
     return lambda blocks: quantize_calibrated(calibrated, float_blocks=blocks)
 
 
@@ -234,6 +236,7 @@ def selection_to_json(results: list[VariantSelection]) -> dict[str, Any]:
             # the rest of the recipe the blocks were chosen under (`DEFAULT_RECIPES`)
             "float_ops": list(DEFAULT_RECIPES[r.variant].float_ops),
             "equalize_alpha": DEFAULT_RECIPES[r.variant].equalize_alpha,
+            "fuse_relus": DEFAULT_RECIPES[r.variant].fuse_relus,
             "reached_target": r.selection.reached_target,
             "sensitivity_rms_logit_diff": r.sensitivity,
             "curve": [{"float_blocks": list(b), "agreement_pct": a} for b, a in r.selection.curve],

@@ -319,6 +319,19 @@ BAD_INPUTS: list[tuple[str, Any, list[str], str]] = [
         "include. Received: --variants float32",
     ),
     (
+        "int8-fuse-relus-without-int8",
+        None,
+        ["--int8-fuse-relus", "no"],
+        "--int8-fuse-relus applies to the int8 variant, which --variants does not "
+        "include. Received: --variants float32",
+    ),
+    (
+        "int8-fuse-relus-bad-choice",
+        None,
+        ["--variants", "int8", "--int8-fuse-relus", "maybe"],
+        "argument --int8-fuse-relus: invalid choice: 'maybe'",
+    ),
+    (
         "int8-empty-calibration",
         None,
         ["--variants", "int8", "--calibration-dir", "EMPTY"],
@@ -673,3 +686,21 @@ def test_dynamic_recipe_flags(
     recipe = _recipes(args)["dynamic"]
     assert (recipe.float_blocks, recipe.float_ops, recipe.equalize_alpha) == (blocks, ops, alpha)
     assert recipe.selective == bool(blocks or ops)
+
+
+DEFAULT_INT8 = DEFAULT_RECIPES["int8"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "blocks", "fuse"),
+    [
+        ([], DEFAULT_INT8.float_blocks, DEFAULT_INT8.fuse_relus),
+        (["--int8-fuse-relus", "no"], DEFAULT_INT8.float_blocks, False),
+        (["--int8-fuse-relus", "yes"], DEFAULT_INT8.float_blocks, True),
+        (["--int8-float-blocks", "none", "--int8-fuse-relus", "no"], (), False),
+    ],
+)
+def test_int8_recipe_flags(flags: list[str], blocks: tuple[str, ...], fuse: bool) -> None:
+    args = _parsers()[0].parse_args(["runs/m", "--out", "b", "--variants", "int8", *flags])
+    recipe = _recipes(args)["int8"]
+    assert (recipe.float_blocks, recipe.fuse_relus, recipe.equalize_alpha) == (blocks, fuse, None)

@@ -420,6 +420,7 @@ def test_recipe_is_recorded_in_the_manifest(
 ) -> None:
     import convert._export
     from convert._equalize import equalized_on as real
+    from convert._fuse import fused_relus as real_fuse
 
     equalizations: list[float] = []
 
@@ -428,9 +429,16 @@ def test_recipe_is_recorded_in_the_manifest(
         return real(model, dataset, alpha=alpha)
 
     monkeypatch.setattr(convert._export, "equalized_on", spy)
+    fusions: list[str] = []
+
+    def fuse_spy(model: Any) -> Any:
+        fusions.append(model.name)
+        return real_fuse(model)
+
+    monkeypatch.setattr(convert._export, "fused_relus", fuse_spy)
     data = make_dataset(tmp_path / "data", classes=LABELS[:3], per_class=2, splits=("train",))
     recipes = {
-        "int8": QuantRecipe(float_blocks=("block1",)),
+        "int8": QuantRecipe(float_blocks=("block1",), fuse_relus=True),
         "dynamic": QuantRecipe(
             float_blocks=(), float_ops=("DEPTHWISE_CONV_2D",), equalize_alpha=0.5
         ),
@@ -459,6 +467,9 @@ def test_recipe_is_recorded_in_the_manifest(
     assert manifest("dynamic")["converter"]["equalize_alpha"] == "0.5"
     assert "equalize_alpha" not in manifest("int8")["converter"]
     assert equalizations == [0.5]  # dynamic only: not int8, not float32
+    assert manifest("int8")["converter"]["fuse_relus"] == "true"
+    assert "fuse_relus" not in manifest("dynamic")["converter"]
+    assert len(fusions) == 1  # int8 only
     assert "float32_blocks" not in manifest("float32")["converter"]
     ops = {op["name"] for op in manifest("int8")["operators"]}
     assert {"QUANTIZE", "DEQUANTIZE"} <= ops  # int8 compute with a float block in between
@@ -527,11 +538,11 @@ def test_select_config_rejects_bad_values(overrides: dict[str, Any], message: st
 
 
 @pytest.mark.parametrize(
-    ("variant", "ops", "alpha"),
-    [("dynamic", ["DEPTHWISE_CONV_2D"], 0.5), ("int8", [], None)],
+    ("variant", "ops", "alpha", "fuse"),
+    [("dynamic", ["DEPTHWISE_CONV_2D"], 0.5, False), ("int8", [], None, True)],
 )
 def test_selection_json_records_the_recipe_the_blocks_were_chosen_under(
-    variant: str, ops: list[str], alpha: float | None
+    variant: str, ops: list[str], alpha: float | None, fuse: bool
 ) -> None:
     from convert._quantize import Selection
     from convert._select import VariantSelection, selection_to_json
@@ -544,11 +555,12 @@ def test_selection_json_records_the_recipe_the_blocks_were_chosen_under(
         seconds=1.0,
     )
     record = selection_to_json([chosen])[variant]
-    assert (record["float_blocks"], record["float_ops"], record["equalize_alpha"]) == (
-        ["block1"],
-        ops,
-        alpha,
-    )
+    assert (
+        record["float_blocks"],
+        record["float_ops"],
+        record["equalize_alpha"],
+        record["fuse_relus"],
+    ) == (["block1"], ops, alpha, fuse)
 
 
 class _Converter:
