@@ -41,8 +41,22 @@ def is_relu(layer: Any) -> bool:
 
     if isinstance(layer, keras.layers.ReLU):
         config = layer.get_config()
-        return not any(config.get(key) for key in ("max_value", "negative_slope", "threshold"))
+        return (
+            config.get("max_value") is None
+            and not config.get("negative_slope")
+            and not config.get("threshold")
+        )
     return isinstance(layer, keras.layers.Activation) and layer.get_config()["activation"] == "relu"
+
+
+def _is_two_input_add(layer: Any, inputs: Any) -> bool:
+    import keras
+
+    return (
+        isinstance(layer, keras.layers.Add)
+        and isinstance(inputs, list | tuple)
+        and len(inputs) == 2
+    )
 
 
 def _graph_nodes(model: Any) -> list[Any]:
@@ -51,37 +65,31 @@ def _graph_nodes(model: Any) -> list[Any]:
     return [node for nodes in model._nodes_by_depth.values() for node in nodes]
 
 
-def _readers(model: Any) -> dict[int, list[Any]]:
-    """id(tensor) -> the layers of `model`'s graph that read it."""
-    readers: dict[int, list[Any]] = defaultdict(list)
-    for node in _graph_nodes(model):
-        for tensor in node.input_tensors:
-            readers[id(tensor)].append(node.operation)
-    return readers
-
-
 def _sums_to_split(model: Any) -> dict[str, tuple[str, bool]]:
     """The two-input Add layers whose sum one ReLU reads: name -> (that ReLU's name,
-    whether other layers than Adds read the sum too and it must also be formed whole).
+    whether layers other than two-input Adds read the sum too, so that it must also
+    be formed whole).
     """
     import keras
 
-    readers = _readers(model)
-    outputs = {id(t) for t in model.outputs}
-    found: dict[str, tuple[str, bool]] = {}
-    calls = defaultdict(list)
+    readers: dict[int, list[tuple[Any, int]]] = defaultdict(list)  # id(tensor) -> (layer, n_in)
+    calls: dict[int, list[Any]] = defaultdict(list)
     for node in _graph_nodes(model):
         calls[id(node.operation)].append(node)
+        for tensor in node.input_tensors:
+            readers[id(tensor)].append((node.operation, len(node.input_tensors)))
+    outputs = {id(t) for t in model.outputs}
+    found: dict[str, tuple[str, bool]] = {}
     for layer in model.layers:
         if not isinstance(layer, keras.layers.Add) or len(calls[id(layer)]) != 1:
             continue  # an Add called twice in the graph is left alone
         (node,) = calls[id(layer)]
         out = node.output_tensors[0]
-        relus = [r for r in readers[id(out)] if is_relu(r)]
+        relus = [r for r, _ in readers[id(out)] if is_relu(r)]
         if len(node.input_tensors) != 2 or len(relus) != 1 or id(out) in outputs:
             continue
-        others = [r for r in readers[id(out)] if not is_relu(r)]
-        whole = not all(isinstance(r, keras.layers.Add) for r in others)
+        others = [(r, n) for r, n in readers[id(out)] if not is_relu(r)]
+        whole = not all(isinstance(r, keras.layers.Add) and n == 2 for r, n in others)
         found[layer.name] = (relus[0].name, whole)
     return found
 
@@ -91,61 +99,82 @@ def fused_relus(model: Any) -> Any:
     so that each ReLU reading one fuses into an ADD when converted to TFLite.
 
     The new model shares `model`'s layers (and so its weights); `model` itself is
-    not changed. A nested functional model (our base) is rewired inside.
+    not changed. Nested functional models (our base) are rewired too. A model
+    that is not functional (`keras.Sequential`: a chain, no residual sum) comes
+    back as it is.
+
+    Which block an op belongs to (`convert._quantize.block_of`, for the blocks a
+    recipe keeps float) follows the new names: the ADDs that now form a sum for
+    a ReLU are named after that ReLU ("block5_sepconv1_act_sum"), and block 13's
+    whole sum after block 13's ReLU ("block13_sepconv1_act_whole"), so a sum is
+    formed in the block that reads it, not the block that closes it.
 
     Args:
-        model: a Keras functional model (an Xception base, or base + head).
+        model: a Keras model (an Xception base, or base + head).
 
     Returns:
-        keras.Model with the same inputs, outputs and weights. The new Add layers
-        are named after the ReLU they serve ("block5_sepconv1_act_sum",
-        "block13_sepconv1_act_whole"), so `convert._quantize.block_of` places them
-        in that ReLU's block.
+        keras.Model with the same inputs, outputs and weights.
     """
     import keras
 
-    inner = {id(layer): _rewired(layer) for layer in model.layers if isinstance(layer, keras.Model)}
-    if not inner:
-        return _rewired(model)
-    return keras.models.clone_model(model, clone_function=lambda layer: inner.get(id(layer), layer))
+    if not hasattr(model, "_nodes_by_depth"):  # Sequential: nothing to rewire
+        return model
+    inner = {
+        id(layer): fused_relus(layer) for layer in model.layers if isinstance(layer, keras.Model)
+    }
+    return _rewired(model, inner)
 
 
-def _rewired(model: Any) -> Any:
+def _rewired(model: Any, inner: dict[int, Any]) -> Any:
     import keras
 
     sums = _sums_to_split(model)
     pairs: dict[int, tuple[Any, Any]] = {}  # id(tensor handed on) -> (partial, last)
     held = []  # the tensors keyed in `pairs`, kept alive so that their ids stay unique
 
+    formed: set[int] = set()  # ids of held tensors that are the whole sum already
+
+    def whole(tensor: Any) -> Any:
+        """`tensor` itself, or the sum it stands for when it is held as a partial sum."""
+        if id(tensor) not in pairs or id(tensor) in formed:
+            return tensor
+        return keras.layers.Add()(list(pairs[id(tensor)]))
+
     def call(layer: Any, *args: Any, **kwargs: Any) -> Any:
-        if is_relu(layer) and id(args[0]) in pairs:
-            partial, last = pairs[id(args[0])]
+        inputs: Any = args[0] if args else kwargs.get("inputs")
+        if is_relu(layer) and args and id(inputs) in pairs:
+            partial, last = pairs[id(inputs)]
             return layer(keras.layers.Add(name=f"{layer.name}_sum")([partial, last]), **kwargs)
-        if not isinstance(layer, keras.layers.Add) or len(args[0]) != 2:
+        if not (args and _is_two_input_add(layer, inputs)):
+            # Any other reader of a held sum gets the sum itself (not in Xception).
+            args, kwargs = keras.tree.map_structure(whole, (args, kwargs))
             return layer(*args, **kwargs)
-        a, b = args[0]
+        a, b = inputs
         if id(b) in pairs and id(a) not in pairs:
             a, b = b, a  # a: the input held as a pair, if either is
-        if id(b) in pairs:  # both: form b (not in Xception)
-            b = keras.layers.Add(name=f"{layer.name}_input")(list(pairs[id(b)]))
+        b = whole(b)  # both held: form b (not in Xception)
         if id(a) not in pairs:
             if layer.name not in sums or sums[layer.name][1]:
                 # Formed whole anyway: a second ADD for the ReLU would be merged with it.
-                return layer(*args, **kwargs)
-            token = layer([a, b])  # read only through `pairs`: never part of the model
+                return layer([a, b], *args[1:], **kwargs)
+            token = layer([a, b])  # the sum, never part of the model unless `whole` reads it
             pairs[id(token)] = (a, b)
+            formed.add(id(token))
         else:
             partial, last = pairs[id(a)]
             pair = (layer([b, partial]), last)
             if layer.name not in sums:
                 return keras.layers.Add(name=f"{layer.name}_whole")(list(pair))
-            relu, whole = sums[layer.name]
+            relu, is_read_whole = sums[layer.name]
             token = pair[0]
-            if whole:  # other layers read the sum: formed in a grouping no ReLU uses
+            if is_read_whole:  # other layers read the sum: formed in a grouping no ReLU uses
                 first = keras.layers.Add(name=f"{relu}_whole_part")([b, last])
                 token = keras.layers.Add(name=f"{relu}_whole")([first, partial])
+                formed.add(id(token))
             pairs[id(token)] = pair
         held.append(token)
         return token
 
-    return keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=call)
+    return keras.models.clone_model(
+        model, clone_function=lambda layer: inner.get(id(layer), layer), call_function=call
+    )

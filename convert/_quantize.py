@@ -126,9 +126,9 @@ class QuantRecipe:
 # (README "Activation equalization"); its blocks were then chosen again with it on
 # (`python -m convert select ... --variants dynamic`: 100% of validation).
 # int8's ReLU fusion (convert/_fuse.py): `python -m bench.int8_relus`, same function,
-# RMS logit difference within 1%, 1 XNNPACK partition instead of 10 and 1.3x the
-# speed; under it `select` ties blocks 2, 1 with 2, 1, 3, 4, whose RMS is lower
-# (README "ReLUs fused into the residual ADDs").
+# RMS logit difference within 1% with these blocks, 1 XNNPACK partition instead of
+# 10 and 1.3x the speed; under it `select` ties blocks 2, 1 with 2, 1, 3, 4, whose
+# RMS is lower (README "ReLUs fused into the residual ADDs").
 DEFAULT_RECIPES: Mapping[str, QuantRecipe] = MappingProxyType(
     {
         "int8": QuantRecipe(float_blocks=("block2", "block1", "block3", "block4"), fuse_relus=True),

@@ -264,7 +264,13 @@ def test_train_writes_calibration_fields_and_plots(
     unsure_dir = tmp_path / "not-sure"
     for i in range(4):
         make_image(unsure_dir / f"{i}.jpg", color=(128, 128, 128), seed=50 + i)
-    config = tiny_config(tmp_path, tiny_dataset, unsure_dir=unsure_dir if with_unsure_dir else None)
+    # Fitted on validation (the out-of-fold fit: test_crossfit.py), so the NLL claim holds.
+    config = tiny_config(
+        tmp_path,
+        tiny_dataset,
+        unsure_dir=unsure_dir if with_unsure_dir else None,
+        calibration_folds=0,
+    )
     metrics = train_model(config)
     saved = json.loads((config.output_dir / "metrics.json").read_text())
     assert saved["temperature"] == metrics["temperature"] > 0
@@ -338,7 +344,10 @@ def test_calibrate_command_recomputes_the_same_calibration(
     unsure_dir = tmp_path / "not-sure"
     for i in range(3):
         make_image(unsure_dir / f"{i}.jpg", color=(128, 128, 128), seed=70 + i)
-    config = tiny_config(tmp_path, tiny_dataset, unsure_dir=unsure_dir, epochs=2)
+    # `train calibrate` fits on validation (no cached features): train the same way.
+    config = tiny_config(
+        tmp_path, tiny_dataset, unsure_dir=unsure_dir, epochs=2, calibration_folds=0
+    )
     trained = train_model(config)
     metrics_path = config.output_dir / "metrics.json"
     stripped = {k: v for k, v in trained.items() if k not in ("temperature", "calibration")}

@@ -11,7 +11,7 @@ import pytest
 
 from convert._fuse import fused_relus, is_relu
 from convert._quantize import QuantRecipe, block_of
-from tests.conftest import TINY_SIZE, build_tiny_keras_model
+from tests.conftest import TINY_SIZE, build_tiny_keras_model, unit_logit_spread
 
 
 def _residual_model(kind: str) -> Any:
@@ -91,12 +91,13 @@ def test_fused_relus_keeps_the_function_and_fuses_into_adds(
 
 
 def test_xception_sums_are_rewired_and_named_for_their_blocks() -> None:
-    model = build_tiny_keras_model(n_classes=3)
-    x = np.random.default_rng(0).uniform(-1, 1, (2, TINY_SIZE, TINY_SIZE, 3)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, TINY_SIZE, TINY_SIZE, 3)).astype(np.float32)
+    # logits of sd 1 (the untrained base's are ~1e-5, which any output would match)
+    model = unit_logit_spread(build_tiny_keras_model(n_classes=3), x)
     fused = fused_relus(model)
-    np.testing.assert_allclose(
-        fused.predict_on_batch(x), model.predict_on_batch(x), rtol=1e-4, atol=1e-4
-    )
+    logits = model.predict_on_batch(x)
+    assert np.std(logits) > 0.5
+    np.testing.assert_allclose(fused.predict_on_batch(x), logits, rtol=1e-4, atol=1e-4)
     (base,) = [layer for layer in fused.layers if hasattr(layer, "layers")]
     new = [layer.name for layer in base.layers if layer.name.startswith("block")]
     new = [name for name in new if name.endswith(("_sum", "_whole", "_whole_part"))]
@@ -145,3 +146,45 @@ def test_a_model_rewired_twice_is_rewired_the_same() -> None:
     names = [[layer.name for layer in fused_relus(model).layers] for _ in range(2)]
     assert names[0] == names[1]
     assert sum(name.endswith("_sum") for name in names[1]) == 4  # 2 middle, block 13, last
+
+
+def _odd_model(kind: str) -> Any:
+    """Graphs the rewiring must leave correct though Xception has none of them."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(0)
+    if kind == "sequential":
+        return keras.Sequential(
+            [keras.Input((8, 8, 4)), layers.Conv2D(8, 3), layers.ReLU(), layers.Flatten()]
+        )
+    inputs = keras.Input((8, 8, 4))
+    x0 = layers.Conv2D(8, 3, padding="same")(inputs)
+
+    def sep(t: Any) -> Any:
+        return layers.SeparableConv2D(8, 3, padding="same")(layers.ReLU()(t))
+
+    x = layers.Add()([sep(x0), x0])
+    x = layers.Add()([sep(x), x])
+    if kind == "three-input-add":  # a sum read by a ReLU and by a three-input Add
+        out = layers.Add()([sep(x), x, x0])
+    elif kind == "keyword-calls":
+        out = layers.ReLU()(inputs=layers.Add()(inputs=[sep(x), x]))
+    elif kind == "output-is-a-sum":
+        out = layers.Add()([sep(x), x])
+    elif kind == "nested-sequential":
+        out = layers.Add()([keras.Sequential([layers.Conv2D(8, 1)])(x), x])
+    return keras.Model(inputs, out)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["three-input-add", "keyword-calls", "output-is-a-sum", "nested-sequential", "sequential"],
+)
+def test_other_graphs_keep_their_function(kind: str) -> None:
+    model = _odd_model(kind)
+    x = np.random.default_rng(1).normal(size=(3, 8, 8, 4)).astype(np.float32)
+    expected = model.predict_on_batch(x)
+    np.testing.assert_allclose(fused_relus(model).predict_on_batch(x), expected, atol=1e-5)
+    twice = fused_relus(fused_relus(model))  # a rewired model rewired again
+    np.testing.assert_allclose(twice.predict_on_batch(x), expected, atol=1e-5)

@@ -89,8 +89,17 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--unsure-goal",
         type=float,
         default=None,
-        help="accuracy the answered share must reach on validation; sets the unsure "
-        "threshold (default 0.97)",
+        help="accuracy the answered share must reach (on out-of-fold logits, or on "
+        "validation with --calibration-folds 0); sets the unsure threshold (default 0.97)",
+    )
+    parser.add_argument(
+        "--calibration-folds",
+        type=int,
+        default=None,
+        metavar="K",
+        help="fit the temperature and the unsure threshold on out-of-fold logits of "
+        "train + validation from K folds (K more head trainings), or 0: on validation "
+        f"alone (default {TrainConfig.calibration_folds})",
     )
     parser.add_argument(
         "--unsure-dir",
@@ -253,6 +262,7 @@ def config_from_args(args: argparse.Namespace, **extra: object) -> TrainConfig:
         "verbose": not args.quiet,
         "unsure_goal": args.unsure_goal,
         "unsure_dir": args.unsure_dir,
+        "calibration_folds": args.calibration_folds,
         **extra,
     }
     return TrainConfig.from_env(os.environ, **given)

@@ -528,18 +528,26 @@ def evaluate_calibration(
     not_sure: np.ndarray | None = None,
     goal: float = DEFAULT_GOAL,
     mahalanobis: Mapping[str, np.ndarray] | None = None,
+    fit: SplitLogits | None = None,
 ) -> CalibrationResult:
-    """Fit T and the threshold on validation; measure both on test and not-sure photos.
+    """Fit T and the threshold on `fit` (default: validation); measure both on
+    validation, test and the not-sure photos.
 
+    fit: out-of-fold logits of train + validation (train/crossfit.py), or None
+    to fit on validation alone. With it, the result also says what the
+    validation-only fit would have done on those logits ("validation_only").
     not_sure: (m, k) logits of out-of-class photos, only measured (and used to
     compare score kinds next to validation), never fitted on. mahalanobis:
     optional precomputed Mahalanobis scores per split ("validation", "test",
     "not_sure"), reported as an alternative score, not deployed.
     """
-    t = fit_temperature(validation.logits, validation.targets)
+    fitted_on = "validation" if fit is None else "out_of_fold"
+    fit = validation if fit is None else fit
+    t = fit_temperature(fit.logits, fit.targets)
     splits = {"validation": validation} | ({"test": test} if test is not None else {})
     calibration: dict[str, Any] = {
-        "method": "temperature scaling, NLL on validation (Guo et al. 2017)",
+        "method": f"temperature scaling, NLL on {_FITTED_ON[fitted_on]} (Guo et al. 2017)",
+        "fitted_on": {"logits": fitted_on, "n": len(fit.targets)},
         "ece_bins": ECE_BINS,
     }
     bins: dict[str, ReliabilityBins] = {}
@@ -555,10 +563,18 @@ def evaluate_calibration(
             "ece_after": bins[f"{name}_after"].ece,
         }
     score = "max_softmax"  # the runtime's score: a probability, so thresholds read 0..1
-    val_conf = confidence_score(validation.logits, kind=score, temperature=t)
-    val_ok = validation.logits.argmax(axis=1) == validation.targets
-    threshold, met = choose_threshold(val_conf, val_ok, goal=goal)
-    unsure: dict[str, Any] = {"score": score, "threshold": threshold, "goal": goal}
+    fit_conf = confidence_score(fit.logits, kind=score, temperature=t)
+    fit_ok = fit.logits.argmax(axis=1) == fit.targets
+    threshold, met = choose_threshold(fit_conf, fit_ok, goal=goal)
+    unsure: dict[str, Any] = {
+        "score": score,
+        "threshold": threshold,
+        "goal": goal,
+        "fitted_on": calibration["fitted_on"],
+    }
+    if fitted_on == "out_of_fold":
+        unsure["out_of_fold"] = selective(fit_conf, fit_ok, threshold=threshold).to_json()
+        unsure["validation_only"] = _validation_only(validation, fit, goal=goal)
     if len(validation.targets) >= 20:  # too few to halve below that
         unsure["rule_check_on_validation_halves"] = threshold_rule_check(
             validation.logits, validation.targets, goal=goal
@@ -595,7 +611,7 @@ def evaluate_calibration(
         temperature=t,
         threshold=threshold,
         goal=goal,
-        goal_met_on_validation=met,
+        goal_met_on_validation=met,  # on the logits fitted on (`fitted_on`)
         score=score,
         calibration=calibration,
         unsure={**unsure, "goal_met_on_validation": met},
@@ -603,6 +619,28 @@ def evaluate_calibration(
         curves=curves,
         shown="test" if test is not None else "validation",
     )
+
+
+# How the method line and the CLI name the logits T and the threshold were fitted on.
+_FITTED_ON = {"validation": "validation", "out_of_fold": "out-of-fold train + validation"}
+
+
+def _validation_only(
+    validation: SplitLogits, out_of_fold: SplitLogits, *, goal: float
+) -> dict[str, Any]:
+    """T and the threshold fitted on validation alone (the method before), and what
+    that threshold does on the out-of-fold logits: the check that chose the method."""
+    t = fit_temperature(validation.logits, validation.targets)
+    conf = confidence_score(validation.logits, kind="max_softmax", temperature=t)
+    ok = validation.logits.argmax(axis=1) == validation.targets
+    threshold, _ = choose_threshold(conf, ok, goal=goal)
+    oof_conf = confidence_score(out_of_fold.logits, kind="max_softmax", temperature=t)
+    oof_ok = out_of_fold.logits.argmax(axis=1) == out_of_fold.targets
+    return {
+        "temperature": t,
+        "threshold": threshold,
+        "out_of_fold": selective(oof_conf, oof_ok, threshold=threshold).to_json(),
+    }
 
 
 def scores_at_goal(
@@ -803,11 +841,13 @@ def calibrate_run(
     out_of_class: OutOfClass | None = None,
     train_features: tuple[np.ndarray, np.ndarray] | None = None,
     features: Mapping[str, np.ndarray] | None = None,
+    fit: SplitLogits | None = None,
 ) -> CalibrationResult:
     """`evaluate_calibration` on a run's per-split logits and targets ("validation",
-    optional "test"), with the out-of-class photos when given, and the
-    Mahalanobis comparison when the pooled features of the train split
-    (features, targets), of each split and of the photos are all there."""
+    optional "test"), fitted on `fit` (out-of-fold logits) or else validation, with
+    the out-of-class photos when given, and the Mahalanobis comparison when the
+    pooled features of the train split (features, targets), of each split and of
+    the photos are all there."""
     mahalanobis = None
     if (
         out_of_class is not None
@@ -825,6 +865,7 @@ def calibrate_run(
         not_sure=None if out_of_class is None else out_of_class.logits,
         goal=goal,
         mahalanobis=mahalanobis,
+        fit=fit,
     )
     if out_of_class is not None and "not_sure" in result.unsure:
         result.unsure["not_sure"]["n_skipped"] = out_of_class.n_skipped
@@ -836,10 +877,18 @@ def calibrate_trained(
 ) -> CalibrationResult:
     """What `python -m train` calls after training: T, the threshold and their figures.
 
-    `cached`: the run's features (feature path), for the feature cache and the
-    Mahalanobis comparison; None when the model was trained from images.
+    `cached`: the run's features (feature path), for the feature cache, the
+    out-of-fold logits T and the threshold are fitted on (`config.calibration_folds`
+    > 0, train/crossfit.py) and the Mahalanobis comparison; None when the model was
+    trained from images (then T and the threshold are fitted on validation).
     """
     start = time.perf_counter()
+    fit = None
+    if cached is not None and config.calibration_folds:
+        from train.crossfit import out_of_fold_logits
+
+        epochs = trained.history.best_epoch or config.epochs
+        fit = out_of_fold_logits(cached, config, epochs=epochs, folds=config.calibration_folds)
     unsure_dir = config.unsure_dir or default_unsure_dir(config.data_dir)
     out_of_class = None
     if unsure_dir is not None:
@@ -864,7 +913,10 @@ def calibrate_trained(
         out_of_class=out_of_class,
         train_features=train_features,
         features=features,
+        fit=fit,
     )
+    if fit is not None:
+        result.calibration["fitted_on"]["folds"] = config.calibration_folds
     result.calibration["seconds"] = time.perf_counter() - start
     if unsure_dir is not None and "not_sure" in result.unsure:
         result.unsure["not_sure"]["dir"] = str(unsure_dir)
@@ -882,8 +934,9 @@ def format_unsure(metrics: Mapping[str, Any]) -> str:
     ]
     u = unsure[shown]
     answered = "n/a" if u["answered_accuracy"] is None else f"{u['answered_accuracy']:.1%}"
+    fitted = _FITTED_ON[unsure.get("fitted_on", {}).get("logits", "validation")]
     line = (
-        f"unsure below {unsure['threshold']:.3f} (goal {unsure['goal']:.0%} on validation"
+        f"unsure below {unsure['threshold']:.3f} (goal {unsure['goal']:.0%} on {fitted}"
         f"{'' if unsure['goal_met_on_validation'] else ', NOT met'}); {shown}: "
         f"{u['coverage']:.1%} answered, {answered} of them right"
     )

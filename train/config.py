@@ -95,6 +95,10 @@ class TrainConfig:
     # else clothing-dataset-extra/not-sure beside the dataset, if there).
     unsure_goal: float = 0.97
     unsure_dir: Path | None = None
+    # T and the threshold are fitted on out-of-fold logits of train + validation
+    # from this many folds (train/crossfit.py; README "Calibrated scores"); 0: on
+    # validation alone. Runs trained from images fit on validation.
+    calibration_folds: int = 5
     force: bool = False  # replace an existing output dir
     verbose: bool = True
 
@@ -156,6 +160,13 @@ class TrainConfig:
         _check(self.ensemble >= 1, "ensemble", self.ensemble, ">= 1")
         _check(self.monitor in MONITORS, "monitor", self.monitor, f"one of {MONITORS}")
         _check(0.0 < self.unsure_goal < 1.0, "unsure_goal", self.unsure_goal, "in (0, 1)")
+        folds = self.calibration_folds
+        _check(
+            isinstance(folds, int) and not isinstance(folds, bool) and (folds == 0 or folds >= 2),
+            "calibration_folds",
+            folds,
+            "0 (validation alone) or an int >= 2",
+        )
         if self.unsure_dir is not None:  # checked now, not after a long training run
             object.__setattr__(self, "unsure_dir", Path(self.unsure_dir))
             _check(self.unsure_dir.is_dir(), "unsure_dir", str(self.unsure_dir), "a folder")

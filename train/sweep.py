@@ -56,8 +56,14 @@ def sweep(config: TrainConfig, *, param: str, values: list[float]) -> dict[str, 
             typed = int(value) if param == "size_inner" else float(value)
             print(f"\n== {param}={typed}", file=sys.stderr)
             overrides: dict[str, Any] = {param: typed}
+            # A sweep compares accuracy: each run's calibration is fitted on validation
+            # alone, not on `calibration_folds` more head trainings per value.
             run = dataclasses.replace(
-                config, **overrides, output_dir=staging / f"{param}={typed}", force=True
+                config,
+                **overrides,
+                output_dir=staging / f"{param}={typed}",
+                force=True,
+                calibration_folds=0,
             )
             metrics = train_model(run, features=features)
             results.append(

@@ -1,0 +1,174 @@
+"""train/crossfit.py: stratified folds, out-of-fold logits that never come from a head
+that saw the photo (or a view of it), and calibration fitted on them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.test_calibrate import _sampled
+from tests.test_train import tiny_config
+from train.__main__ import main as train_main
+from train.calibrate import SplitLogits, evaluate_calibration, fit_temperature
+from train.crossfit import fold_of, out_of_fold_logits
+from train.run import train_model
+
+
+@pytest.mark.parametrize(
+    ("counts", "folds"),
+    [
+        ([10, 10, 10], 5),
+        ([7, 3, 1], 2),
+        ([4, 4], 8),
+        ([100, 37, 12, 5], 5),
+    ],
+)
+def test_folds_are_stratified_and_even(counts: list[int], folds: int) -> None:
+    targets = np.repeat(np.arange(len(counts)), counts)
+    fold = fold_of(targets, folds=folds, seed=1)
+    sizes = np.bincount(fold, minlength=folds)
+    assert sizes.max() - sizes.min() <= 1
+    for c in range(len(counts)):
+        per_fold = np.bincount(fold[targets == c], minlength=folds)
+        assert per_fold.max() - per_fold.min() <= 1  # each class spread over the folds
+    np.testing.assert_array_equal(fold, fold_of(targets, folds=folds, seed=1))
+    assert not np.array_equal(fold, fold_of(targets, folds=folds, seed=2)) or folds >= len(fold)
+
+
+@pytest.mark.parametrize(("n", "folds"), [(10, 1), (10, 11), (3, 0)])
+def test_bad_fold_counts_name_the_argument(n: int, folds: int) -> None:
+    with pytest.raises(
+        ValueError, match=rf"`folds` must be in \[2, {n}\].*Received: folds={folds}"
+    ):
+        fold_of(np.zeros(n, dtype=int), folds=folds, seed=1)
+
+
+class _Features:
+    """The fields of train.run.CachedFeatures that out_of_fold_logits reads."""
+
+    def __init__(self, n_train: int, n_val: int, views: tuple[str, ...]) -> None:
+        rng = np.random.default_rng(0)
+        self.vectors = {
+            "train": rng.normal(size=(n_train, 2048)).astype(np.float32),
+            "validation": rng.normal(size=(n_val, 2048)).astype(np.float32),
+        }
+        self.targets = {"train": np.arange(n_train) % 3, "validation": np.arange(n_val) % 3}
+        self.views = {
+            v: {"train": rng.normal(size=(n_train, 2048)).astype(np.float32)} for v in views
+        }
+
+        class _Data:
+            labels = ("hat", "pants", "shoes")
+
+        self.dataset = _Data()
+
+
+def test_no_photo_is_predicted_by_a_head_that_saw_it_or_its_view(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keras
+
+    import train.crossfit
+
+    features = _Features(n_train=24, n_val=9, views=("jpeg",))
+    seen: list[set[bytes]] = []
+    predicted: list[set[bytes]] = []
+    real_fit, real_logits = keras.Model.fit, train.crossfit.head_logits
+
+    def fit_spy(self: Any, x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        seen.append({row.tobytes() for row in x})
+        return real_fit(self, x, *args, **kwargs)
+
+    def logits_spy(head: Any, x: np.ndarray) -> np.ndarray:
+        predicted.append({row.tobytes() for row in x})
+        return real_logits(head, x)
+
+    monkeypatch.setattr(keras.Model, "fit", fit_spy)
+    monkeypatch.setattr(train.crossfit, "head_logits", logits_spy)
+    config = tiny_config(tmp_path, tmp_path, views=("jpeg",), ensemble=2, epochs=1)
+    out = out_of_fold_logits(features, config, epochs=1, folds=3)  # type: ignore[arg-type]
+    assert out.logits.shape == (33, 3) and np.isfinite(out.logits).all()
+    np.testing.assert_array_equal(out.targets, np.r_[np.arange(24) % 3, np.arange(9) % 3])
+    views = features.views["jpeg"]["train"]
+    plain = np.concatenate([features.vectors["train"], features.vectors["validation"]])
+    assert len(seen) == len(predicted) == 3
+    for trained_on, held in zip(seen, predicted, strict=True):
+        assert not trained_on & held  # no held-out photo in its head's training set
+        held_train = [i for i in range(24) if plain[i].tobytes() in held]
+        assert not {views[i].tobytes() for i in held_train} & trained_on  # nor its view
+        assert len(trained_on) == (33 - len(held)) + (24 - len(held_train))
+    assert set().union(*predicted) == {row.tobytes() for row in plain}  # every photo once
+
+
+def test_calibration_fits_on_the_out_of_fold_logits_and_reports_the_old_rule() -> None:
+    val_logits, val_targets = _sampled(1.0, n=2000, seed=1, scale=6.0)
+    oof_logits, oof_targets = _sampled(2.0, n=4000, seed=2, scale=6.0)
+    result = evaluate_calibration(
+        validation=SplitLogits(val_logits, val_targets),
+        fit=SplitLogits(oof_logits, oof_targets),
+        goal=0.9,
+    )
+    assert result.temperature == pytest.approx(fit_temperature(oof_logits, oof_targets))
+    assert result.temperature == pytest.approx(2.0, rel=0.1)
+    data = result.to_json()
+    assert data["calibration"]["fitted_on"] == {"logits": "out_of_fold", "n": 4000}
+    assert "out-of-fold train + validation" in data["calibration"]["method"]
+    assert data["unsure"]["out_of_fold"]["answered_accuracy"] >= 0.9  # met where fitted
+    old = data["unsure"]["validation_only"]
+    assert old["temperature"] == pytest.approx(1.0, rel=0.1)
+    # validation says T = 1, so its threshold is too low for these over-confident logits
+    assert (
+        old["out_of_fold"]["answered_accuracy"]
+        < 0.9
+        < data["unsure"]["out_of_fold"]["answered_accuracy"]
+    )
+    plain = evaluate_calibration(validation=SplitLogits(val_logits, val_targets), goal=0.9)
+    assert plain.to_json()["calibration"]["fitted_on"] == {"logits": "validation", "n": 2000}
+    assert "validation_only" not in plain.to_json()["unsure"]
+
+
+@pytest.mark.parametrize(("folds", "fitted"), [(3, "out_of_fold"), (0, "validation")])
+def test_train_fits_calibration_on_out_of_fold_logits_or_validation(
+    tmp_path: Path, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch, folds: int, fitted: str
+) -> None:
+    monkeypatch.delenv("CLOTHING_UNSURE_DIR", raising=False)
+    config = tiny_config(tmp_path, tiny_dataset, calibration_folds=folds, epochs=2)
+    metrics = train_model(config)
+    saved = json.loads((config.output_dir / "metrics.json").read_text())
+    n = metrics["n_images"]["train"] + metrics["n_images"]["validation"]
+    expected = (
+        {"logits": "out_of_fold", "n": n, "folds": 3}
+        if folds
+        else {
+            "logits": "validation",
+            "n": metrics["n_images"]["validation"],
+        }
+    )
+    assert saved["calibration"]["fitted_on"] == expected
+    assert saved["unsure"]["fitted_on"]["logits"] == fitted
+    assert ("out_of_fold" in saved["unsure"]) == bool(folds)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "1",
+            "`calibration_folds` must be 0 (validation alone) or an int >= 2. "
+            "Received: calibration_folds=1",
+        ),
+        ("-2", "Received: calibration_folds=-2"),
+    ],
+)
+def test_bad_calibration_folds_exit_2(
+    tmp_path: Path, tiny_dataset: Path, value: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--data-dir", str(tiny_dataset), "--base-weights", "none", "--image-size", "71"]
+    argv += ["--cache-dir", str(tmp_path / "c"), "--output", str(tmp_path / "o")]
+    assert train_main([*argv, "--quiet", "--calibration-folds", value]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
