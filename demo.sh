@@ -47,7 +47,9 @@ if [ -z "${XCEPTION_WEIGHTS:-}" ] && [ -f ../shared/models/xception_imagenet_not
 fi
 export CLOTHING_DATA_DIR XCEPTION_WEIGHTS="${XCEPTION_WEIGHTS:-imagenet}"
 
-python -m train --image-size 150 --output "$RUNS/model" --force
+# 3 calibration folds, not the default 5: with 5 the run took 8 min 40 s from a
+# cold cache, over the 8-minute budget (README "Calibrated scores").
+python -m train --image-size 150 --output "$RUNS/model" --force --calibration-folds 3
 # Convert every TFLite variant, check them all against Keras on the test split,
 # and ship the smallest one that passed (issue 13): int8 or dynamic when they
 # keep the model's answers, else float16, else float32. The check of all four

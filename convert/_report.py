@@ -124,7 +124,7 @@ def _calibration_line(report: CheckReport) -> str:
             "Scores: uncalibrated softmax (metrics.json has no temperature: trained before "
             "calibration); no unsure threshold."
         )
-    text = f"Scores: softmax(logits / {report.temperature:.3f}), calibrated on validation."
+    text = f"Scores: softmax(logits / {report.temperature:.3f}), calibrated by training."
     if report.unsure_threshold is None:
         return text + " No unsure threshold."
     return (

@@ -18,13 +18,14 @@ The manifest is everything the runtime needs besides the model. Its fields
     created_at            ISO 8601 UTC time
     operators             [{"name": "CONV_2D", "version": 3}, ...] (ONNX: op types and
                           the opset version of their domain)
-    temperature           T > 0: scores are softmax(logits / T), fitted on the
-                          validation split (Guo et al. 2017); absent in bundles
+    temperature           T > 0: scores are softmax(logits / T), fitted by training
+                          on out-of-fold logits of train + validation, or on
+                          validation (Guo et al. 2017); absent in bundles
                           made before calibration, which then load with T = 1
     unsure_threshold      in [0, 1] or null: answer "unsure" when the top
                           calibrated score is below it; null: always answer
-    unsure_goal           the validation accuracy of answered images the
-                          threshold was chosen for (e.g. 0.97), or null
+    unsure_goal           the accuracy of answered images the threshold was
+                          chosen for (e.g. 0.97), or null
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """`Classifier`: a loaded bundle plus interpreter; image in, class scores out.
 
 Scores are calibrated probabilities: softmax(logits / T) with the bundle's
-temperature T (fitted on the validation split by `python -m train`; Guo et al.
-2017). When the top score is below the unsure threshold, the answer is
+temperature T (fitted by `python -m train` on out-of-fold logits of train +
+validation, or on validation; Guo et al. 2017). When the top score is below
+the unsure threshold, the answer is
 "unsure": `label` None, `scores` and `top` kept as suggestions. The threshold
 comes from, last one winning: the manifest, env UNSURE_THRESHOLD, the
 `unsure_threshold=` of `Classifier.load` (the CLI flag), and the

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.conftest import make_image
 from tests.test_calibrate import _sampled
 from tests.test_train import tiny_config
 from train.__main__ import main as train_main
@@ -60,6 +61,7 @@ class _Features:
         self.views = {
             v: {"train": rng.normal(size=(n_train, 2048)).astype(np.float32)} for v in views
         }
+        self.view_targets = {v: {"train": self.targets["train"]} for v in views}
 
         class _Data:
             labels = ("hat", "pants", "shoes")
@@ -115,7 +117,12 @@ def test_calibration_fits_on_the_out_of_fold_logits_and_reports_the_old_rule() -
     assert result.temperature == pytest.approx(fit_temperature(oof_logits, oof_targets))
     assert result.temperature == pytest.approx(2.0, rel=0.1)
     data = result.to_json()
-    assert data["calibration"]["fitted_on"] == {"logits": "out_of_fold", "n": 4000}
+    accuracy = float(np.mean(oof_logits.argmax(axis=1) == oof_targets))
+    assert data["calibration"]["fitted_on"] == {
+        "logits": "out_of_fold",
+        "n": 4000,
+        "accuracy": pytest.approx(accuracy),
+    }
     assert "out-of-fold train + validation" in data["calibration"]["method"]
     assert data["unsure"]["out_of_fold"]["answered_accuracy"] >= 0.9  # met where fitted
     old = data["unsure"]["validation_only"]
@@ -135,22 +142,63 @@ def test_calibration_fits_on_the_out_of_fold_logits_and_reports_the_old_rule() -
 def test_train_fits_calibration_on_out_of_fold_logits_or_validation(
     tmp_path: Path, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch, folds: int, fitted: str
 ) -> None:
+    import train.crossfit
+
     monkeypatch.delenv("CLOTHING_UNSURE_DIR", raising=False)
-    config = tiny_config(tmp_path, tiny_dataset, calibration_folds=folds, epochs=2)
-    metrics = train_model(config)
-    saved = json.loads((config.output_dir / "metrics.json").read_text())
-    n = metrics["n_images"]["train"] + metrics["n_images"]["validation"]
-    expected = (
-        {"logits": "out_of_fold", "n": n, "folds": 3}
-        if folds
-        else {
-            "logits": "validation",
-            "n": metrics["n_images"]["validation"],
-        }
+    unsure_dir = tmp_path / "not-sure"
+    for i in range(3):
+        make_image(unsure_dir / f"{i}.jpg", color=(128, 128, 128), seed=90 + i)
+    epochs_used: list[int] = []
+    real = train.crossfit.out_of_fold_logits
+
+    def spy(features: Any, config: Any, *, epochs: int, folds: int) -> Any:
+        epochs_used.append(epochs)
+        return real(features, config, epochs=epochs, folds=folds)
+
+    monkeypatch.setattr(train.crossfit, "out_of_fold_logits", spy)
+    config = tiny_config(
+        tmp_path, tiny_dataset, calibration_folds=folds, epochs=3, unsure_dir=unsure_dir
     )
-    assert saved["calibration"]["fitted_on"] == expected
+    metrics = train_model(config)
+    out = config.output_dir
+    saved = json.loads((out / "metrics.json").read_text())
+    n = metrics["n_images"]["train"] + metrics["n_images"]["validation"]
+    fitted_on = saved["calibration"]["fitted_on"]
+    n_fitted = n if folds else metrics["n_images"]["validation"]
+    assert (fitted_on["logits"], fitted_on["n"]) == (fitted, n_fitted)
     assert saved["unsure"]["fitted_on"]["logits"] == fitted
     assert ("out_of_fold" in saved["unsure"]) == bool(folds)
+    assert saved["unsure"]["not_sure"]["n"] == 3  # the unsure photos measured either way
+    assert (out / "risk_coverage.png").stat().st_size > 1000
+    assert (out / "out_of_fold_logits.npz").is_file() == bool(folds)
+    # the fold heads train for the shipped head's kept epoch, not config.epochs
+    assert epochs_used == ([metrics["best_epoch"]] if folds else [])
+    if folds:
+        assert fitted_on["folds"] == 3 and 0 <= fitted_on["accuracy"] <= 1
+
+
+def test_calibrate_command_fits_on_the_kept_out_of_fold_logits(
+    tmp_path: Path, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLOTHING_UNSURE_DIR", raising=False)
+    config = tiny_config(tmp_path, tiny_dataset, calibration_folds=3, epochs=2)
+    trained = train_model(config)
+    out = config.output_dir
+    argv = ["calibrate", str(out), "--quiet"]
+    assert train_main(argv) == 0  # the same logits, the same goal: the same fit
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["temperature"] == pytest.approx(trained["temperature"], rel=1e-6)
+    assert again["unsure_threshold"] == pytest.approx(trained["unsure_threshold"], rel=1e-6)
+    assert again["calibration"]["fitted_on"]["folds"] == 3
+    old = trained["unsure"]["validation_only"]
+    assert train_main([*argv, "--validation-only"]) == 0
+    valid = json.loads((out / "metrics.json").read_text())
+    assert valid["calibration"]["fitted_on"]["logits"] == "validation"
+    assert valid["temperature"] == pytest.approx(old["temperature"], rel=1e-3)
+    assert valid["unsure_threshold"] == pytest.approx(old["threshold"], rel=1e-3)
+    (out / "out_of_fold_logits.npz").unlink()
+    (out / "metrics.json").write_text(json.dumps(trained))  # fitted out-of-fold, file gone
+    assert train_main(argv) == 2
 
 
 @pytest.mark.parametrize(
@@ -172,3 +220,16 @@ def test_bad_calibration_folds_exit_2(
     assert train_main([*argv, "--quiet", "--calibration-folds", value]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_more_folds_than_photos_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import make_dataset
+
+    monkeypatch.delenv("CLOTHING_UNSURE_DIR", raising=False)
+    data = make_dataset(tmp_path / "data", per_class=1, splits=("train", "validation"))
+    config = tiny_config(tmp_path, data, calibration_folds=7, epochs=1)
+    with pytest.raises(ValueError, match=r"number of train \+ validation photos \(6\)"):
+        train_model(config)
+    assert not config.output_dir.exists()

@@ -28,6 +28,9 @@ def tiny_config(tmp_path: Path, data: Path, **overrides: object) -> TrainConfig:
         base_weights="none",
         cache_dir=tmp_path / "cache",
         verbose=False,
+        # Calibration on validation: the out-of-fold fit (5 more head trainings per
+        # run) is tested where it is the subject, tests/test_crossfit.py.
+        calibration_folds=0,
     )
     values.update(overrides)
     return TrainConfig(**values)  # type: ignore[arg-type]

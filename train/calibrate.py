@@ -23,7 +23,8 @@ through the trained model and the CLI. Sources:
 
 - Temperature scaling: Guo, Pleiss, Sun, Weinberger, "On Calibration of Modern
   Neural Networks", ICML 2017, section 4.2: one scalar T > 0 divides the
-  logits; T minimises the negative log-likelihood on the validation split.
+  logits; T minimises the negative log-likelihood on out-of-fold logits of
+  train + validation (train/crossfit.py), or on the validation split.
 - ECE with M = 15 equal-width bins: the same paper, eq. (3) and section 5.
 - Selective classification (coverage, risk-coverage curve): Geifman and
   El-Yaniv, "Selective Classification for Deep Neural Networks", NeurIPS 2017.
@@ -51,7 +52,13 @@ import numpy as np
 
 from inference import IMAGE_SUFFIXES, InferenceError
 from train.features import load_preprocessed
-from train.output import TrainOutputError, read_train_output, write_metrics
+from train.output import (
+    OUT_OF_FOLD_FILENAME,
+    TrainOutputError,
+    read_out_of_fold,
+    read_train_output,
+    write_metrics,
+)
 
 if TYPE_CHECKING:  # run.py imports this module: types only
     from train.config import TrainConfig
@@ -490,7 +497,8 @@ class SplitLogits:
 
 @dataclass(frozen=True)
 class CalibrationResult:
-    """What a run learns on validation and measures on test (to_json for metrics.json)."""
+    """What a run learns (on out-of-fold logits or validation) and measures on test
+    (to_json for metrics.json)."""
 
     temperature: float
     threshold: float
@@ -503,6 +511,12 @@ class CalibrationResult:
     bins: dict[str, ReliabilityBins] = field(default_factory=dict)
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     shown: str = "validation"  # the split the plots show: test when there is one
+    fit: SplitLogits | None = None  # the out-of-fold logits fitted on, if any (not in JSON)
+
+    @property
+    def fitted_on_text(self) -> str:
+        """The logits T and the threshold were fitted on, in words (plot titles)."""
+        return _FITTED_ON[self.calibration["fitted_on"]["logits"]]
 
     def to_json(self) -> dict[str, Any]:
         """The fields that go into metrics.json (not the plot data).
@@ -550,6 +564,10 @@ def evaluate_calibration(
         "fitted_on": {"logits": fitted_on, "n": len(fit.targets)},
         "ece_bins": ECE_BINS,
     }
+    if fitted_on == "out_of_fold":  # how strong the fold heads were, beside the split figures
+        calibration["fitted_on"]["accuracy"] = float(
+            np.mean(fit.logits.argmax(axis=1) == fit.targets)
+        )
     bins: dict[str, ReliabilityBins] = {}
     for name, s in splits.items():
         before, after = softmax(s.logits), softmax(s.logits, temperature=t)
@@ -570,16 +588,17 @@ def evaluate_calibration(
         "score": score,
         "threshold": threshold,
         "goal": goal,
-        "fitted_on": calibration["fitted_on"],
+        "fitted_on": dict(calibration["fitted_on"]),
     }
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if fitted_on == "out_of_fold":
         unsure["out_of_fold"] = selective(fit_conf, fit_ok, threshold=threshold).to_json()
+        curves["out_of_fold"] = risk_coverage(fit_conf, fit_ok)  # drawn beside the splits
         unsure["validation_only"] = _validation_only(validation, fit, goal=goal)
     if len(validation.targets) >= 20:  # too few to halve below that
         unsure["rule_check_on_validation_halves"] = threshold_rule_check(
             validation.logits, validation.targets, goal=goal
         )
-    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     not_sure_conf = None
     if not_sure is not None and len(not_sure):
         not_sure_conf = confidence_score(not_sure, kind=score, temperature=t)
@@ -618,6 +637,7 @@ def evaluate_calibration(
         bins=bins,
         curves=curves,
         shown="test" if test is not None else "validation",
+        fit=None if fitted_on == "validation" else fit,
     )
 
 
@@ -648,11 +668,13 @@ def scores_at_goal(
 ) -> dict[str, dict[str, Any]]:
     """Each deployable score kind at its own threshold for `goal`, all on validation.
 
-    The threshold comes from `choose_threshold` on the validation split (as the
-    runtime's does); `not_sure` ((m, k) logits of out-of-class photos) are only
-    measured. AUROC ranks a score over every threshold; this is the one point a
-    seller meets: how much validation it answers, how right, and how often the
-    out-of-class photos come back unsure against validation's unsure rate.
+    The threshold comes from `choose_threshold` on the validation split (the
+    comparison of score kinds is made there; the deployed threshold is fitted
+    on out-of-fold logits when the run has them); `not_sure` ((m, k) logits of
+    out-of-class photos) are only measured. AUROC ranks a score over every
+    threshold; this is the one point a seller meets: how much validation it
+    answers, how right, and how often the out-of-class photos come back unsure
+    against validation's unsure rate.
 
     Returns:
         kind -> {"threshold" (the score's units: a probability for max_softmax,
@@ -917,6 +939,7 @@ def calibrate_trained(
     )
     if fit is not None:
         result.calibration["fitted_on"]["folds"] = config.calibration_folds
+        result.unsure["fitted_on"]["folds"] = config.calibration_folds
     result.calibration["seconds"] = time.perf_counter() - start
     if unsure_dir is not None and "not_sure" in result.unsure:
         result.unsure["not_sure"]["dir"] = str(unsure_dir)
@@ -977,6 +1000,12 @@ def add_calibrate_arguments(parser: argparse.ArgumentParser) -> None:
         "clothing-dataset-extra/not-sure beside the data, if there)",
     )
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--validation-only",
+        action="store_true",
+        help="fit on the validation split even when the run kept its out-of-fold logits "
+        "(out_of_fold_logits.npz, what training fitted on)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -990,6 +1019,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         goal=args.unsure_goal,
         batch_size=args.batch_size,
         progress=not args.quiet,
+        validation_only=args.validation_only,
     )
     print(format_unsure(metrics))
     print(
@@ -1007,9 +1037,18 @@ def recalibrate(
     goal: float = DEFAULT_GOAL,
     batch_size: int = 32,
     progress: bool = True,
+    validation_only: bool = False,
 ) -> dict[str, Any]:
-    """Calibrate the model in `model_dir` on its validation split (test measured);
-    returns the updated metrics. For runs made before calibration, or a new goal."""
+    """Calibrate the model in `model_dir` again (test measured); returns the updated
+    metrics. For runs made before calibration, or a new goal.
+
+    Fits on the run's out-of-fold logits (`out_of_fold_logits.npz`, written by
+    training) when it has them, else, or with `validation_only`, on validation.
+
+    Raises:
+        ValueError: a bad goal or folder, other classes in `data_dir`, or a run
+            fitted out-of-fold whose logits file is gone (without `validation_only`).
+    """
     from train.data import load_dataset
     from train.report import plot_calibration
 
@@ -1030,6 +1069,22 @@ def recalibrate(
             f"`data_dir` classes {list(dataset.labels)} differ from the model's {list(labels)}. "
             f"Received: data_dir={str(data_dir)!r}"
         )
+    fit = None
+    if not validation_only:
+        try:
+            stored = read_out_of_fold(model_dir, n_classes=len(labels))
+        except TrainOutputError as exc:
+            raise ValueError(
+                f"`model_dir` {exc}. Pass --validation-only to fit on validation."
+            ) from None
+        fitted = metrics.get("calibration", {}).get("fitted_on", {})
+        if stored is None and fitted.get("logits") == "out_of_fold":
+            raise ValueError(
+                f"`model_dir` was calibrated on out-of-fold logits, and its "
+                f"{OUT_OF_FOLD_FILENAME} is gone: retrain, or pass --validation-only. "
+                f"Received: model_dir={str(model_dir)!r}"
+            )
+        fit = None if stored is None else SplitLogits(*stored)
     model = run.load_model()
     logits, targets = {}, {}
     for name, split in dataset.splits.items():
@@ -1050,7 +1105,10 @@ def recalibrate(
         out_of_class = out_of_class_outputs(
             unsure_dir, model=model, image_size=image_size, batch_size=batch_size
         )
-    result = calibrate_run(logits, targets, goal=goal, out_of_class=out_of_class)
+    result = calibrate_run(logits, targets, goal=goal, out_of_class=out_of_class, fit=fit)
+    if fit is not None:  # the fold count of the training run that wrote the logits
+        folds = metrics.get("calibration", {}).get("fitted_on", {}).get("folds")
+        result.calibration["fitted_on"]["folds"] = result.unsure["fitted_on"]["folds"] = folds
     if unsure_dir is not None and "not_sure" in result.unsure:
         result.unsure["not_sure"]["dir"] = str(unsure_dir)
     metrics.update(result.to_json())

@@ -22,6 +22,7 @@ it), so that a user with internet and this team's machines run the same command:
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -162,7 +163,9 @@ class TrainConfig:
         _check(0.0 < self.unsure_goal < 1.0, "unsure_goal", self.unsure_goal, "in (0, 1)")
         folds = self.calibration_folds
         _check(
-            isinstance(folds, int) and not isinstance(folds, bool) and (folds == 0 or folds >= 2),
+            isinstance(folds, numbers.Integral)
+            and not isinstance(folds, bool)
+            and (folds == 0 or folds >= 2),
             "calibration_folds",
             folds,
             "0 (validation alone) or an int >= 2",

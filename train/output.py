@@ -18,6 +18,11 @@ the required fields and their checks are written once:
                    `temperature` (> 0), `unsure_threshold` and `unsure_goal`
                    (in [0, 1]), and whatever else training reports (history,
                    per-class metrics, timings, config).
+    out_of_fold_logits.npz   optional: `logits` (n, len(labels)) float32 and
+                   `targets` (n,) int64 of train + validation from heads that
+                   did not see each photo (train/crossfit.py), what T and the
+                   unsure threshold were fitted on; `python -m train calibrate`
+                   fits on them again (a new goal) without retraining.
 
 Keras is imported inside the functions that need it: reading and validating a
 folder stays TensorFlow-free (and `import train.output` cheap).
@@ -36,6 +41,7 @@ from inference import check_calibration, check_labels, write_json_atomic
 
 KERAS_FILENAME = "model.keras"
 METRICS_FILENAME = "metrics.json"
+OUT_OF_FOLD_FILENAME = "out_of_fold_logits.npz"
 
 
 class TrainOutputError(ValueError):
@@ -140,6 +146,51 @@ def write_train_output(directory: str | Path, model: Any, metrics: Mapping[str, 
     directory.mkdir(parents=True, exist_ok=True)
     model.save(directory / KERAS_FILENAME)
     write_metrics(directory, metrics)
+
+
+def write_out_of_fold(directory: str | Path, logits: Any, targets: Any) -> Path:
+    """Write the out-of-fold logits ((n, k) float) and targets ((n,) int) of a run.
+
+    Raises:
+        TrainOutputError: their shapes do not match (nothing is written).
+        OSError: the folder cannot be written.
+    """
+    import numpy as np
+
+    z, y = np.asarray(logits, dtype=np.float32), np.asarray(targets, dtype=np.int64)
+    if z.ndim != 2 or y.shape != (len(z),):
+        raise TrainOutputError(
+            f"out-of-fold logits must be (n, k) with (n,) targets. "
+            f"Received: logits {z.shape}, targets {y.shape}"
+        )
+    path = Path(directory) / OUT_OF_FOLD_FILENAME
+    np.savez(path, logits=z, targets=y)
+    return path
+
+
+def read_out_of_fold(directory: str | Path, *, n_classes: int) -> tuple[Any, Any] | None:
+    """(logits (n, n_classes) float32, targets (n,) int64) of a run, or None without the file.
+
+    Raises:
+        TrainOutputError: the file is unreadable or its arrays do not fit the run.
+    """
+    import numpy as np
+
+    path = Path(directory) / OUT_OF_FOLD_FILENAME
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            z, y = data["logits"], data["targets"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise TrainOutputError(f"{path}: not a readable out-of-fold file ({exc})") from None
+    known = np.isin(y, np.arange(n_classes)).all()
+    if z.shape[1:] != (n_classes,) or y.shape != (len(z),) or not known:
+        raise TrainOutputError(
+            f"{path}: logits must be (n, {n_classes}) with (n,) class targets. "
+            f"Received: logits {z.shape}, targets {y.shape}"
+        )
+    return z, y
 
 
 def read_metrics(directory: str | Path) -> dict[str, Any]:

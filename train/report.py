@@ -222,7 +222,8 @@ def plot_calibration(result: CalibrationResult, directory: Path, *, title: str) 
         result.bins[f"{shown}_before"],
         result.bins[f"{shown}_after"],
         directory / RELIABILITY_PNG,
-        title=f"{title}: reliability on {shown}, T = {result.temperature:.2f} (fit on validation)",
+        title=f"{title}: reliability on {shown}, T = {result.temperature:.2f} "
+        f"(fit on {result.fitted_on_text})",
     )
     points = {}
     for name in result.curves:
@@ -234,5 +235,5 @@ def plot_calibration(result: CalibrationResult, directory: Path, *, title: str) 
         directory / RISK_COVERAGE_PNG,
         goal=result.goal,
         points=points,
-        title=f"{title}: threshold {result.threshold:.3f} (chosen on validation)",
+        title=f"{title}: threshold {result.threshold:.3f} (chosen on {result.fitted_on_text})",
     )

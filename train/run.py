@@ -31,7 +31,7 @@ from train.model import (
     unfreeze_last_blocks,
     weights_fingerprint,
 )
-from train.output import write_train_output
+from train.output import write_out_of_fold, write_train_output
 from train.report import (
     classification_metrics,
     plot_calibration,
@@ -94,6 +94,7 @@ def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) 
     if features is not None:
         check_output_dir(config.output_dir, force=config.force)
         features = add_views(features, config, views=config.train_views, splits=("train",))
+        _check_folds(features, config)
         dataset, trained = features.dataset, train_head(features, config)
     else:
         dataset = load_dataset(
@@ -105,12 +106,23 @@ def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) 
             trained = _from_images(dataset, base, config)
         else:
             features = prepare_features(dataset, base, config)
+            _check_folds(features, config)
             trained = train_head(features, config)
     calibration = calibrate_trained(trained, config, features)  # T, unsure threshold
     metrics = build_metrics(trained, dataset, config, seconds=time.perf_counter() - started)
     metrics.update(calibration.to_json())
     write_outputs(trained, metrics, config, calibration=calibration)
     return metrics
+
+
+def _check_folds(features: CachedFeatures, config: TrainConfig) -> None:
+    """Refuse more calibration folds than photos before training, not after."""
+    n = len(features.targets["train"]) + len(features.targets["validation"])
+    if config.calibration_folds > n:
+        raise ValueError(
+            f"`calibration_folds` must be at most the number of train + validation photos "
+            f"({n}). Received: calibration_folds={config.calibration_folds!r}"
+        )
 
 
 @dataclass(frozen=True)
@@ -464,3 +476,5 @@ def write_outputs(
         )
         if calibration is not None:
             plot_calibration(calibration, tmp, title=f"{config.image_size} px")
+            if calibration.fit is not None:  # `python -m train calibrate` fits on them again
+                write_out_of_fold(tmp, calibration.fit.logits, calibration.fit.targets)
