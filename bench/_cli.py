@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
 
 
 def run_dir_parser(*, prog: str, description: str | None) -> argparse.ArgumentParser:
@@ -21,3 +23,12 @@ def run_dir_parser(*, prog: str, description: str | None) -> argparse.ArgumentPa
     parser.add_argument("train_dir", type=Path, metavar="TRAIN_OUTPUT_DIR")
     parser.add_argument("--out", type=Path, required=True, help="results folder (created)")
     return parser
+
+
+def write_results(out: Path, name: str, result: dict[str, Any], markdown: str) -> None:
+    """Write `out/<name>.json` (the result) and `out/<name>.md` (its table), creating
+    `out`, and print the table: what every bench over one run leaves behind."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown)
+    print(markdown)

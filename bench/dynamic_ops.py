@@ -21,7 +21,6 @@ usage or input.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ if __name__ == "__main__":
 
 import numpy as np
 
-from bench._cli import run_dir_parser
+from bench._cli import run_dir_parser, write_results
 from bench._latency import tflite_invoker
 from convert import ConvertError
 from convert._export import tflite_bytes
@@ -159,11 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": args.runs,
         "recipes": measure(models, x, reference, truth, runs=args.runs),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "dynamic_ops.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = to_markdown(result)
-    (args.out / "dynamic_ops.md").write_text(markdown)
-    print(markdown)
+    write_results(args.out, "dynamic_ops", result, to_markdown(result))
     return 0
 
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import os
 import sys
 import time
@@ -49,7 +48,7 @@ if __name__ == "__main__":
 
 import numpy as np
 
-from bench._cli import run_dir_parser
+from bench._cli import run_dir_parser, write_results
 from convert import ConvertError
 from convert._source import list_images, load_keras_model, required_splits
 from inference import InferenceError, preprocess_file, write_atomic
@@ -352,11 +351,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "epochs": rows,
         "best_epoch": max(rows, key=lambda r: r["val_accuracy"])["epoch"],
     }
-    (args.out / "finetune_cached.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = to_markdown(result)
-    (args.out / "finetune_cached.md").write_text(markdown)
+    write_results(args.out, "finetune_cached", result, to_markdown(result))
     plot(result, args.out / "finetune_cached.png")
-    print(markdown)
     return 0
 
 

@@ -22,7 +22,6 @@ usage or input.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ if __name__ == "__main__":
 
 import numpy as np
 
-from bench._cli import run_dir_parser
+from bench._cli import run_dir_parser, write_results
 from bench.dynamic_ops import measure
 from convert import ConvertError
 from convert._convert import DEFAULT_CALIBRATION_SIZE
@@ -155,11 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "runs": args.runs,
         "recipes": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "int8_relus.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = to_markdown(result)
-    (args.out / "int8_relus.md").write_text(markdown)
-    print(markdown)
+    write_results(args.out, "int8_relus", result, to_markdown(result))
     return 0
 
 

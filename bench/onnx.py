@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import os
 import re
 import statistics
@@ -43,7 +42,7 @@ if __name__ == "__main__":
 
     quiet_tensorflow(sys.argv, os.environ)
 
-from bench._cli import run_dir_parser
+from bench._cli import run_dir_parser, write_results
 from bench._coldstart import _SERVE, _run_once
 from convert import (
     CheckConfig,
@@ -341,12 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = summarize(report, cold, sizes)
     command = "python -m bench.onnx " + " ".join(argv)
     result["command"] = command
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{RESULT_NAME}.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = to_markdown(result, command=command)
-    (args.out / f"{RESULT_NAME}.md").write_text(markdown)
+    write_results(args.out, RESULT_NAME, result, to_markdown(result, command=command))
     plot(result, args.out / f"{RESULT_NAME}.png")
-    print(markdown)
     return 0
 
 

@@ -17,7 +17,6 @@ or not a recipe passes); 2 bad usage or input.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -32,7 +31,7 @@ if __name__ == "__main__":
 
 import numpy as np
 
-from bench._cli import run_dir_parser
+from bench._cli import run_dir_parser, write_results
 from convert import ConvertError
 from convert._onnx import onnx_bytes, quantize_int8
 from convert._source import (
@@ -158,11 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "calibration_images": len(calibration),
         "recipes": recipes,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "onnx_int8.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = to_markdown(result)
-    (args.out / "onnx_int8.md").write_text(markdown)
-    print(markdown)
+    write_results(args.out, "onnx_int8", result, to_markdown(result))
     return 0
 
 

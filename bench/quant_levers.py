@@ -41,7 +41,6 @@ or input.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -56,7 +55,7 @@ if __name__ == "__main__":
 
 import numpy as np
 
-from bench._cli import run_dir_parser
+from bench._cli import run_dir_parser, write_results
 from bench._latency import tflite_invoker
 from convert import ConvertError
 from convert._convert import DEFAULT_CALIBRATION_SIZE
@@ -357,11 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model, unchanged, equalization, x_train, float_blocks=blocks
         ),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "quant_levers.json").write_text(json.dumps(result, indent=2) + "\n")
-    markdown = to_markdown(result)
-    (args.out / "quant_levers.md").write_text(markdown)
-    print(markdown)
+    write_results(args.out, "quant_levers", result, to_markdown(result))
     return 0
 
 

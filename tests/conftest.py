@@ -288,6 +288,7 @@ def real_train_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cache_dir=root / "cache",
         max_per_class=REAL_MAX_PER_CLASS,
         verbose=False,
+        calibration_folds=2,  # the real default path (out-of-fold), at its cheapest
     )
     train_model(config)
     return config.output_dir

@@ -175,16 +175,15 @@ def test_train_fits_calibration_on_out_of_fold_logits_or_validation(
     assert epochs_used == ([metrics["best_epoch"]] if folds else [])
     if folds:
         assert fitted_on["folds"] == 3 and 0 <= fitted_on["accuracy"] <= 1
+        _calibrate_command_fits_on_the_kept_logits(out, metrics, unsure_dir)
 
 
-def test_calibrate_command_fits_on_the_kept_out_of_fold_logits(
-    tmp_path: Path, tiny_dataset: Path, monkeypatch: pytest.MonkeyPatch
+def _calibrate_command_fits_on_the_kept_logits(
+    out: Path, trained: dict[str, Any], unsure_dir: Path
 ) -> None:
-    monkeypatch.delenv("CLOTHING_UNSURE_DIR", raising=False)
-    config = tiny_config(tmp_path, tiny_dataset, calibration_folds=3, epochs=2)
-    trained = train_model(config)
-    out = config.output_dir
-    argv = ["calibrate", str(out), "--quiet"]
+    """`python -m train calibrate` on a run fitted out-of-fold (the same training as
+    above, not another one: each costs seconds in CI)."""
+    argv = ["calibrate", str(out), "--unsure-dir", str(unsure_dir), "--quiet"]
     assert train_main(argv) == 0  # the same logits, the same goal: the same fit
     again = json.loads((out / "metrics.json").read_text())
     assert again["temperature"] == pytest.approx(trained["temperature"], rel=1e-6)
