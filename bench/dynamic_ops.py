@@ -41,9 +41,9 @@ from convert._quantize import BLOCKS, DEFAULT_RECIPES, FLOAT_OPS, dynamic_range,
 from convert._source import (
     keras_logits,
     labeled_arrays,
-    list_images,
     load_keras_model,
     read_train_output,
+    require_images,
     required_splits,
 )
 from inference import InferenceError, time_interleaved
@@ -137,9 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = read_train_output(args.train_dir)
         (validation,) = required_splits(train, "validation")
         model = load_keras_model(train)
-        images = list_images(validation)
-        if not images:
-            raise ConvertError(f"No images found in {str(validation)!r}.")
+        images = require_images(validation)
         x, truth = labeled_arrays(images, image_size=train.image_size, labels=train.labels)
         float32 = tflite_bytes(model, variant="float32")
         models = {"float32": float32}

@@ -50,7 +50,7 @@ import numpy as np
 
 from bench._cli import run_dir_parser, write_results
 from convert import ConvertError
-from convert._source import list_images, load_keras_model, required_splits
+from convert._source import load_keras_model, require_images, required_splits
 from inference import InferenceError, preprocess_file, write_atomic
 from inference.env import cache_dir_from_env
 from train.fit import cross_entropy, one_hot
@@ -315,9 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         computed = False
         for name, folder in folders.items():
-            paths = list_images(folder)
-            if not paths:
-                raise ConvertError(f"No images found in {str(folder)!r}.")
+            paths = require_images(folder)
             classes = classes_of(paths, run.labels)
             acts, fresh = cached_activations(
                 trunk, paths, image_size=run.image_size, cache=cache_root / key / f"{name}.npy"

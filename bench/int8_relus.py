@@ -46,6 +46,7 @@ from convert._source import (
     list_images,
     load_keras_model,
     read_train_output,
+    require_images,
     required_splits,
     sample_images,
 )
@@ -121,9 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = read_train_output(args.train_dir)
         train_split, validation = required_splits(train, "train", "validation")
         model = load_keras_model(train)
-        images = list_images(validation)
-        if not images:
-            raise ConvertError(f"No images found in {str(validation)!r}.")
+        images = require_images(validation)
         x, truth = labeled_arrays(images, image_size=train.image_size, labels=train.labels)
         chosen = sample_images(list_images(train_split), size=DEFAULT_CALIBRATION_SIZE, seed=1)
         calibration = [preprocess_file(path, image_size=train.image_size) for path in chosen]

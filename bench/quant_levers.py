@@ -72,9 +72,9 @@ from convert._quantize import (
 )
 from convert._source import (
     keras_logits,
-    list_images,
     load_keras_model,
     read_train_output,
+    require_images,
     required_splits,
     sample_images,
 )
@@ -308,10 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train = read_train_output(args.train_dir)
         train_split, validation = required_splits(train, "train", "validation")
         model = load_keras_model(train)
-        val_paths, train_paths = list_images(validation), list_images(train_split)
-        for folder, found in ((validation, val_paths), (train_split, train_paths)):
-            if not found:
-                raise ConvertError(f"No images found in {str(folder)!r}.")
+        val_paths, train_paths = require_images(validation), require_images(train_split)
         chosen = sample_images(train_paths, size=args.calibration_size, seed=1)
         held = held_in(train_paths, chosen)
         if not held:

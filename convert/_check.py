@@ -46,9 +46,9 @@ from convert._results import VariantResult as VariantResult
 from convert._results import speedup_1thread as speedup_1thread
 from convert._source import (
     TrainOutput,
-    list_images,
     load_keras_model,
     read_train_output,
+    require_images,
     sample_images,
     source_sha256,
 )
@@ -272,9 +272,7 @@ def _check_images(config: CheckConfig, train: TrainOutput) -> tuple[Path, list[P
             "No check images: pass --images (images_dir=) a folder of held-out images; "
             "metrics.json records no data_dir with a test split."
         )
-    images = list_images(directory)
-    if not images:
-        raise ConvertError(f"No images found in {str(directory)!r}.")
+    images = require_images(directory)
     if config.max_images is not None:
         images = sample_images(images, size=config.max_images, seed=config.seed)
     return directory, images

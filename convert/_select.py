@@ -52,6 +52,7 @@ from convert._source import (
     list_images,
     load_keras_model,
     read_train_output,
+    require_images,
     sample_images,
 )
 from inference import InferenceError, preprocess_file, write_json_atomic
@@ -121,9 +122,7 @@ def select_recipes(config: SelectConfig) -> list[VariantSelection]:
     """
     train = read_train_output(config.train_dir)
     images_dir = _selection_dir(config, train)
-    paths = list_images(images_dir)
-    if not paths:
-        raise ConvertError(f"No images found in {str(images_dir)!r}.")
+    paths = require_images(images_dir)
     images = _preprocess(paths, train.image_size)
     model = load_keras_model(train)
     reference = keras_logits(model, images)

@@ -108,6 +108,18 @@ def list_images(directory: str | Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+def require_images(directory: str | Path) -> list[Path]:
+    """`list_images(directory)`, refusing a folder with none.
+
+    Raises:
+        ConvertError: the folder is missing, or holds no image.
+    """
+    images = list_images(directory)
+    if not images:
+        raise ConvertError(f"No images found in {str(directory)!r}.")
+    return images
+
+
 def labeled_arrays(
     paths: Sequence[Path], *, image_size: int, labels: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
