@@ -77,8 +77,9 @@ def measure(
     runs: int,
 ) -> dict[str, dict[str, float]]:
     """Per model: agreement with `reference` (the Keras logits of `x`, (n, k)) and
-    accuracy against `truth` (%) on `x` (n, H, W, 3) float32, size (MB), and median
-    1-thread latency (ms), all models timed in the same interleaved rounds."""
+    accuracy against `truth` (%) on `x` (n, H, W, 3) float32, the RMS difference of
+    its logits from `reference`, size (MB), and median 1-thread latency (ms), all
+    models timed in the same interleaved rounds."""
     timings = time_interleaved(
         [tflite_invoker(content, x[:1]) for content in models.values()], runs=runs, warmup=3
     )
@@ -88,6 +89,7 @@ def measure(
         out[name] = {
             "agreement_pct": float(100 * np.mean(logits.argmax(1) == reference.argmax(1))),
             "accuracy_pct": float(100 * np.mean(logits.argmax(1) == truth)),
+            "rms_logit": float(np.sqrt(np.mean((logits - reference) ** 2))),
             "size_mb": len(content) / 1e6,
             "latency_1t_ms": timing.median_ms,
         }

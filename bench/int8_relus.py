@@ -39,7 +39,7 @@ from bench.dynamic_ops import measure
 from convert import ConvertError
 from convert._convert import DEFAULT_CALIBRATION_SIZE
 from convert._export import tflite_bytes
-from convert._quantize import BLOCKS, DEFAULT_RECIPES, QuantRecipe, tflite_logits
+from convert._quantize import BLOCKS, DEFAULT_RECIPES, QuantRecipe
 from convert._source import (
     keras_logits,
     labeled_arrays,
@@ -142,8 +142,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     reference = keras_logits(model, x)
     rows = measure(models, x, reference, truth, runs=args.runs)
     for name, content in models.items():
-        logits = tflite_logits(content, x)
-        rows[name]["rms_logit"] = float(np.sqrt(np.mean((logits - reference) ** 2)))
         rows[name].update(graph_counts(content))
     result = {
         "command": "python -m bench.int8_relus " + " ".join(argv),

@@ -4,6 +4,8 @@ variant (int8, dynamic) keeps in float.
     python -m convert select runs/acc/fast_150 --out runs/quant/select
     python -m convert select runs/acc/fast_150 --out runs/quant/select --variants int8 \\
         --target int8=99 --max-blocks 4
+    python -m convert select runs/acc/fast_150 --out runs/quant/select_unfused \\
+        --variants int8 --int8-fuse-relus no    # blocks for int8 with its ReLUs apart
 
 For each variant (`int8`, `dynamic`): per-block sensitivity (only that block
 quantized, RMS logit difference against Keras on a subsample of the validation
@@ -13,8 +15,13 @@ Calibration images (int8's ranges, dynamic's equalization) come from the train
 split, as in `python -m convert`. The
 test split is refused: it measures (`python -m convert check`), never chooses.
 
+Each variant's blocks are chosen under the rest of its default recipe
+(`DEFAULT_RECIPES`); `--int8-fuse-relus` chooses int8's with ReLU fusion on or off,
+as `python -m convert` takes it.
+
 Writes OUT/selection.json, OUT/selection.md and OUT/sensitivity.png; pass the
-chosen blocks to `python -m convert --int8-float-blocks ... --dynamic-float-blocks ...`.
+chosen blocks (selection.json's `convert_flags`) to `python -m convert
+--int8-float-blocks ... --dynamic-float-blocks ...`.
 
 Exit status: 0 every variant reached its target; 1 one did not (its best recipe
 tried is still written); 2 bad usage or input.
@@ -22,6 +29,7 @@ tried is still written); 2 bad usage or input.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -36,6 +44,7 @@ from convert._errors import ConvertError
 from convert._quantize import (
     DEFAULT_RECIPES,
     QUANTIZED_VARIANTS,
+    QuantRecipe,
     Selection,
     agreement_pct,
     block_sensitivity,
@@ -79,6 +88,7 @@ class SelectConfig:
     targets: Mapping[str, float] = field(default_factory=lambda: DEFAULT_TARGETS)
     max_blocks: int = 5  # more float blocks cost the speed quantization is for
     sensitivity_stride: int = 3  # sensitivity on every 3rd validation image (speed)
+    int8_fuse_relus: bool = DEFAULT_RECIPES["int8"].fuse_relus  # --int8-fuse-relus
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_dir", Path(self.train_dir))
@@ -92,6 +102,11 @@ class SelectConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"`{name}` must be an int >= 1. Received: {name}={value!r}")
+        if not isinstance(self.int8_fuse_relus, bool):
+            raise ValueError(
+                "`int8_fuse_relus` must be a bool. "
+                f"Received: int8_fuse_relus={self.int8_fuse_relus!r}"
+            )
         for variant in self.variants:
             target = self.targets.get(variant)
             if not isinstance(target, int | float) or not 0 < target <= 100:
@@ -99,6 +114,14 @@ class SelectConfig:
                     f"`targets` must give each variant an agreement in (0, 100]. "
                     f"Received: targets[{variant!r}]={target!r}"
                 )
+
+    def recipe(self, variant: str) -> QuantRecipe:
+        """The recipe `variant`'s blocks are chosen under: its default, with
+        `int8_fuse_relus` for int8 (the chosen blocks are added to it)."""
+        recipe = DEFAULT_RECIPES[variant]
+        if variant == "int8":
+            return dataclasses.replace(recipe, float_blocks=(), fuse_relus=self.int8_fuse_relus)
+        return dataclasses.replace(recipe, float_blocks=())
 
 
 @dataclass(frozen=True)
@@ -108,6 +131,16 @@ class VariantSelection:
     sensitivity: dict[str, float]  # block -> RMS logit difference, only that block quantized
     selection: Selection
     seconds: float
+    recipe: QuantRecipe  # what the blocks were chosen under (`SelectConfig.recipe`)
+
+    @property
+    def convert_flags(self) -> str:
+        """The `python -m convert` flags that give this choice's recipe."""
+        blocks = " ".join(self.selection.float_blocks) or "none"
+        flags = f"--{self.variant}-float-blocks {blocks}"
+        if self.variant == "int8" and self.recipe.fuse_relus != DEFAULT_RECIPES["int8"].fuse_relus:
+            flags += f" --int8-fuse-relus {'yes' if self.recipe.fuse_relus else 'no'}"
+        return flags
 
 
 def select_recipes(config: SelectConfig) -> list[VariantSelection]:
@@ -166,7 +199,7 @@ def _quantizer(
     from convert._export import tflite_bytes
     from convert._fuse import fused_relus
 
-    recipe = DEFAULT_RECIPES[variant]
+    recipe = config.recipe(variant)
     if variant == "dynamic":
         source = model
         if recipe.equalize_alpha is not None:  # as `python -m convert` will (its recipe)
@@ -223,6 +256,7 @@ def _select_one(
         sensitivity=sensitivity,
         selection=selection,
         seconds=time.perf_counter() - start,
+        recipe=config.recipe(variant),
     )
 
 
@@ -232,10 +266,10 @@ def selection_to_json(results: list[VariantSelection]) -> dict[str, Any]:
         r.variant: {
             "target_agreement_pct": r.target_pct,
             "float_blocks": list(r.selection.float_blocks),
-            # the rest of the recipe the blocks were chosen under (`DEFAULT_RECIPES`)
-            "float_ops": list(DEFAULT_RECIPES[r.variant].float_ops),
-            "equalize_alpha": DEFAULT_RECIPES[r.variant].equalize_alpha,
-            "fuse_relus": DEFAULT_RECIPES[r.variant].fuse_relus,
+            # the rest of the recipe the blocks were chosen under (`SelectConfig.recipe`)
+            "float_ops": list(r.recipe.float_ops),
+            "equalize_alpha": r.recipe.equalize_alpha,
+            "fuse_relus": r.recipe.fuse_relus,
             "reached_target": r.selection.reached_target,
             "sensitivity_rms_logit_diff": r.sensitivity,
             "curve": [{"float_blocks": list(b), "agreement_pct": a} for b, a in r.selection.curve],
@@ -280,10 +314,7 @@ def _write(
         "n_images": n_images,
         "calibration_size": config.calibration_size,
         "variants": selection_to_json(results),
-        "convert_flags": " ".join(
-            f"--{r.variant}-float-blocks {' '.join(r.selection.float_blocks) or 'none'}"
-            for r in results
-        ),
+        "convert_flags": " ".join(r.convert_flags for r in results),
     }
     write_json_atomic(out / "selection.json", data)
     (out / "selection.md").write_text(selection_to_markdown(results, n_images=n_images))
@@ -361,8 +392,20 @@ def main(argv: list[str]) -> int:
         help="validation agreement to reach (default int8=99 dynamic=99.5)",
     )
     p.add_argument("--max-blocks", type=int, default=5, help="most blocks kept in float")
+    p.add_argument(
+        "--int8-fuse-relus",
+        choices=("yes", "no"),
+        help="choose int8's blocks with the ReLUs fused into the residual ADDs, or not "
+        f"(default {'yes' if DEFAULT_RECIPES['int8'].fuse_relus else 'no'}, "
+        "as python -m convert)",
+    )
     p.add_argument("--verbose", action="store_true", help="also TensorFlow's C++ log lines")
     args = p.parse_args(argv)
+    if args.int8_fuse_relus is not None and "int8" not in args.variants:
+        p.error(
+            "--int8-fuse-relus applies to the int8 variant, which --variants does not "
+            f"include. Received: --variants {' '.join(args.variants)}"
+        )
     try:
         config = SelectConfig(
             train_dir=args.train_dir,
@@ -374,6 +417,11 @@ def main(argv: list[str]) -> int:
             seed=args.seed,
             targets={**DEFAULT_TARGETS, **dict(args.target)},
             max_blocks=args.max_blocks,
+            int8_fuse_relus=(
+                DEFAULT_RECIPES["int8"].fuse_relus
+                if args.int8_fuse_relus is None
+                else args.int8_fuse_relus == "yes"
+            ),
         )
     except ValueError as exc:
         p.error(str(exc))
@@ -384,9 +432,6 @@ def main(argv: list[str]) -> int:
         return 2
     n = len(list_images(_selection_dir(config, read_train_output(config.train_dir))))
     print(selection_to_markdown(results, n_images=n))
-    flags = " ".join(
-        f"--{r.variant}-float-blocks {' '.join(r.selection.float_blocks) or 'none'}"
-        for r in results
-    )
+    flags = " ".join(r.convert_flags for r in results)
     print(f"convert with: {flags}", file=sys.stderr)
     return 0 if all(r.selection.reached_target for r in results) else 1

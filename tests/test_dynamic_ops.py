@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 
-from bench.dynamic_ops import main, recipes, to_markdown
+from bench.dynamic_ops import main, measure, recipes, to_markdown
 from convert._quantize import FLOAT_OPS
 
 
@@ -61,6 +63,44 @@ def test_table_gives_speedups_against_float32() -> None:
     table = to_markdown(result)
     assert "| float32 | 23.1 | 100.00% | +0.00 | 40.0 | 1.00x |" in table
     assert "| depthwise float | 23.1 | 75.00% | -25.00 | 10.0 | 4.00x |" in table
+
+
+@pytest.mark.parametrize(
+    ("logits", "agreement", "accuracy", "rms"),
+    [
+        ([[2.0, 0.0], [0.0, 2.0]], 100.0, 50.0, 0.0),  # the reference itself
+        ([[0.0, 2.0], [0.0, 2.0]], 50.0, 0.0, np.sqrt(2.0)),  # row 0 flips: (4 + 4) / 4
+        ([[3.0, 1.0], [1.0, 3.0]], 100.0, 50.0, 1.0),  # shifted by 1: same answers
+    ],
+)
+def test_measure_compares_each_model_with_the_reference(
+    monkeypatch: pytest.MonkeyPatch,
+    logits: list[list[float]],
+    agreement: float,
+    accuracy: float,
+    rms: float,
+) -> None:
+    import bench.dynamic_ops
+
+    monkeypatch.setattr(bench.dynamic_ops, "tflite_invoker", lambda content, x: None)
+    monkeypatch.setattr(
+        bench.dynamic_ops,
+        "time_interleaved",
+        lambda calls, runs, warmup: [SimpleNamespace(median_ms=12.5) for _ in calls],
+    )
+    monkeypatch.setattr(bench.dynamic_ops, "tflite_logits", lambda content, x: np.array(logits))
+    reference = np.array([[2.0, 0.0], [0.0, 2.0]])
+    truth = np.array([0, 0])
+    rows = measure({"m": b"12345"}, np.zeros((2, 4, 4, 3)), reference, truth, runs=1)
+    assert rows["m"] == pytest.approx(
+        {
+            "agreement_pct": agreement,
+            "accuracy_pct": accuracy,
+            "rms_logit": rms,
+            "size_mb": 5e-6,
+            "latency_1t_ms": 12.5,
+        }
+    )
 
 
 @pytest.mark.parametrize(

@@ -427,3 +427,15 @@ def test_public_definitions_have_docstrings(package: str) -> None:
     public, missing = _missing_docstrings(package)
     assert public > 0
     assert missing == []
+
+
+def test_readme_links_and_images_exist() -> None:
+    """README is the front door: every relative link and image it shows is in the repo."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    targets = {m.split("#")[0] for m in re.findall(r"\]\(([^)\s]+)\)", text)}
+    local = sorted(t for t in targets if t and not re.match(r"[a-z]+:", t))
+    assert local, "README links no file: the pattern no longer matches its links"
+    missing = [t for t in local if not (REPO / t).is_file()]
+    assert missing == [], f"README links files that do not exist: {missing}"

@@ -529,6 +529,10 @@ def test_selection_refuses_the_test_split(tmp_path: Path, tiny_train_output: Pat
         ({"variants": ("float16",)}, "Received: variants=('float16',)"),
         ({"max_blocks": 0}, "`max_blocks` must be an int >= 1. Received: max_blocks=0"),
         ({"targets": {"int8": 101}}, "Received: targets['int8']=101"),
+        (
+            {"int8_fuse_relus": "no"},
+            "`int8_fuse_relus` must be a bool. Received: int8_fuse_relus='no'",
+        ),
     ],
 )
 def test_select_config_rejects_bad_values(overrides: dict[str, Any], message: str) -> None:
@@ -538,21 +542,33 @@ def test_select_config_rejects_bad_values(overrides: dict[str, Any], message: st
 
 
 @pytest.mark.parametrize(
-    ("variant", "ops", "alpha", "fuse"),
-    [("dynamic", ["DEPTHWISE_CONV_2D"], 0.5, False), ("int8", [], None, True)],
+    ("variant", "fuse_flag", "ops", "alpha", "fuse", "flags"),
+    [
+        ("dynamic", True, ["DEPTHWISE_CONV_2D"], 0.5, False, "--dynamic-float-blocks block1"),
+        ("dynamic", False, ["DEPTHWISE_CONV_2D"], 0.5, False, "--dynamic-float-blocks block1"),
+        ("int8", True, [], None, True, "--int8-float-blocks block1"),
+        ("int8", False, [], None, False, "--int8-float-blocks block1 --int8-fuse-relus no"),
+    ],
 )
 def test_selection_json_records_the_recipe_the_blocks_were_chosen_under(
-    variant: str, ops: list[str], alpha: float | None, fuse: bool
+    variant: str,
+    fuse_flag: bool,
+    ops: list[str],
+    alpha: float | None,
+    fuse: bool,
+    flags: str,
 ) -> None:
     from convert._quantize import Selection
     from convert._select import VariantSelection, selection_to_json
 
+    config = SelectConfig(train_dir=Path("t"), out_dir=Path("o"), int8_fuse_relus=fuse_flag)
     chosen = VariantSelection(
         variant=variant,
         target_pct=99.5,
         sensitivity={"block1": 0.2},
         selection=Selection(("block1",), True, ((("block1",), 99.71),)),
         seconds=1.0,
+        recipe=config.recipe(variant),
     )
     record = selection_to_json([chosen])[variant]
     assert (
@@ -561,6 +577,45 @@ def test_selection_json_records_the_recipe_the_blocks_were_chosen_under(
         record["equalize_alpha"],
         record["fuse_relus"],
     ) == (["block1"], ops, alpha, fuse)
+    assert chosen.convert_flags == flags
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_selection_quantizes_int8_with_the_fusion_asked_for(
+    monkeypatch: pytest.MonkeyPatch, tiny_train_output: Path, tmp_path: Path, fuse: bool
+) -> None:
+    import convert._fuse
+    import convert._select
+    from convert._source import read_train_output
+
+    fused: list[object] = []
+
+    def spy(model: object) -> object:
+        fused.append(model)
+        return model
+
+    monkeypatch.setattr(convert._fuse, "fused_relus", spy)
+    monkeypatch.setattr(convert._select, "calibrate", lambda source, data: source)
+    monkeypatch.setattr(
+        convert._select, "_calibration_arrays", lambda variant, train, config: np.zeros((1,))
+    )
+    config = SelectConfig(train_dir=tiny_train_output, out_dir=tmp_path, int8_fuse_relus=fuse)
+    train = read_train_output(tiny_train_output)
+    convert._select._quantizer("int8", "keras model", train, config)
+    assert fused == (["keras model"] if fuse else [])
+
+
+def test_select_cli_refuses_fusion_without_int8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convert._select import main
+
+    argv = [str(tmp_path), "--out", str(tmp_path / "o"), "--variants", "dynamic"]
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "--int8-fuse-relus", "no"])
+    assert info.value.code == 2
+    assert "--int8-fuse-relus applies to the int8 variant" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 class _Converter:

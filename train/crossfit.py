@@ -36,8 +36,8 @@ import keras
 import numpy as np
 
 from train.calibrate import SplitLogits
-from train.fit import one_hot
-from train.model import build_head, compile_model, head_logits
+from train.fit import compile_for, fit_targets
+from train.model import build_head, head_logits
 
 if TYPE_CHECKING:
     from train.config import TrainConfig
@@ -162,18 +162,10 @@ def _fold_logits(
         droprate=config.droprate,
         ensemble=config.ensemble,
     )
-    compile_model(
-        head,
-        learning_rate=config.learning_rate,
-        label_smoothing=config.label_smoothing,
-        weight_decay=config.weight_decay,
-    )
-    target = one_hot(np.concatenate(fit_y), k)
-    if len(head.output_shape) == 3:  # an ensemble: one copy of the target per head
-        target = np.repeat(target[:, None, :], head.output_shape[1], axis=1)
+    compile_for(head, config)
     head.fit(
         np.concatenate(fit_x),
-        target,
+        fit_targets(head, np.concatenate(fit_y), k),
         batch_size=config.batch_size,
         epochs=epochs,
         shuffle=True,

@@ -150,6 +150,26 @@ def one_hot(targets: np.ndarray, n_classes: int) -> np.ndarray:
     return np.asarray(np.eye(n_classes, dtype=np.float32)[targets])
 
 
+def compile_for(model: keras.Model, config: TrainConfig) -> None:
+    """Compile `model` with the run's optimizer and loss settings (learning rate,
+    label smoothing, weight decay), as `fit` and the calibration folds both do."""
+    compile_model(
+        model,
+        learning_rate=config.learning_rate,
+        label_smoothing=config.label_smoothing,
+        weight_decay=config.weight_decay,
+    )
+
+
+def fit_targets(model: keras.Model, y: np.ndarray, n_classes: int) -> np.ndarray:
+    """One-hot targets for `model`: float32 (n, C) from int targets y (n,), or
+    (n, N, C), the same target once per head, for a stacked ensemble output (batch, N, C)."""
+    target = one_hot(y, n_classes)
+    if len(model.output_shape) == 3:
+        target = np.repeat(target[:, None, :], model.output_shape[1], axis=1)
+    return target
+
+
 def fit(
     model: keras.Model,
     x: Any,
@@ -165,12 +185,7 @@ def fit(
     validation: (model -> (n_val, C) logits, int targets (n_val,)).
     A stacked ensemble output (batch, N, C) gets its one-hot target repeated N times.
     """
-    compile_model(
-        model,
-        learning_rate=config.learning_rate,
-        label_smoothing=config.label_smoothing,
-        weight_decay=config.weight_decay,
-    )
+    compile_for(model, config)
     history = History()
     predict_validation, val_y = validation
     keep = KeepBest(
@@ -180,12 +195,9 @@ def fit(
         monitor=config.monitor,
         verbose=config.verbose,
     )
-    target = None if y is None else one_hot(y, n_classes)
-    if target is not None and len(model.output_shape) == 3:
-        target = np.repeat(target[:, None, :], model.output_shape[1], axis=1)
     model.fit(
         x,
-        target,
+        None if y is None else fit_targets(model, y, n_classes),
         batch_size=None if y is None else config.batch_size,
         epochs=config.epochs,
         shuffle=True,
