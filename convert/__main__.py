@@ -306,7 +306,11 @@ def _thresholds(args: argparse.Namespace) -> Mapping[str, Threshold]:
         for variant, value in getattr(args, flag):
             if value is None and fieldname == "min_agreement_pct":
                 value = 0.0  # "none" switches the agreement bar off
-            thresholds[variant] = dataclasses.replace(thresholds[variant], **{fieldname: value})
+            try:
+                thresholds[variant] = dataclasses.replace(thresholds[variant], **{fieldname: value})
+            except ValueError as exc:  # now, not after converting and checking
+                option = "--" + flag.replace("_", "-")
+                raise ValueError(f"{option} {variant}={value:g}: {exc}") from None
     return thresholds
 
 

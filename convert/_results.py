@@ -8,6 +8,7 @@ loads neither Keras nor a runtime.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,22 @@ class Threshold:
     # float32's median 1-thread latency over this variant's, when float32 is
     # checked in the same run (the interleaved timing phase); None: not checked.
     min_speedup_1thread: float | None = None
+
+    def __post_init__(self) -> None:
+        bars = (
+            ("min_agreement_pct", 0.0, 100.0),
+            ("max_abs_logit_diff", 0.0, math.inf),
+            ("max_accuracy_drop_pts", 0.0, 100.0),
+            ("min_speedup_1thread", 0.0, math.inf),
+        )
+        for name, low, high in bars:
+            value = getattr(self, name)
+            if value is None and name != "min_agreement_pct":
+                continue
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            if not ok or not math.isfinite(value) or not low <= value <= high:
+                rule = f"in [{low:g}, {high:g}]" if math.isfinite(high) else f">= {low:g}"
+                raise ValueError(f"`{name}` must be a number {rule}. Received: {name}={value!r}")
 
 
 @dataclass(frozen=True)

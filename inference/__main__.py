@@ -119,6 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.top_k < 1:
             raise ValueError(f"`top_k` must be >= 1. Received: top_k={args.top_k}")
         classifier = Classifier.from_config(config)
+        n_classes = len(classifier.manifest.labels)
+        if args.top_k > n_classes:  # as the Lambda handler's `top_k`
+            raise ValueError(
+                f"`top_k` must be from 1 to {n_classes} (the bundle's classes). "
+                f"Received: top_k={args.top_k}"
+            )
     except (InferenceError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

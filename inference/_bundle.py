@@ -148,7 +148,9 @@ class Manifest:
 
 # The calibration fields of a manifest and of metrics.json: name -> (low, high, low open).
 CALIBRATION_RANGES = {
-    "temperature": (0.0, math.inf, True),  # T > 0 (Guo et al. 2017)
+    # T > 0 (Guo et al. 2017); training fits T in [0.05, 20] (train/calibrate.py), and
+    # far above that every score is the same 1/k: a hand-edited manifest, refused.
+    "temperature": (0.0, 100.0, True),
     "unsure_threshold": (0.0, 1.0, False),
     "unsure_goal": (0.0, 1.0, False),
 }

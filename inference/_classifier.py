@@ -26,9 +26,9 @@ from PIL import Image
 from inference._bundle import Manifest, read_bundle
 from inference._decode import DEFAULT_MAX_PIXELS, decode_image, load_image
 from inference._errors import BundleError
-from inference._runtime import RuntimeInfo, make_interpreter
+from inference._runtime import RUNTIMES, RuntimeInfo, make_interpreter
 from inference._timing import Laps
-from inference.env import env_fraction, env_int, env_str
+from inference.env import env_choice, env_fraction, env_int, env_str
 from inference.preprocess import preprocess_image
 
 
@@ -55,6 +55,11 @@ class InferenceConfig:
             )
         if self.unsure_threshold is not None:
             check_unsure_threshold(self.unsure_threshold)
+        if self.runtime is not None and self.runtime not in RUNTIMES:
+            raise ValueError(
+                f"`runtime` must be one of {sorted(RUNTIMES)} or None (from the bundle's "
+                f"format). Received: runtime={self.runtime!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> InferenceConfig:
@@ -79,7 +84,7 @@ class InferenceConfig:
         values: dict[str, Any] = {
             "model_dir": Path(env_str(environ, "MODEL_DIR") or "model"),
             "num_threads": env_int(environ, "INFERENCE_THREADS", minimum=1),
-            "runtime": env_str(environ, "INFERENCE_RUNTIME"),
+            "runtime": env_choice(environ, "INFERENCE_RUNTIME", choices=sorted(RUNTIMES)),
             "max_pixels": env_int(environ, "MAX_IMAGE_PIXELS", minimum=1),
             "unsure_threshold": env_fraction(environ, "UNSURE_THRESHOLD"),
         }
@@ -142,7 +147,9 @@ class Prediction:
             the calibrated probability in [0, 1].
         """
         k = self.top_k if k is None else k
-        order = sorted(range(len(self.labels)), key=lambda i: -self.probabilities[i])[:k]
+        # Ordered by logit, as `best_label`: the same order as the scores for any
+        # T > 0, and still the model's order where scores round to a tie (a huge T).
+        order = sorted(range(len(self.labels)), key=lambda i: -self.logits[i])[:k]
         return [
             {"label": self.labels[i], "score": self.probabilities[i], "logit": self.logits[i]}
             for i in order

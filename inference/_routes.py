@@ -80,8 +80,12 @@ class RouteConfig:
         origins = tuple(o.rstrip("/") for o in env_list(environ, CORS_ENV))
         try:
             config = cls(cors_origins=origins)
-        except ValueError as exc:
-            raise ValueError(f"Env var {CORS_ENV}: {exc}. Received: {CORS_ENV}={raw!r}") from None
+        except ValueError:
+            raise ValueError(
+                f"Env var {CORS_ENV} must be comma-separated origins like "
+                "https://shop.example.com (scheme, host, optional port, no path). "
+                f"Received: {CORS_ENV}={raw.strip()!r}"
+            ) from None
         return dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -201,10 +201,19 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         length = self.headers.get("Content-Length", "0").strip()
         if "Transfer-Encoding" in self.headers:
-            length = "chunked"
+            message = (
+                "Send the body with a Content-Length header (chunked uploads are not supported)."
+            )
+            self._send_json(411, "INVALID_REQUEST", message)  # answered without reading the body
+            return
         # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-        if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
-            self._refuse(length)
+        if not (length.isascii() and length.isdigit()):
+            message = f"The Content-Length header must be a byte count. Received: {length[:20]!r}"
+            self._send_json(400, "INVALID_REQUEST", message)
+            return
+        if int(length) > MAX_BODY_BYTES:
+            message = f"The request body is {length} bytes, over the limit of {MAX_BODY_BYTES}."
+            self._send_json(413, "PAYLOAD_TOO_LARGE", message)
             return
         body = self.rfile.read(int(length))
         if len(body) < int(length):  # the client closed before sending its whole body
@@ -239,17 +248,6 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
-
-    def _refuse(self, length: str) -> None:
-        """Too large or no usable Content-Length: answered without reading the body."""
-        too_large = length.isascii() and length.isdigit()
-        status, code = (413, "PAYLOAD_TOO_LARGE") if too_large else (411, "INVALID_REQUEST")
-        message = (
-            f"The request body is {length} bytes, over the limit of {MAX_BODY_BYTES}."
-            if too_large
-            else "Send the body with a Content-Length header (chunked uploads are not supported)."
-        )
-        self._send_json(status, code, message)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """The standard library's answer to a request it cannot parse (bad request

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 DATA_DIR_ENV = "CLOTHING_DATA_DIR"
@@ -129,9 +129,30 @@ def env_flag(environ: Mapping[str, str], name: str) -> bool | None:
     return raw.lower() in _TRUE
 
 
+def env_choice(environ: Mapping[str, str], name: str, *, choices: Sequence[str]) -> str | None:
+    """One of `choices`, or None when unset or empty.
+
+    Raises:
+        ValueError: any other value (the message names the variable and the choices).
+    """
+    raw = env_str(environ, name)
+    if raw is not None and raw not in choices:
+        raise _error(name, f"one of {list(choices)}", raw)
+    return raw
+
+
 def env_list(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """Comma-separated entries, each stripped, empty ones dropped; () when unset."""
-    return tuple(part.strip() for part in environ.get(name, "").split(",") if part.strip())
+    """Comma-separated entries, each stripped, empty ones dropped; () when unset or empty.
+
+    Raises:
+        ValueError: the value is set but names no entry (",,"): for an allowlist
+            such as FETCH_ALLOWED_HOSTS, () would mean "no list", not "nothing".
+    """
+    raw = environ.get(name, "")
+    parts = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if raw.strip() and not parts:
+        raise _error(name, "comma-separated entries, or unset", raw.strip())
+    return parts
 
 
 # --- where data, weights and the feature cache live ---------------------------

@@ -192,6 +192,12 @@ def test_mahalanobis_ranks_far_points_lower() -> None:
     assert scores[:2].min() > scores[2:].max()
 
 
+def test_mahalanobis_with_one_photo_per_class_scores_instead_of_failing() -> None:
+    x, y = np.array([[0.0, 1.0], [3.0, 4.0]]), np.array([0, 1])  # no within-class spread
+    scores = mahalanobis_score(x, y, np.array([[0.0, 1.0], [9.0, 9.0]]))
+    assert scores.shape == (2,) and np.isfinite(scores).all()
+
+
 def test_evaluate_calibration_fits_on_validation_and_reports_test() -> None:
     val_logits, val_targets = _sampled(2.0, n=3000, seed=1, scale=10.0)
     test_logits, test_targets = _sampled(2.0, n=3000, seed=2, scale=10.0)
@@ -366,8 +372,17 @@ def test_calibrate_command_recomputes_the_same_calibration(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["calibrate", "/nonexistent"], "`model_dir` must hold a `python -m train` metrics.json"),
+        (["calibrate", "/nonexistent"], "`model_dir` must be a `python -m train` output folder"),
         (["calibrate", ".", "--unsure-goal", "1"], "`unsure_goal` must be in (0, 1)"),
+        (
+            ["calibrate", ".", "--batch-size", "0"],
+            "`batch_size` must be >= 1. Received: batch_size=0",
+        ),
+        (["calibrate", ".", "--batch-size", "-1"], "Received: batch_size=-1"),
+        (
+            ["calibrate", ".", "--unsure-dir", "pyproject.toml"],
+            "`unsure_dir` must be a folder. Received: unsure_dir='pyproject.toml'",
+        ),
     ],
 )
 def test_calibrate_command_errors_exit_2(

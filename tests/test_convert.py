@@ -339,12 +339,25 @@ BAD_INPUTS: list[tuple[str, Any, list[str], str]] = [
     ),
     ("bad-threshold", None, ["--min-agreement", "float17=5"], "expected VARIANT=NUMBER"),
     (
+        "agreement-over-100",
+        None,
+        ["--min-agreement", "float32=150"],
+        "--min-agreement float32=150: `min_agreement_pct` must be a number in [0, 100]. "
+        "Received: min_agreement_pct=150.0",
+    ),
+    (
+        "negative-logit-diff",
+        None,
+        ["--max-logit-diff", "float32=-1"],
+        "`max_abs_logit_diff` must be a number >= 0. Received: max_abs_logit_diff=-1.0",
+    ),
+    (
         "metrics-bad-temperature",
         lambda t: (t / "metrics.json").write_text(
             json.dumps({"labels": list(LABELS), "image_size": 71, "temperature": -1})
         ),
         [],
-        "`temperature` must be a number in (0, inf] or null. Received: temperature=-1",
+        "`temperature` must be a number in (0, 100] or null. Received: temperature=-1",
     ),
     (
         "metrics-bad-unsure-threshold",

@@ -195,7 +195,18 @@ def _calibrate_command_fits_on_the_kept_logits(
     assert valid["calibration"]["fitted_on"]["logits"] == "validation"
     assert valid["temperature"] == pytest.approx(old["temperature"], rel=1e-3)
     assert valid["unsure_threshold"] == pytest.approx(old["threshold"], rel=1e-3)
-    (out / "out_of_fold_logits.npz").unlink()
+    assert train_main(argv) == 0  # and back: the kept logits still match their record
+    back = json.loads((out / "metrics.json").read_text())
+    assert back["temperature"] == pytest.approx(trained["temperature"], rel=1e-6)
+    # other logits in the file (here: the targets reversed) are refused, metrics kept
+    path = out / "out_of_fold_logits.npz"
+    with np.load(path) as data:
+        logits, targets = data["logits"], data["targets"]
+    np.savez(path, logits=logits, targets=targets[::-1])
+    before = (out / "metrics.json").read_bytes()
+    assert train_main(argv) == 2
+    assert (out / "metrics.json").read_bytes() == before
+    path.unlink()
     (out / "metrics.json").write_text(json.dumps(trained))  # fitted out-of-fold, file gone
     assert train_main(argv) == 2
 
@@ -232,3 +243,42 @@ def test_more_folds_than_photos_is_refused_before_anything_is_written(
     with pytest.raises(ValueError, match=r"number of train \+ validation photos \(6\)"):
         train_model(config)
     assert not config.output_dir.exists()
+
+
+def _legacy_metrics(fitted: dict[str, Any]) -> dict[str, Any]:
+    return {"calibration": {"fitted_on": fitted}}
+
+
+@pytest.mark.parametrize(
+    ("metrics", "message"),
+    [
+        ({"out_of_fold_logits": {"sha256": "0" * 64}}, "their sha256 differs"),
+        # runs from before the digest: count and accuracy
+        (_legacy_metrics({"logits": "out_of_fold", "n": 5, "accuracy": 0.75}), "they are 4 photos"),
+        (_legacy_metrics({"logits": "out_of_fold", "n": 4, "accuracy": 1.0}), "at accuracy 0.7500"),
+        (_legacy_metrics({"logits": "validation", "n": 4}), "records no out-of-fold logits"),
+    ],
+)
+def test_calibrate_refuses_out_of_fold_logits_that_are_not_the_runs(
+    tmp_path: Path, metrics: dict[str, Any], message: str
+) -> None:
+    from train.calibrate import SplitLogits, _check_stored_fit
+
+    fit = SplitLogits(
+        np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 0.0]]), np.array([0, 1, 1, 0])
+    )
+    with pytest.raises(ValueError) as info:
+        _check_stored_fit(fit, metrics, model_dir=tmp_path)
+    assert message in str(info.value) and "pass --validation-only" in str(info.value)
+
+
+def test_calibrate_takes_the_runs_own_out_of_fold_logits(tmp_path: Path) -> None:
+    from train.calibrate import SplitLogits, _check_stored_fit
+    from train.output import out_of_fold_record
+
+    logits, targets = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 0])
+    fit = SplitLogits(logits, targets)
+    record = out_of_fold_record(logits, targets, folds=2)
+    _check_stored_fit(fit, {"out_of_fold_logits": record}, model_dir=tmp_path)
+    legacy = _legacy_metrics({"logits": "out_of_fold", "n": 2, "accuracy": 0.5})
+    _check_stored_fit(fit, legacy, model_dir=tmp_path)

@@ -75,6 +75,11 @@ INVALID = [
     (RouteConfig, "CORS_ALLOWED_ORIGINS", "*"),
     (S3Config, "S3_ALLOWED_BUCKETS", "Photos"),
     (S3Config, "S3_ALLOWED_BUCKETS", "photos,s3://archive"),
+    # set, but no entry: for FETCH_ALLOWED_HOSTS "no list" would allow every host
+    (FetchConfig, "FETCH_ALLOWED_HOSTS", ",,,"),
+    (S3Config, "S3_ALLOWED_BUCKETS", ","),
+    (InferenceConfig, "INFERENCE_RUNTIME", "foo"),
+    (RouteConfig, "CORS_ALLOWED_ORIGINS", ","),
 ]
 
 
@@ -197,6 +202,22 @@ def test_helpers_refuse(parse: Any, kwargs: dict[str, Any], raw: str, rule: str)
     expected = f"Env var V must be {rule}. Received: V={raw!r}"
     with pytest.raises(ValueError, match=f"^{re.escape(expected)}$"):
         parse({"V": raw}, "V", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("config", "name", "raw"),
+    [
+        (RouteConfig, "CORS_ALLOWED_ORIGINS", "*"),
+        (InferenceConfig, "INFERENCE_RUNTIME", "tflite"),
+        (FetchConfig, "FETCH_ALLOWED_HOSTS", ",,"),
+    ],
+)
+def test_an_env_error_says_received_once(config: Any, name: str, raw: str) -> None:
+    with pytest.raises(ValueError) as info:
+        config.from_env({name: raw})
+    message = str(info.value)
+    assert message.startswith(f"Env var {name} must be ")
+    assert message.count("Received:") == 1 and message.endswith(f"Received: {name}={raw!r}")
 
 
 def test_env_list_drops_empty_entries() -> None:

@@ -15,6 +15,7 @@ from inference import (
     BundleError,
     Classifier,
     InferenceError,
+    Prediction,
     RuntimeUnavailableError,
     read_bundle,
     softmax,
@@ -109,8 +110,9 @@ def _edit_manifest(bundle: Path, **changes: object) -> None:
         (lambda b: _edit_manifest(b, preprocessing="resnet"), "`preprocessing` must be 'xception'"),
         (lambda b: _edit_manifest(b, labels="dress"), "`labels` must be a list"),
         (lambda b: _edit_manifest(b, schema_version=9), "`schema_version` must be 1"),
-        (lambda b: _edit_manifest(b, temperature=0), "`temperature` must be a number in (0, inf]"),
+        (lambda b: _edit_manifest(b, temperature=0), "`temperature` must be a number in (0, 100]"),
         (lambda b: _edit_manifest(b, temperature="2"), "Received: temperature='2'"),
+        (lambda b: _edit_manifest(b, temperature=1e300), "Received: temperature=1e+300"),
         (lambda b: _edit_manifest(b, unsure_threshold=1.5), "`unsure_threshold` must be"),
         (lambda b: _edit_manifest(b, unsure_threshold=True), "Received: unsure_threshold=True"),
     ],
@@ -185,6 +187,7 @@ def test_cli_table_output(tiny_bundle: Path, tmp_path: Path, capsys) -> None:  #
     [
         (["--model", "/nonexistent"], "Model bundle folder not found"),
         (["--top-k", "0"], "`top_k` must be >= 1"),
+        (["--top-k", "99"], f"`top_k` must be from 1 to {len(LABELS)} (the bundle's classes)"),
         (["--threads", "0"], "`num_threads` must be >= 1"),
     ],
 )
@@ -229,3 +232,22 @@ def test_float32_bundle_matches_keras_on_real_images(
         keras_logits = model.predict(x[np.newaxis], verbose=0)[0]
         lite_logits = np.array(clf.predict_file(path).logits)
         np.testing.assert_allclose(lite_logits, keras_logits, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("logits", "probabilities", "order"),
+    [
+        ((1.0, 3.0, 2.0), (0.09, 0.67, 0.24), ["pants", "shoes", "hat"]),
+        # scores that round to a tie (a huge temperature) keep the model's order
+        ((1.0, 3.0, 2.0), (1 / 3, 1 / 3, 1 / 3), ["pants", "shoes", "hat"]),
+        ((5.0, 5.0, 1.0), (0.5, 0.5, 0.0), ["hat", "pants", "shoes"]),  # ties: first class
+    ],
+)
+def test_top_is_in_logit_order_and_starts_with_the_label(
+    logits: tuple[float, ...], probabilities: tuple[float, ...], order: list[str]
+) -> None:
+    prediction = Prediction(
+        labels=("hat", "pants", "shoes"), logits=logits, probabilities=probabilities, top_k=3
+    )
+    assert [t["label"] for t in prediction.top()] == order
+    assert prediction.top(1)[0]["label"] == prediction.label == order[0]

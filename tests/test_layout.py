@@ -11,6 +11,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from inference import BundleError, Manifest, check_calibration, check_labels
@@ -439,3 +440,73 @@ def test_readme_links_and_images_exist() -> None:
     assert local, "README links no file: the pattern no longer matches its links"
     missing = [t for t in local if not (REPO / t).is_file()]
     assert missing == [], f"README links files that do not exist: {missing}"
+
+
+def _write_npz(folder: Path, **arrays: Any) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "out_of_fold_logits.npz", **arrays)
+    return folder
+
+
+def _good_oof() -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    return {"logits": rng.normal(size=(6, 2)).astype(np.float32), "targets": np.arange(6) % 2}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda a: {**a, "logits": a["logits"][:, :1]}, "logits must be (n, 2)"),
+        (lambda a: {**a, "targets": a["targets"][:5]}, "Received: logits (6, 2), targets (5,)"),
+        (lambda a: {"logits": a["logits"][:0], "targets": a["targets"][:0]}, "n >= 1"),
+        (lambda a: {**a, "logits": a["logits"].astype(int)}, "logits must be floats"),
+        (
+            lambda a: {**a, "logits": np.where(np.eye(6, 2) > 0, np.nan, a["logits"])},
+            "logits must be finite. Received: 2 NaN or infinite values",
+        ),
+        (lambda a: {**a, "logits": a["logits"] * np.inf}, "must be finite"),
+        (lambda a: {**a, "targets": a["targets"] + 1}, "targets must be class indices in [0, 2)"),
+        (lambda a: {**a, "targets": a["targets"] * 0.5}, "Received: dtype float64"),
+        (lambda a: {"logits": a["logits"]}, "not a readable out-of-fold file"),
+    ],
+)
+def test_out_of_fold_file_is_refused_when_it_cannot_be_fitted_on(
+    tmp_path: Path, edit: Any, message: str
+) -> None:
+    from train.output import read_out_of_fold
+
+    folder = _write_npz(tmp_path / "run", **edit(_good_oof()))
+    with pytest.raises(TrainOutputError) as info:
+        read_out_of_fold(folder, n_classes=2)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "not a zip", "pickled"])
+def test_a_damaged_out_of_fold_file_is_an_error_not_a_traceback(
+    tmp_path: Path, damage: str
+) -> None:
+    from train.output import read_out_of_fold
+
+    folder = _write_npz(tmp_path / "run", **_good_oof())
+    path = folder / "out_of_fold_logits.npz"
+    if damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "not a zip":
+        path.write_bytes(b"hello" * 100)
+    else:
+        np.savez(path, logits=np.array([object()]), targets=np.array([0]))
+    with pytest.raises(TrainOutputError, match="not a readable out-of-fold file"):
+        read_out_of_fold(folder, n_classes=2)
+
+
+def test_out_of_fold_file_round_trips_with_its_digest(tmp_path: Path) -> None:
+    from train.output import out_of_fold_record, read_out_of_fold, write_out_of_fold
+
+    good = _good_oof()
+    write_out_of_fold(tmp_path, good["logits"], good["targets"])
+    logits, targets = read_out_of_fold(tmp_path, n_classes=2) or (None, None)
+    record = out_of_fold_record(good["logits"], good["targets"], folds=3)
+    assert record == {**record, "n": 6, "folds": 3, "file": "out_of_fold_logits.npz"}
+    assert out_of_fold_record(logits, targets, folds=3) == record
+    shuffled = out_of_fold_record(good["logits"], good["targets"][::-1], folds=3)
+    assert shuffled["sha256"] != record["sha256"]

@@ -518,8 +518,11 @@ def raw_http(url: str, request: bytes, *, timeout: float = 10) -> bytes:
         (b"get / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "METHOD_NOT_ALLOWED"),
         (b"BREW / HTTP/1.1\r\nHost: x\r\n\r\n", 405, "METHOD_NOT_ALLOWED"),
         # a Content-Length that str.isdigit() accepts and int() does not
-        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\nab", 411, "INVALID_REQUEST"),
-        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 411, "INVALID_REQUEST"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\nab", 400, "INVALID_REQUEST"),
+        # a Content-Length that is there but not a byte count: 400, not 411 (Length Required)
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400, "INVALID_REQUEST"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1e3\r\n\r\n", 400, "INVALID_REQUEST"),
+        (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n", 400, "INVALID_REQUEST"),
         (
             b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n",
             413,

@@ -6,6 +6,7 @@ Tiny generated data, Xception(weights=None) at 71 px (tests/conftest.py).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -88,6 +89,13 @@ def test_a_views_numbers_are_part_of_its_cache_key(
     # views that do not use the number keep their folders
     assert CacheKey("w" * 64, 150).digest() == plain
     assert CacheKey("w" * 64, 150, view="flip").digest() == flip
+
+
+@pytest.mark.parametrize("field", ["keras_version", "pillow_version", "image_size"])
+def test_what_the_features_depend_on_names_the_cache_folder(field: str) -> None:
+    key = CacheKey("w" * 64, 150)
+    other = dataclasses.replace(key, **{field: 151 if field == "image_size" else "0.0"})
+    assert other.digest() != key.digest()
 
 
 def test_plain_view_keeps_the_cache_key_of_before_views() -> None:

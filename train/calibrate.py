@@ -55,6 +55,7 @@ from train.features import load_preprocessed
 from train.output import (
     OUT_OF_FOLD_FILENAME,
     TrainOutputError,
+    out_of_fold_digest,
     read_out_of_fold,
     read_train_output,
     write_metrics,
@@ -297,7 +298,10 @@ def mahalanobis_score(
     centered = x - means[np.searchsorted(classes, y)]
     cov = centered.T @ centered / len(x)
     cov += shrinkage * np.trace(cov) / len(cov) * np.eye(len(cov))
-    precision = np.linalg.inv(cov)
+    try:
+        precision = np.linalg.inv(cov)
+    except np.linalg.LinAlgError:  # no within-class spread (one photo per class): S = 0
+        precision = np.linalg.pinv(cov, hermitian=True)
     f = np.asarray(features, dtype=np.float64)
     # (f - mu)' P (f - mu) = f'Pf - 2 mu'Pf + mu'P mu: one (m, d) x (d, d) product
     # for all classes instead of one per class.
@@ -955,6 +959,11 @@ def format_unsure(metrics: Mapping[str, Any]) -> str:
         f"calibration: T {metrics['temperature']:.3f}; {shown} ECE {c['ece_before']:.3f} -> "
         f"{c['ece_after']:.3f}, NLL {c['nll_before']:.3f} -> {c['nll_after']:.3f}"
     ]
+    if any(math.isclose(metrics["temperature"], b) for b in TEMPERATURE_BOUNDS):
+        lines.append(
+            f"warning: T is at the end of its search range {list(TEMPERATURE_BOUNDS)}: the "
+            "logits fitted on may be wrong (check the run's scores before shipping it)"
+        )
     u = unsure[shown]
     answered = "n/a" if u["answered_accuracy"] is None else f"{u['answered_accuracy']:.1%}"
     fitted = _FITTED_ON[unsure.get("fitted_on", {}).get("logits", "validation")]
@@ -1054,12 +1063,16 @@ def recalibrate(
 
     if not 0.0 < goal < 1.0:
         raise ValueError(f"`unsure_goal` must be in (0, 1). Received: unsure_goal={goal!r}")
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size!r}")
+    if unsure_dir is not None and not Path(unsure_dir).is_dir():  # now, not after the passes
+        raise ValueError(f"`unsure_dir` must be a folder. Received: unsure_dir={str(unsure_dir)!r}")
     try:
         run = read_train_output(model_dir)
     except TrainOutputError as exc:
         raise ValueError(
-            f"`model_dir` must hold a `python -m train` metrics.json. "
-            f"Received: model_dir={str(model_dir)!r} ({exc})"
+            f"`model_dir` must be a `python -m train` output folder (metrics.json, "
+            f"model.keras): {exc} Received: model_dir={str(model_dir)!r}"
         ) from None
     metrics, labels, image_size = dict(run.metrics), run.labels, run.image_size
     data_dir = Path(data_dir or metrics.get("data_dir") or "")
@@ -1085,6 +1098,8 @@ def recalibrate(
                 f"Received: model_dir={str(model_dir)!r}"
             )
         fit = None if stored is None else SplitLogits(*stored)
+        if fit is not None:
+            _check_stored_fit(fit, metrics, model_dir=model_dir)
     model = run.load_model()
     logits, targets = {}, {}
     for name, split in dataset.splits.items():
@@ -1115,6 +1130,38 @@ def recalibrate(
     plot_calibration(result, Path(model_dir), title=f"{image_size} px")
     write_metrics(model_dir, metrics)
     return dict(metrics)
+
+
+def _check_stored_fit(fit: SplitLogits, metrics: Mapping[str, Any], *, model_dir: Path) -> None:
+    """Refuse out-of-fold logits that are not the ones training wrote: their digest
+    must be metrics.json's `out_of_fold_logits.sha256` (`out_of_fold_record`), or,
+    for runs that predate it, their count and accuracy `calibration.fitted_on`'s.
+
+    Raises:
+        ValueError: they differ, or the run records nothing to compare them with.
+    """
+    record = metrics.get("out_of_fold_logits")
+    fitted = metrics.get("calibration", {}).get("fitted_on", {})
+    n, accuracy = len(fit.targets), float(np.mean(fit.logits.argmax(axis=1) == fit.targets))
+    if isinstance(record, Mapping):
+        same = out_of_fold_digest(fit.logits, fit.targets) == record.get("sha256")
+        what = "their sha256 differs from metrics.json's out_of_fold_logits.sha256"
+    elif fitted.get("logits") == "out_of_fold":  # a run from before the digest
+        same = fitted.get("n") == n and math.isclose(
+            float(fitted.get("accuracy", -1.0)), accuracy, abs_tol=1e-9
+        )
+        what = (
+            f"they are {n} photos at accuracy {accuracy:.4f}; metrics.json's "
+            f"calibration.fitted_on says {fitted.get('n')} at {fitted.get('accuracy')}"
+        )
+    else:
+        same, what = False, "metrics.json records no out-of-fold logits to compare them with"
+    if not same:
+        raise ValueError(
+            f"`model_dir`'s {OUT_OF_FOLD_FILENAME} is not the one this run's training "
+            f"wrote ({what}): retrain, or pass --validation-only. "
+            f"Received: model_dir={str(model_dir)!r}"
+        )
 
 
 def _image_logits(

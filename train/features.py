@@ -2,7 +2,7 @@
 
 The base is frozen and runs in inference mode, so each image's pooled 2048-d
 feature vector never changes for a given (image bytes, image size, resize,
-preprocessing, base weights, Keras version). We compute it once and keep it on
+preprocessing, base weights, Keras and Pillow versions). We compute it once and keep it on
 disk; later epochs, runs and sweeps train only the head.
 
 Layout: CACHE_DIR/features/<key digest>/meta.json and one file per image,
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import PIL
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
@@ -122,6 +123,9 @@ class CacheKey:
         preprocessing: str, the preprocessing rule's name.
         resize: str, the resize rule's name.
         keras_version: str, the Keras version that extracts the features.
+        pillow_version: str, the Pillow version that decodes the photos (its
+            bundled libjpeg-turbo, libwebp... decode them; a new one may give
+            other pixels).
         view: str, a key of VIEWS (the transform applied before preprocessing).
 
     Raises:
@@ -133,6 +137,7 @@ class CacheKey:
     preprocessing: str = PREPROCESSING
     resize: str = RESIZE
     keras_version: str = keras.__version__
+    pillow_version: str = PIL.__version__
     view: str = "plain"
 
     def __post_init__(self) -> None:

@@ -22,7 +22,9 @@ the required fields and their checks are written once:
                    `targets` (n,) int64 of train + validation from heads that
                    did not see each photo (train/crossfit.py), what T and the
                    unsure threshold were fitted on; `python -m train calibrate`
-                   fits on them again (a new goal) without retraining.
+                   fits on them again (a new goal) without retraining, once
+                   their digest matches metrics.json's `out_of_fold_logits`
+                   (`out_of_fold_record`).
 
 Keras is imported inside the functions that need it: reading and validating a
 folder stays TensorFlow-free (and `import train.output` cheap).
@@ -168,12 +170,45 @@ def write_out_of_fold(directory: str | Path, logits: Any, targets: Any) -> Path:
     return path
 
 
+def out_of_fold_digest(logits: Any, targets: Any) -> str:
+    """Hex SHA-256 of out-of-fold logits ((n, k), as float32) and targets ((n,), as
+    int64), C order: metrics.json's `calibration.fitted_on.sha256`, so that
+    `python -m train calibrate` refits on the very logits training fitted on."""
+    import hashlib
+
+    import numpy as np
+
+    z = np.ascontiguousarray(logits, dtype=np.float32)
+    y = np.ascontiguousarray(targets, dtype=np.int64)
+    return hashlib.sha256(z.tobytes() + y.tobytes()).hexdigest()
+
+
+def out_of_fold_record(logits: Any, targets: Any, *, folds: int) -> dict[str, Any]:
+    """metrics.json's `out_of_fold_logits`: what `write_out_of_fold` wrote, for
+    `python -m train calibrate` to check the file against (it keeps this entry
+    when it refits, on validation or not).
+
+    Returns:
+        {"file", "n", "folds", "sha256"} (`out_of_fold_digest`).
+    """
+    return {
+        "file": OUT_OF_FOLD_FILENAME,
+        "n": len(targets),
+        "folds": folds,
+        "sha256": out_of_fold_digest(logits, targets),
+    }
+
+
 def read_out_of_fold(directory: str | Path, *, n_classes: int) -> tuple[Any, Any] | None:
     """(logits (n, n_classes) float32, targets (n,) int64) of a run, or None without the file.
 
     Raises:
-        TrainOutputError: the file is unreadable or its arrays do not fit the run.
+        TrainOutputError: the file is unreadable (truncated, not an npz, arrays
+            missing), empty, holds non-finite logits, or its arrays do not fit the
+            run's classes.
     """
+    import zipfile
+
     import numpy as np
 
     path = Path(directory) / OUT_OF_FOLD_FILENAME
@@ -182,15 +217,26 @@ def read_out_of_fold(directory: str | Path, *, n_classes: int) -> tuple[Any, Any
     try:
         with np.load(path) as data:
             z, y = data["logits"], data["targets"]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise TrainOutputError(f"{path}: not a readable out-of-fold file ({exc})") from None
-    known = np.isin(y, np.arange(n_classes)).all()
-    if z.shape[1:] != (n_classes,) or y.shape != (len(z),) or not known:
+    if z.ndim != 2 or z.shape[1] != n_classes or y.shape != (len(z),) or len(z) == 0:
         raise TrainOutputError(
-            f"{path}: logits must be (n, {n_classes}) with (n,) class targets. "
+            f"{path}: logits must be (n, {n_classes}) with (n,) class targets, n >= 1. "
             f"Received: logits {z.shape}, targets {y.shape}"
         )
-    return z, y
+    if not np.issubdtype(z.dtype, np.floating):
+        raise TrainOutputError(f"{path}: logits must be floats. Received: dtype {z.dtype}")
+    if not np.isfinite(z).all():
+        raise TrainOutputError(
+            f"{path}: logits must be finite. Received: {int(np.size(z) - np.isfinite(z).sum())} "
+            "NaN or infinite values"
+        )
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
+        raise TrainOutputError(
+            f"{path}: targets must be class indices in [0, {n_classes}). "
+            f"Received: dtype {y.dtype}, range [{y.min()}, {y.max()}]"
+        )
+    return z.astype(np.float32), y.astype(np.int64)
 
 
 def read_metrics(directory: str | Path) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from train.model import (
     unfreeze_last_blocks,
     weights_fingerprint,
 )
-from train.output import write_out_of_fold, write_train_output
+from train.output import out_of_fold_record, write_out_of_fold, write_train_output
 from train.report import (
     classification_metrics,
     plot_calibration,
@@ -111,6 +111,10 @@ def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) 
     calibration = calibrate_trained(trained, config, features)  # T, unsure threshold
     metrics = build_metrics(trained, dataset, config, seconds=time.perf_counter() - started)
     metrics.update(calibration.to_json())
+    if calibration.fit is not None:  # write_outputs writes them; calibrate checks them
+        metrics["out_of_fold_logits"] = out_of_fold_record(
+            calibration.fit.logits, calibration.fit.targets, folds=config.calibration_folds
+        )
     write_outputs(trained, metrics, config, calibration=calibration)
     return metrics
 
