@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -223,24 +224,24 @@ def _predict(classifier: Classifier, images: list[Path], *, top_k: int, as_json:
             results.append({"image": str(path), "error": {"code": code, "message": str(exc)}})
     if as_json:
         runtime = {"name": classifier.runtime.name, "version": classifier.runtime.version}
-        print(
-            json.dumps(
-                {
-                    "model": {
-                        "variant": classifier.manifest.variant,
-                        "sha256": classifier.manifest.model_sha256,
-                        "temperature": classifier.temperature,
-                        "calibrated": classifier.manifest.calibrated,
-                    },
-                    "runtime": runtime,
-                    "results": results,
-                },
-                indent=2,
-            )
-        )
+        model = {
+            "variant": classifier.manifest.variant,
+            "sha256": classifier.manifest.model_sha256,
+            "temperature": classifier.temperature,
+            "calibrated": classifier.manifest.calibrated,
+        }
+        text = json.dumps({"model": model, "runtime": runtime, "results": results}, indent=2)
     else:
-        for r in results:
-            print(_format_result(r))
+        text = "\n".join(_format_result(r) for r in results)
+    try:
+        print(text, flush=True)
+    except OSError as exc:  # stdout full or closed (`> /dev/full`, `| head` that quit)
+        # Point fd 1 at /dev/null, so that the interpreter's last flush of the
+        # same buffer does not fail again with a traceback (Python docs, "signal",
+        # note on SIGPIPE).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"error: cannot write the results to stdout: {exc}", file=sys.stderr)
+        return 2
     failed = sum("error" in r for r in results)
     if failed:
         print(f"{failed} of {len(results)} image(s) could not be classified", file=sys.stderr)

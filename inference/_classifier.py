@@ -101,7 +101,7 @@ def check_unsure_threshold(value: Any, *, name: str = "unsure_threshold") -> flo
     ok = isinstance(value, int | float) and not isinstance(value, bool)
     if not ok or not math.isfinite(value) or not 0.0 <= value <= 1.0:
         raise ValueError(f"`{name}` must be a number from 0 to 1. Received: {name}={value!r}")
-    return float(value)
+    return float(value) + 0.0  # -0.0 (JSON allows it) is 0.0, and echoed as 0.0
 
 
 @dataclass(frozen=True)

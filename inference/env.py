@@ -112,7 +112,7 @@ def env_fraction(environ: Mapping[str, str], name: str) -> float | None:
         value = math.nan
     if not 0.0 <= value <= 1.0:  # also refuses nan
         raise _error(name, "a number from 0 to 1", raw)
-    return value
+    return value + 0.0  # "-0" is 0.0
 
 
 def env_flag(environ: Mapping[str, str], name: str) -> bool | None:

@@ -8,6 +8,7 @@ variable and echoes the value, unset or empty keeps the default.
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -278,3 +279,12 @@ def test_train_config_from_env_reads_the_same_variables(tmp_path: Path) -> None:
     assert config.epochs == 3 and config.image_size == TrainConfig().image_size
     with pytest.raises(ValueError, match=re.escape("Received: epochs=0")):
         TrainConfig.from_env(env, epochs=0)
+
+
+def test_a_negative_zero_threshold_is_zero() -> None:
+    from inference import check_unsure_threshold
+
+    # -0.0 == 0.0, so the sign is what is asserted: an answer echoes "0.0", not "-0.0"
+    value = env_fraction({"V": "-0"}, "V")
+    assert value is not None and math.copysign(1.0, value) == 1.0
+    assert math.copysign(1.0, check_unsure_threshold(-0.0)) == 1.0

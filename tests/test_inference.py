@@ -251,3 +251,14 @@ def test_top_is_in_logit_order_and_starts_with_the_label(
     )
     assert [t["label"] for t in prediction.top()] == order
     assert prediction.top(1)[0]["label"] == prediction.label == order[0]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="/dev/full is Linux's")
+def test_cli_says_when_it_cannot_write_its_output(tiny_bundle: Path, tmp_path: Path) -> None:
+    image = make_image(tmp_path / "a.jpg", color=(0, 0, 0))
+    argv = [sys.executable, "-m", "inference", "predict", str(image), "--model", str(tiny_bundle)]
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True, check=False)
+    assert done.returncode == 2
+    assert "error: cannot write the results to stdout" in done.stderr
+    assert "Traceback" not in done.stderr
