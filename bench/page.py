@@ -286,24 +286,55 @@ def _full_page_png(driver: Any, path: Path) -> None:
 
 
 def _screenshots(args: argparse.Namespace) -> int:
-    from selenium.webdriver.common.by import By
+    """Every state at both widths into a temporary folder, then into --out: a
+    failure leaves the screenshots there as they were."""
+    import shutil
+
+    from inference import BundleError, read_bundle
 
     image = args.image or DEFAULT_DATA / "test/pants/4aabd82c-82e1-4181-a84d-d0c6e550d26d.jpg"
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    with (
-        page_server(args.model) as server,
-        chromium() as driver,
-        tempfile.TemporaryDirectory() as tmp,
-    ):
+    for flag, path in (("--image", image), ("--unsure-image", args.unsure_image)):
+        if not Path(path).is_file():
+            raise ValueError(f"{flag} must be a photo file. Received: {str(path)!r}")
+    try:
+        manifest = read_bundle(args.model, verify=False).manifest
+    except BundleError as exc:
+        raise ValueError(str(exc)) from None
+    if manifest.unsure_threshold is None:
+        raise ValueError(
+            f"--model {args.model} has no unsure_threshold, so the page cannot show its "
+            "unsure state: pass a calibrated bundle (python -m convert of a calibrated run)"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        shots = Path(tmp) / "shots"
+        shots.mkdir()
+        errors = _take_screenshots(args, image=image, shots=shots, scratch=Path(tmp))
+        args.out.mkdir(parents=True, exist_ok=True)
+        written = sorted(p.name for p in shots.iterdir())
+        for name in written:
+            shutil.move(shots / name, args.out / name)
+    print("wrote " + ", ".join(str(args.out / name) for name in written))
+    if errors:
+        print("console errors: " + "; ".join(errors), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _take_screenshots(
+    args: argparse.Namespace, *, image: Path, shots: Path, scratch: Path
+) -> list[str]:
+    """The idle, result, unsure and error states at 360 px and 1024 px, as PNG files
+    in `shots`; returns the page's console errors."""
+    from selenium.webdriver.common.by import By
+
+    with page_server(args.model) as server, chromium() as driver:
         for width, height, mobile, suffix in (
             (360, 740, True, "360"),
             (1024, 768, False, "desktop"),
         ):
             set_viewport(driver, width=width, height=height, mobile=mobile)
             driver.get(server.url)
-            _full_page_png(driver, out / f"page_idle_{suffix}.png")
+            _full_page_png(driver, shots / f"page_idle_{suffix}.png")
             shown = upload(driver, server.url, image)
             if shown.state != "result":
                 raise ValueError(
@@ -311,25 +342,19 @@ def _screenshots(args: argparse.Namespace) -> int:
                     "pass --image a photo the bundle answers"
                 )
             driver.find_element(By.CSS_SELECTOR, "#result summary").click()  # all categories
-            _full_page_png(driver, out / f"page_result_{suffix}.png")
+            _full_page_png(driver, shots / f"page_result_{suffix}.png")
             shown = upload(driver, server.url, args.unsure_image)
             if shown.state != "unsure":
                 raise ValueError(
                     f"the page answered {shown.state!r} for --unsure-image {args.unsure_image}; "
-                    "pass a photo the bundle is unsure of, and a bundle with a threshold"
+                    "pass a photo the bundle is unsure of"
                 )
-            _full_page_png(driver, out / f"page_unsure_{suffix}.png")
-            tiff = Path(tmp) / "scan.tiff"  # a format the service refuses: the HEIC hint shows
+            _full_page_png(driver, shots / f"page_unsure_{suffix}.png")
+            tiff = scratch / "scan.tiff"  # a format the service refuses: the HEIC hint shows
             tiff.write_bytes(b"II*\x00\x08\x00\x00\x00" + bytes(64))
             upload(driver, server.url, tiff)
-            _full_page_png(driver, out / f"page_error_{suffix}.png")
-            written += [f"page_{s}_{suffix}.png" for s in ("idle", "result", "unsure", "error")]
-        errors = [e for e in console_errors(driver) if not _is_status_line(e)]
-    print("wrote " + ", ".join(str(out / name) for name in written))
-    if errors:
-        print("console errors: " + "; ".join(errors), file=sys.stderr)
-        return 1
-    return 0
+            _full_page_png(driver, shots / f"page_error_{suffix}.png")
+        return [e for e in console_errors(driver) if not _is_status_line(e)]
 
 
 def _is_status_line(message: str) -> bool:

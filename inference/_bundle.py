@@ -212,7 +212,10 @@ def check_labels(labels: object, *, source: str) -> tuple[str, ...]:
 def _expect(data: dict[str, Any], key: str, kind: type, source: str) -> Any:
     value = data.get(key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise BundleError(f"{source}: `{key}` must be a {kind.__name__}. Received: {key}={value!r}")
+        what = {int: "an int", str: "a string", dict: "a JSON object", list: "a list"}.get(
+            kind, f"a {kind.__name__}"
+        )
+        raise BundleError(f"{source}: `{key}` must be {what}. Received: {key}={value!r}")
     return value
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,13 +81,15 @@ class InferenceConfig:
                 number from 0 to 1; the message names the variable and echoes it.
             TypeError: an override names no field.
         """
-        values: dict[str, Any] = {
-            "model_dir": Path(env_str(environ, "MODEL_DIR") or "model"),
-            "num_threads": env_int(environ, "INFERENCE_THREADS", minimum=1),
-            "runtime": env_choice(environ, "INFERENCE_RUNTIME", choices=sorted(RUNTIMES)),
-            "max_pixels": env_int(environ, "MAX_IMAGE_PIXELS", minimum=1),
-            "unsure_threshold": env_fraction(environ, "UNSURE_THRESHOLD"),
+        readers: dict[str, Callable[[], Any]] = {
+            "model_dir": lambda: Path(env_str(environ, "MODEL_DIR") or "model"),
+            "num_threads": lambda: env_int(environ, "INFERENCE_THREADS", minimum=1),
+            "runtime": lambda: env_choice(environ, "INFERENCE_RUNTIME", choices=sorted(RUNTIMES)),
+            "max_pixels": lambda: env_int(environ, "MAX_IMAGE_PIXELS", minimum=1),
+            "unsure_threshold": lambda: env_fraction(environ, "UNSURE_THRESHOLD"),
         }
+        # An overridden field's variable is not read: a flag wins over a bad env value too.
+        values = {k: read() for k, read in readers.items() if overrides.get(k) is None}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**{k: v for k, v in values.items() if v is not None})
 

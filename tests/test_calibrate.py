@@ -51,6 +51,25 @@ def test_fit_temperature_recovers_a_known_temperature(true_t: float) -> None:
         assert negative_log_likelihood(logits, targets, temperature=other) > nll
 
 
+@pytest.mark.parametrize(
+    ("targets", "at_bound"),
+    [
+        (np.array([1, 1, 0, 0]), True),  # all wrong (e.g. shuffled targets): T runs to the top
+        (np.array([0, 1, 1, 0]), False),  # half right: an optimum inside
+    ],
+)
+def test_a_temperature_at_the_end_of_its_search_range_is_flagged(
+    targets: np.ndarray, at_bound: bool
+) -> None:
+    from train.calibrate import at_search_bound, format_unsure
+
+    logits = np.array([[5.0, 0.0], [4.0, 0.0], [0.0, 6.0], [0.0, 3.0]])
+    t = fit_temperature(logits, targets)
+    assert at_search_bound(t) == at_bound
+    metrics = evaluate_calibration(validation=SplitLogits(logits, targets)).to_json()
+    assert ("warning: T is at the end of its search range" in format_unsure(metrics)) == at_bound
+
+
 def test_temperature_lowers_validation_nll_of_an_overconfident_model() -> None:
     logits, targets = _sampled(2.0)
     t = fit_temperature(logits, targets)
@@ -195,7 +214,9 @@ def test_mahalanobis_ranks_far_points_lower() -> None:
 def test_mahalanobis_with_one_photo_per_class_scores_instead_of_failing() -> None:
     x, y = np.array([[0.0, 1.0], [3.0, 4.0]]), np.array([0, 1])  # no within-class spread
     scores = mahalanobis_score(x, y, np.array([[0.0, 1.0], [9.0, 9.0]]))
-    assert scores.shape == (2,) and np.isfinite(scores).all()
+    # S = 0: its pseudo-inverse is 0, so every score is 0 (no ranking, but no crash);
+    # the score is only reported beside the deployed one
+    assert scores.shape == (2,) and np.array_equal(scores, [0.0, 0.0])
 
 
 def test_evaluate_calibration_fits_on_validation_and_reports_test() -> None:

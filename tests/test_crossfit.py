@@ -282,3 +282,19 @@ def test_calibrate_takes_the_runs_own_out_of_fold_logits(tmp_path: Path) -> None
     _check_stored_fit(fit, {"out_of_fold_logits": record}, model_dir=tmp_path)
     legacy = _legacy_metrics({"logits": "out_of_fold", "n": 2, "accuracy": 0.5})
     _check_stored_fit(fit, legacy, model_dir=tmp_path)
+
+
+def test_a_run_from_before_the_record_can_go_to_validation_and_back(tmp_path: Path) -> None:
+    from train.calibrate import _stored_fit
+    from train.output import write_out_of_fold
+
+    logits, targets = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([0, 0])
+    write_out_of_fold(tmp_path, logits, targets)
+    metrics = _legacy_metrics({"logits": "out_of_fold", "n": 2, "accuracy": 0.5, "folds": 3})
+    # --validation-only: nothing to fit on, but the file's record is kept...
+    assert _stored_fit(tmp_path, metrics, n_classes=2, validation_only=True) is None
+    assert metrics["out_of_fold_logits"]["folds"] == 3
+    metrics["calibration"]["fitted_on"] = {"logits": "validation", "n": 9}  # as it refits
+    # ...so a later plain calibrate fits on the file again
+    fit = _stored_fit(tmp_path, metrics, n_classes=2, validation_only=False)
+    assert fit is not None and np.array_equal(fit.targets, targets)

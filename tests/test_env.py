@@ -288,3 +288,13 @@ def test_a_negative_zero_threshold_is_zero() -> None:
     value = env_fraction({"V": "-0"}, "V")
     assert value is not None and math.copysign(1.0, value) == 1.0
     assert math.copysign(1.0, check_unsure_threshold(-0.0)) == 1.0
+
+
+def test_a_flag_wins_over_a_bad_env_value() -> None:
+    bad = {"INFERENCE_RUNTIME": "bogus", "INFERENCE_THREADS": "many", "UNSURE_THRESHOLD": "2"}
+    config = InferenceConfig.from_env(
+        bad, runtime="tensorflow", num_threads=2, unsure_threshold=0.5
+    )
+    assert (config.runtime, config.num_threads, config.unsure_threshold) == ("tensorflow", 2, 0.5)
+    with pytest.raises(ValueError, match="INFERENCE_RUNTIME"):
+        InferenceConfig.from_env(bad, num_threads=2, unsure_threshold=0.5)

@@ -481,7 +481,7 @@ def test_out_of_fold_file_is_refused_when_it_cannot_be_fitted_on(
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "not a zip", "pickled"])
+@pytest.mark.parametrize("damage", ["truncate", "not a zip", "pickled", "npy"])
 def test_a_damaged_out_of_fold_file_is_an_error_not_a_traceback(
     tmp_path: Path, damage: str
 ) -> None:
@@ -493,8 +493,11 @@ def test_a_damaged_out_of_fold_file_is_an_error_not_a_traceback(
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif damage == "not a zip":
         path.write_bytes(b"hello" * 100)
-    else:
+    elif damage == "pickled":
         np.savez(path, logits=np.array([object()]), targets=np.array([0]))
+    else:
+        with path.open("wb") as f:  # one array saved as .npy under the .npz name
+            np.save(f, np.zeros((6, 2)))
     with pytest.raises(TrainOutputError, match="not a readable out-of-fold file"):
         read_out_of_fold(folder, n_classes=2)
 
@@ -503,7 +506,8 @@ def test_out_of_fold_file_round_trips_with_its_digest(tmp_path: Path) -> None:
     from train.output import out_of_fold_record, read_out_of_fold, write_out_of_fold
 
     good = _good_oof()
-    write_out_of_fold(tmp_path, good["logits"], good["targets"])
+    # float64 logits and int32 targets: written as float32 / int64, the same digest
+    write_out_of_fold(tmp_path, good["logits"].astype(np.float64), good["targets"].astype(np.int32))
     logits, targets = read_out_of_fold(tmp_path, n_classes=2) or (None, None)
     record = out_of_fold_record(good["logits"], good["targets"], folds=3)
     assert record == {**record, "n": 6, "folds": 3, "file": "out_of_fold_logits.npz"}

@@ -64,3 +64,50 @@ def test_summary_scores_unsure_answers_on_their_suggestion_and_counts_decision_c
     assert summary["errors"] == 1
     assert summary["passed"] is True
     assert "| 60.00% | 2 |" in _markdown([summary], model=Path("b"))
+
+
+def _bundle(folder: Path, **fields: Any) -> Path:
+    """A bundle folder the screenshots command reads the manifest of (no browser)."""
+    import json
+
+    folder.mkdir(parents=True)
+    manifest = {
+        "labels": ["hat", "pants"],
+        "image_size": 71,
+        "variant": "float32",
+        "model_sha256": "0" * 64,
+        "preprocessing": "xception",
+        "resize": "nearest",
+        "output": "logits",
+        "schema_version": 1,
+        **fields,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    (folder / "model.tflite").write_bytes(b"not read")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("fields", "photo", "message"),
+    [
+        ({}, True, "has no unsure_threshold, so the page cannot show its unsure state"),
+        ({"unsure_threshold": 0.9}, False, "--unsure-image must be a photo file"),
+    ],
+)
+def test_screenshots_refuse_before_the_browser_and_write_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    fields: dict[str, Any],
+    photo: bool,
+    message: str,
+) -> None:
+    from bench.page import main
+
+    bundle = _bundle(tmp_path / "bundle", **fields)
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"\xff\xd8 a photo")
+    unsure = image if photo else tmp_path / "missing.jpg"
+    argv = ["screenshots", "--model", str(bundle), "--out", str(tmp_path / "docs")]
+    assert main([*argv, "--image", str(image), "--unsure-image", str(unsure)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "docs").exists()

@@ -98,7 +98,7 @@ def test_what_the_features_depend_on_names_the_cache_folder(field: str) -> None:
     assert other.digest() != key.digest()
 
 
-def test_plain_view_keeps_the_cache_key_of_before_views() -> None:
+def test_the_plain_views_key_leaves_the_view_out() -> None:
     key = CacheKey("w" * 64, 150)
     before = {k: v for k, v in asdict(key).items() if k != "view"}  # the pre-views fields
     expected = hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:24]

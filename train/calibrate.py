@@ -56,6 +56,7 @@ from train.output import (
     OUT_OF_FOLD_FILENAME,
     TrainOutputError,
     out_of_fold_digest,
+    out_of_fold_record,
     read_out_of_fold,
     read_train_output,
     write_metrics,
@@ -124,6 +125,15 @@ def negative_log_likelihood(
     z, y = _check(logits, targets)
     z = z / temperature
     return float(np.mean(_logsumexp(z) - z[np.arange(len(y)), y]))
+
+
+def at_search_bound(
+    temperature: float, *, bounds: tuple[float, float] = TEMPERATURE_BOUNDS
+) -> bool:
+    """True when `temperature` is at an end of the search range (within 0.1% of it):
+    `fit_temperature` found no optimum inside, as broken logits give (all or
+    nearly all wrong, e.g. shuffled targets: T runs to the top)."""
+    return any(abs(math.log(temperature / b)) < 1e-3 for b in bounds)
 
 
 def fit_temperature(
@@ -959,7 +969,7 @@ def format_unsure(metrics: Mapping[str, Any]) -> str:
         f"calibration: T {metrics['temperature']:.3f}; {shown} ECE {c['ece_before']:.3f} -> "
         f"{c['ece_after']:.3f}, NLL {c['nll_before']:.3f} -> {c['nll_after']:.3f}"
     ]
-    if any(math.isclose(metrics["temperature"], b) for b in TEMPERATURE_BOUNDS):
+    if at_search_bound(metrics["temperature"]):
         lines.append(
             f"warning: T is at the end of its search range {list(TEMPERATURE_BOUNDS)}: the "
             "logits fitted on may be wrong (check the run's scores before shipping it)"
@@ -1082,24 +1092,13 @@ def recalibrate(
             f"`data_dir` classes {list(dataset.labels)} differ from the model's {list(labels)}. "
             f"Received: data_dir={str(data_dir)!r}"
         )
-    fit = None
-    if not validation_only:
-        try:
-            stored = read_out_of_fold(model_dir, n_classes=len(labels))
-        except TrainOutputError as exc:
-            raise ValueError(
-                f"`model_dir` {exc}. Pass --validation-only to fit on validation."
-            ) from None
-        fitted = metrics.get("calibration", {}).get("fitted_on", {})
-        if stored is None and fitted.get("logits") == "out_of_fold":
-            raise ValueError(
-                f"`model_dir` was calibrated on out-of-fold logits, and its "
-                f"{OUT_OF_FOLD_FILENAME} is gone: retrain, or pass --validation-only. "
-                f"Received: model_dir={str(model_dir)!r}"
-            )
-        fit = None if stored is None else SplitLogits(*stored)
-        if fit is not None:
-            _check_stored_fit(fit, metrics, model_dir=model_dir)
+    fit = _stored_fit(model_dir, metrics, n_classes=len(labels), validation_only=validation_only)
+    unsure_dir = unsure_dir or default_unsure_dir(data_dir)
+    if unsure_dir is not None and not unsure_dir.is_dir():  # CLOTHING_UNSURE_DIR, checked now
+        raise ValueError(
+            f"`unsure_dir` must be a folder (env CLOTHING_UNSURE_DIR). "
+            f"Received: unsure_dir={str(unsure_dir)!r}"
+        )
     model = run.load_model()
     logits, targets = {}, {}
     for name, split in dataset.splits.items():
@@ -1114,7 +1113,6 @@ def recalibrate(
             progress=progress,
         )
         targets[name] = split.targets[keep]
-    unsure_dir = unsure_dir or default_unsure_dir(data_dir)
     out_of_class = None
     if unsure_dir is not None:
         out_of_class = out_of_class_outputs(
@@ -1122,7 +1120,7 @@ def recalibrate(
         )
     result = calibrate_run(logits, targets, goal=goal, out_of_class=out_of_class, fit=fit)
     if fit is not None:  # the fold count of the training run that wrote the logits
-        folds = metrics.get("calibration", {}).get("fitted_on", {}).get("folds")
+        folds = metrics["out_of_fold_logits"].get("folds")
         result.calibration["fitted_on"]["folds"] = result.unsure["fitted_on"]["folds"] = folds
     if unsure_dir is not None and "not_sure" in result.unsure:
         result.unsure["not_sure"]["dir"] = str(unsure_dir)
@@ -1130,6 +1128,49 @@ def recalibrate(
     plot_calibration(result, Path(model_dir), title=f"{image_size} px")
     write_metrics(model_dir, metrics)
     return dict(metrics)
+
+
+def _stored_fit(
+    model_dir: Path, metrics: dict[str, Any], *, n_classes: int, validation_only: bool
+) -> SplitLogits | None:
+    """The run's out-of-fold logits to fit on, checked (`_check_stored_fit`); None
+    with `validation_only` or without the file. A run from before metrics.json's
+    `out_of_fold_logits` record gets one (in `metrics`) when its file checks out,
+    so a `--validation-only` refit does not lose what the file was.
+
+    Raises:
+        ValueError: (without `validation_only`) the file is unreadable or not the
+            run's, or gone from a run calibrated on it.
+    """
+    fitted = metrics.get("calibration", {}).get("fitted_on", {})
+    try:
+        stored = read_out_of_fold(model_dir, n_classes=n_classes)
+    except TrainOutputError as exc:
+        if validation_only:
+            return None
+        raise ValueError(
+            f"`model_dir` {exc}. Pass --validation-only to fit on validation."
+        ) from None
+    if stored is None:
+        if fitted.get("logits") == "out_of_fold" and not validation_only:
+            raise ValueError(
+                f"`model_dir` was calibrated on out-of-fold logits, and its "
+                f"{OUT_OF_FOLD_FILENAME} is gone: retrain, or pass --validation-only. "
+                f"Received: model_dir={str(model_dir)!r}"
+            )
+        return None
+    fit = SplitLogits(*stored)
+    try:
+        _check_stored_fit(fit, metrics, model_dir=model_dir)
+    except ValueError:
+        if validation_only:
+            return None
+        raise
+    if not isinstance(metrics.get("out_of_fold_logits"), Mapping):
+        metrics["out_of_fold_logits"] = out_of_fold_record(
+            fit.logits, fit.targets, folds=fitted.get("folds")
+        )
+    return None if validation_only else fit
 
 
 def _check_stored_fit(fit: SplitLogits, metrics: Mapping[str, Any], *, model_dir: Path) -> None:

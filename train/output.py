@@ -172,7 +172,7 @@ def write_out_of_fold(directory: str | Path, logits: Any, targets: Any) -> Path:
 
 def out_of_fold_digest(logits: Any, targets: Any) -> str:
     """Hex SHA-256 of out-of-fold logits ((n, k), as float32) and targets ((n,), as
-    int64), C order: metrics.json's `calibration.fitted_on.sha256`, so that
+    int64), C order: metrics.json's `out_of_fold_logits.sha256`, so that
     `python -m train calibrate` refits on the very logits training fitted on."""
     import hashlib
 
@@ -183,7 +183,7 @@ def out_of_fold_digest(logits: Any, targets: Any) -> str:
     return hashlib.sha256(z.tobytes() + y.tobytes()).hexdigest()
 
 
-def out_of_fold_record(logits: Any, targets: Any, *, folds: int) -> dict[str, Any]:
+def out_of_fold_record(logits: Any, targets: Any, *, folds: int | None) -> dict[str, Any]:
     """metrics.json's `out_of_fold_logits`: what `write_out_of_fold` wrote, for
     `python -m train calibrate` to check the file against (it keeps this entry
     when it refits, on validation or not).
@@ -219,6 +219,10 @@ def read_out_of_fold(directory: str | Path, *, n_classes: int) -> tuple[Any, Any
             z, y = data["logits"], data["targets"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise TrainOutputError(f"{path}: not a readable out-of-fold file ({exc})") from None
+    except (TypeError, AttributeError):  # np.load gave one array: an .npy file, not an .npz
+        raise TrainOutputError(
+            f"{path}: not a readable out-of-fold file (one array, not an .npz archive)"
+        ) from None
     if z.ndim != 2 or z.shape[1] != n_classes or y.shape != (len(z),) or len(z) == 0:
         raise TrainOutputError(
             f"{path}: logits must be (n, {n_classes}) with (n,) class targets, n >= 1. "
