@@ -9,6 +9,21 @@ from pathlib import Path
 from typing import Any
 
 
+def out_dir_arg(value: str) -> Path:
+    """argparse type of `--out`: a results folder, created later if missing; a path
+    that exists and is not a folder is refused now, before any measuring.
+
+    Raises:
+        argparse.ArgumentTypeError: `value` names a file (or anything but a folder).
+    """
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"must be a folder (created if missing), not a file. Received: {value!r}"
+        )
+    return path
+
+
 def run_dir_parser(*, prog: str, description: str | None) -> argparse.ArgumentParser:
     """A parser with the positional TRAIN_OUTPUT_DIR (`train_dir`) and a required
     `--out` results folder; `description` (the module's docstring) is shown as written.
@@ -21,7 +36,7 @@ def run_dir_parser(*, prog: str, description: str | None) -> argparse.ArgumentPa
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("train_dir", type=Path, metavar="TRAIN_OUTPUT_DIR")
-    parser.add_argument("--out", type=Path, required=True, help="results folder (created)")
+    parser.add_argument("--out", type=out_dir_arg, required=True, help="results folder (created)")
     return parser
 
 

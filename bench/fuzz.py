@@ -40,6 +40,7 @@ from typing import Any, Literal
 from PIL import Image
 from tqdm import tqdm
 
+from bench._cli import out_dir_arg
 from bench._config import default_data_dir
 from inference import InferenceError, accepted_formats, decode_image, register_heif
 
@@ -403,7 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--model", type=Path, default=None, help="bundle: also run the handler")
     parser.add_argument("--bound", type=float, default=DEFAULT_BOUND_S, help="seconds per input")
-    parser.add_argument("--out", type=Path, default=None, help="keep slow/unhandled inputs here")
+    parser.add_argument(
+        "--out", type=out_dir_arg, default=None, help="keep slow/unhandled inputs here"
+    )
     return parser
 
 
@@ -424,7 +427,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    handler = None if args.model is None else make_handler(args.model)
+    try:
+        handler = None if args.model is None else make_handler(args.model)
+    except InferenceError as exc:  # a folder that is not a bundle
+        print(f"error: --model: {exc}", file=sys.stderr)
+        return 2
     start = time.perf_counter()
     tally = fuzz(seeds, n=args.n, rng=rng, handler=handler, bound=args.bound, out=args.out)
     text = report(tally, n=args.n, seeds=len(seeds), bound=args.bound, with_handler=bool(handler))

@@ -125,8 +125,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.model is not None and not args.model.is_dir():
         print(f"error: --model: bundle folder not found: {args.model}", file=sys.stderr)
         return 2
+    if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
+        print(f"error: --json must be a file in an existing folder: {args.json}", file=sys.stderr)
+        return 2
+    from inference import InferenceError
+
     inputs = load_inputs(heavy=not args.no_heavy)
-    rows = run(inputs, make_runner(args.model))
+    try:
+        runner = make_runner(args.model)
+    except InferenceError as exc:  # a folder that is not a bundle
+        print(f"error: --model: {exc}", file=sys.stderr)
+        return 2
+    rows = run(inputs, runner)
     print(format_table(rows, bound=args.bound))
     slow = [r for r in rows if r["seconds"] > args.bound]
     raised = [r for r in rows if r["answer"].startswith("RAISED")]

@@ -36,8 +36,9 @@ from typing import Any
 
 from PIL import Image
 
+from bench._cli import out_dir_arg
 from bench._config import SHARED_DATA_DIR, default_data_dir
-from inference import Prediction
+from inference import InferenceError, Prediction
 from tests.support.browser import (
     BrowserMissingError,
     chromium,
@@ -73,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     acc.add_argument("--split", default="test")
     acc.add_argument("--upscale", type=int, nargs="+", default=[1], help="enlarge images first")
     acc.add_argument("--limit", type=int, default=None, help="first N images per class")
-    acc.add_argument("--out", type=Path, default=REPO / "runs" / "page-bench")
+    acc.add_argument("--out", type=out_dir_arg, default=REPO / "runs" / "page-bench")
     shots = sub.add_parser("screenshots", help="PNG screenshots of the page's states")
-    shots.add_argument("--out", type=Path, default=REPO / "docs")
+    shots.add_argument("--out", type=out_dir_arg, default=REPO / "docs")
     shots.add_argument("--image", type=Path, default=None, help="photo for the result state")
     shots.add_argument(
         "--unsure-image",
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "accuracy":
             return _accuracy(args)
         return _screenshots(args)
-    except (BrowserMissingError, FileNotFoundError, ValueError) as exc:
+    except (BrowserMissingError, FileNotFoundError, ValueError, InferenceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

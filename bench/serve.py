@@ -198,10 +198,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cold-runs", type=int, default=3, help="process starts to time")
     parser.add_argument("--install-size", action="store_true", help="also build the serve venv")
     parser.add_argument("--json", help="also write the figures to this file")
+    from inference import BundleError, read_bundle
+
     args = parser.parse_args(argv)
+    for name in ("repeat", "cold_runs"):
+        if getattr(args, name) < 1:
+            flag = "--" + name.replace("_", "-")
+            parser.error(f"`{flag}` must be >= 1. Received: {name}={getattr(args, name)}")
     if not args.model or not Path(args.model).is_dir():
         parser.error("--model must be a bundle folder (model.tflite + manifest.json)")
     model = Path(args.model).resolve()
+    try:
+        read_bundle(model, verify=False)
+    except BundleError as exc:
+        parser.error(f"--model: {exc}")
     data, image_name = _image_bytes(args.image)
     manifest = json.loads((model / "manifest.json").read_text())
 

@@ -93,6 +93,11 @@ class SelectConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "train_dir", Path(self.train_dir))
         object.__setattr__(self, "out_dir", Path(self.out_dir))
+        if self.out_dir.exists() and not self.out_dir.is_dir():  # now, not after measuring
+            raise ValueError(
+                "`out_dir` must be a folder (created if missing). "
+                f"Received: out_dir={str(self.out_dir)!r} (a file)"
+            )
         if not self.variants or not set(self.variants) <= set(QUANTIZED_VARIANTS):
             raise ValueError(
                 f"`variants` must be a non-empty tuple from {list(QUANTIZED_VARIANTS)}. "

@@ -49,6 +49,10 @@ FETCH_THREADS = 16  # threads waiting on image hosts; the per-host limits bound 
 TASKS_PER_WORKER = 4  # inputs queued per worker: enough to hide the parent's latency
 MAX_ATTEMPTS = 2  # a worker crash retries its inputs once; a second crash is the input's fault
 MAX_WORKERS = 256  # more processes than this is a typo, not a machine
+MAX_THREADS = 256  # interpreter threads per worker: likewise
+# Progress lines at most an hour apart; the value is also a wait's timeout, which
+# must fit the platform's time_t (`inf` overflowed it).
+MAX_PROGRESS_EVERY_S = 3600.0
 
 
 class WorkersDiedError(RuntimeError):
@@ -99,10 +103,15 @@ class BatchConfig:
             )
         if not self.rate >= 0:
             raise ValueError(f"`rate` must be >= 0 requests/s. Received: rate={self.rate!r}")
-        if not self.progress_every_s > 0:
+        if not 0 < self.progress_every_s <= MAX_PROGRESS_EVERY_S:  # also refuses nan, inf
             raise ValueError(
-                "`progress_every_s` must be > 0. "
+                f"`progress_every_s` must be in (0, {MAX_PROGRESS_EVERY_S:g}] seconds. "
                 f"Received: progress_every_s={self.progress_every_s!r}"
+            )
+        if self.threads_per_worker is not None and self.threads_per_worker > MAX_THREADS:
+            raise ValueError(
+                f"`--threads-per-worker` must be at most {MAX_THREADS}. "
+                f"Received: --threads-per-worker={self.threads_per_worker!r}"
             )
 
     @classmethod

@@ -80,6 +80,11 @@ def check_output(path: Path) -> str:
     fmt = output_format(path)
     if not path.parent.is_dir():
         raise ValueError(f"`--output`'s folder does not exist. Received: --output={str(path)!r}")
+    if path.exists() and not path.is_file():  # a device, a FIFO (links followed): no resume
+        raise ValueError(
+            "`--output` must be a regular file (or not exist yet). "
+            f"Received: --output={str(path)!r}"
+        )
     if fmt == "parquet":
         from inference._batch_parquet import parquet_models
 
@@ -184,7 +189,17 @@ def _text_items(text: str) -> list[str]:
 
 
 def _csv_items(text: str, column: str | None, where: str) -> list[str]:
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    # strict: an unclosed quote is an error, not a field that swallows the rest of the file
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        return _csv_column(reader, column, where)
+    except csv.Error as exc:  # a field over csv's 128 KiB limit, an unclosed quote...
+        raise ValueError(
+            f"INPUT is not valid CSV ({where}, line {reader.reader.line_num}: {exc})."
+        ) from None
+
+
+def _csv_column(reader: csv.DictReader[str], column: str | None, where: str) -> list[str]:
     fields = list(reader.fieldnames or [])
     if column is None:
         if len(fields) != 1:
@@ -280,7 +295,12 @@ class RowWriter:
                 f"`--output`'s folder does not exist. Received: --output={str(path)!r}"
             )
         writer._resume()
-        writer._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            writer._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        except OSError as exc:  # read-only or virtual file systems (/proc), permissions
+            raise ValueError(
+                f"`--output` cannot be written ({exc.strerror}). Received: --output={str(path)!r}"
+            ) from None
         if writer.fmt == "csv" and path.stat().st_size == 0:
             writer._append(_encode_csv(csv_header(labels)))
         return writer

@@ -60,6 +60,10 @@ def classify(item: str, data: bytes | None) -> Row:
     assert _classifier is not None, "worker used before init_worker"
     try:
         if data is None:
+            if "\x00" in item:  # no file system has such a name; open() says ValueError
+                return error_row(
+                    item, "FILE_NOT_FOUND", "A path cannot hold a NUL byte.", model=_model_id
+                )
             prediction = _classifier.predict_file(item)
         else:
             prediction = _classifier.predict_bytes(data)

@@ -61,7 +61,9 @@ class RouteConfig:
 
     def __post_init__(self) -> None:
         for origin in self.cors_origins:
-            if not _ORIGIN.fullmatch(origin):
+            match = _ORIGIN.fullmatch(origin)
+            port = (match.group(1) or match.group(2)) if match else None
+            if not match or (port is not None and not 0 < int(port[1:]) <= 65535):
                 raise ValueError(
                     f"`cors_origins` entries must be origins like https://shop.example.com "
                     f"(scheme, host, optional port, no path). Received: {origin!r}"

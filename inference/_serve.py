@@ -192,6 +192,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server_version = "clothing-classifier"
     sys_version = ""
     timeout = SOCKET_TIMEOUT_S
+    # A request line the standard library cannot parse leaves the version at this
+    # default; its own "HTTP/0.9" would answer the error with no status line.
+    default_request_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -199,7 +202,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
     do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
 
     def _dispatch(self) -> None:
-        length = self.headers.get("Content-Length", "0").strip()
+        lengths = self.headers.get_all("Content-Length") or ["0"]
+        if len(lengths) > 1:  # which one frames the body? (RFC 9112 6.3: an error, close)
+            message = f"Send one Content-Length header. Received: {len(lengths)}"
+            self._send_json(400, "INVALID_REQUEST", message)
+            return
+        length = lengths[0].strip()
         if "Transfer-Encoding" in self.headers:
             message = (
                 "Send the body with a Content-Length header (chunked uploads are not supported)."

@@ -10,6 +10,7 @@ import csv
 import io
 import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -132,6 +133,7 @@ BAD_FILES = [
     ("empty.jpg", b"", "CORRUPT_IMAGE"),
     ("doc.jpg", b"%PDF-1.4 not an image", "UNSUPPORTED_FORMAT"),
     ("missing.jpg", None, "FILE_NOT_FOUND"),
+    ("nul\x00.jpg", None, "FILE_NOT_FOUND"),  # open() raises ValueError for it
 ]
 BAD_URLS = [
     # path on the local server (or a whole URL), expected code
@@ -432,6 +434,7 @@ def test_usage_errors_exit_2_with_a_message(
             "photo",
         ),
         ([photos, "--model", model, "--output", str(tmp_path / "no" / "o.jsonl")], "folder"),
+        ([photos, "--model", model, "--output", "/proc/o.jsonl"], "`--output` cannot be written"),
         ([photos, "--model", model, "--output", str(foreign)], "line 1"),
         ([photos, "--model", model, "--output", str(other_model)], "0123456789ab"),
         (
@@ -493,6 +496,53 @@ def test_resume_reads_rows_back_and_cuts_a_partial_one(
         assert out.done == done
         assert (out.dropped_bytes > 0) == (content != after)
     assert path.read_text() == after
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ('photo\n"/tmp/a.jpg\n/tmp/b.jpg\n', "line 3: unexpected end of data"),  # unclosed quote
+        ("photo\n" + "x" * 200_000 + "\n/tmp/a.jpg\n", "line 2: field larger than field limit"),
+    ],
+)
+def test_read_inputs_refuses_a_malformed_csv_naming_the_line(
+    tmp_path: Path, text: str, words: str
+) -> None:
+    (tmp_path / "l.csv").write_text(text)
+    with pytest.raises(ValueError) as info:
+        read_inputs(str(tmp_path / "l.csv"))
+    assert "INPUT is not valid CSV" in str(info.value) and words in str(info.value)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to a device"])
+def test_an_output_that_is_not_a_regular_file_is_refused(
+    tmp_path: Path, capsys: Any, kind: str
+) -> None:
+    make_images(tmp_path / "photos", 1)
+    out = tmp_path / "o.jsonl"
+    if kind == "fifo":
+        os.mkfifo(out)  # opening it would wait for a reader for ever
+    else:
+        out.symlink_to("/dev/zero")  # resuming would read it for ever
+    argv = ["batch", str(tmp_path / "photos"), "--model", str(tmp_path), "--output", str(out)]
+    assert main(argv) == 2
+    assert "`--output` must be a regular file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"progress_every_s": math.inf}, "`progress_every_s` must be in (0, 3600]"),
+        ({"progress_every_s": 0.0}, "Received: progress_every_s=0.0"),
+        ({"threads_per_worker": 100_000}, "`--threads-per-worker` must be at most 256"),
+    ],
+)
+def test_absurd_batch_settings_are_refused(kwargs: dict[str, Any], words: str) -> None:
+    from inference._batch import BatchConfig
+
+    with pytest.raises(ValueError) as info:
+        BatchConfig(source="x", output=Path("o.jsonl"), **kwargs)
+    assert words in str(info.value)
 
 
 def test_read_inputs_skips_blank_comment_and_duplicate_lines(tmp_path: Path) -> None:

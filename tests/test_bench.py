@@ -441,3 +441,36 @@ def test_report_renders_without_machine_fields() -> None:
     result = _fake_result()
     result["machine"] = {}
     assert "Machine: ?" in render_markdown(result)
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "words"),
+    [
+        ("bench.fuzz", ["--out", "FILE"], "must be a folder (created if missing)"),
+        ("bench.fuzz", ["--model", "EMPTY", "--n", "1"], "has no manifest.json"),
+        ("bench.page", ["screenshots", "--model", "EMPTY", "--out", "FILE"], "must be a folder"),
+        ("bench.page", ["accuracy", "--model", "EMPTY", "--out", "OUT"], "has no manifest.json"),
+        ("bench.serve", ["--model", "EMPTY"], "has no manifest.json"),
+        ("bench.serve", ["--model", "EMPTY", "--repeat", "0"], "`--repeat` must be >= 1"),
+        ("bench.inputs", ["--json", "EMPTY"], "--json must be a file in an existing folder"),
+        ("bench.int8_relus", ["RUN", "--out", "FILE"], "must be a folder (created if missing)"),
+        ("bench.dynamic_ops", ["RUN", "--out", "FILE"], "must be a folder (created if missing)"),
+    ],
+)
+def test_bench_commands_refuse_bad_paths_before_working(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], module: str, argv: list[str], words: str
+) -> None:
+    import importlib
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "file").write_text("mine")
+    places = {"FILE": "file", "EMPTY": "empty", "OUT": "out", "RUN": "empty"}
+    argv = [str(tmp_path / places[a]) if a in places else a for a in argv]
+    try:
+        code = importlib.import_module(module).main(argv)
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert (tmp_path / "file").read_text() == "mine" and not (tmp_path / "out").exists()

@@ -81,6 +81,7 @@ INVALID = [
     (S3Config, "S3_ALLOWED_BUCKETS", ","),
     (InferenceConfig, "INFERENCE_RUNTIME", "foo"),
     (RouteConfig, "CORS_ALLOWED_ORIGINS", ","),
+    (RouteConfig, "CORS_ALLOWED_ORIGINS", "https://a.example:99999"),  # no such port
 ]
 
 

@@ -535,9 +535,17 @@ def raw_http(url: str, request: bytes, *, timeout: float = 10) -> bytes:
         ),
         (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414, "INVALID_REQUEST"),
         (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 200 + b"\r\n", 431, "INVALID_REQUEST"),
-        (b"GET / HTTP/1.1 extra\r\n\r\n", None, "INVALID_REQUEST"),
-        (b"GET / HTTP/2.0\r\n\r\n", None, "INVALID_REQUEST"),  # no status line then
-        (b"garbage\r\n\r\n", None, "INVALID_REQUEST"),  # an HTTP/0.9 request: body only
+        # request lines the standard library cannot parse: still a status line
+        (b"GET / HTTP/1.1 extra\r\n\r\n", 400, "INVALID_REQUEST"),
+        (b"GET / HTTP/2.0\r\n\r\n", 505, "INVALID_REQUEST"),
+        (b"garbage\r\n\r\n", 400, "INVALID_REQUEST"),
+        # two lengths: which one frames the body is ambiguous (request smuggling)
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n"
+            b"{}GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+            400,
+            "INVALID_REQUEST",
+        ),
     ],
 )
 def test_local_server_answers_bad_http_with_json_errors(

@@ -605,6 +605,19 @@ def test_selection_quantizes_int8_with_the_fusion_asked_for(
     assert fused == (["keras model"] if fuse else [])
 
 
+def test_select_refuses_an_out_that_is_a_file_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convert._select import main
+
+    (tmp_path / "afile").write_text("mine")
+    with pytest.raises(SystemExit) as info:
+        main([str(tmp_path), "--out", str(tmp_path / "afile")])
+    assert info.value.code == 2
+    assert "`out_dir` must be a folder (created if missing)" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
 def test_select_cli_refuses_fusion_without_int8(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
