@@ -93,16 +93,22 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def test_run_measures_every_row(tiny_run: Path, tmp_path: Path) -> None:
+def test_run_measures_every_row(
+    tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench.quant_levers
+
+    # dynamic's rows only: each int8 calibration of the tiny Xception costs ~10 s in
+    # CI, and int8 goes through the same row code (and test_quantize, test_convert).
+    monkeypatch.setattr(bench.quant_levers, "VARIANTS", ("dynamic",))
     out = tmp_path / "out"
     argv = [str(tiny_run), "--out", str(out), "--alphas", "0.5", "--calibration-size", "4"]
     assert main([*argv, "--runs", "1", "--x16-stride", "2"]) == 0
     result = json.loads((out / "quant_levers.json").read_text())
     assert (result["n_validation"], result["n_train"]) == (9, 5)
     assert sorted(result["equalization"]) == sorted(
-        f"{variant} {recipe}, alpha {alpha}"
-        for variant, blocks in (("int8", "2, 1, 3, 4"), ("dynamic", "1, 3, 2"))
-        for recipe in ("all blocks quantized", f"blocks {blocks} float")
+        f"dynamic {recipe}, alpha {alpha}"
+        for recipe in ("all blocks quantized", "blocks 1, 3, 2 float")
         for alpha in ("none", "0.5")
     )
     x16 = result["int16x8"]
@@ -110,7 +116,7 @@ def test_run_measures_every_row(tiny_run: Path, tmp_path: Path) -> None:
     assert all(0 <= r["agreement_pct"] <= 100 and r["rms_logit_diff"] >= 0 for r in rows)
     assert x16["float32"]["agreement_pct"] == 100.0  # the float32 export is measured too
     assert x16["n_images"] == 5 and x16["int16x8"]["latency_1t_ms"] > 0
-    shipped = ("int8 blocks 2, 1, 3, 4 float", "dynamic blocks 1, 3, 2 float")
+    shipped = ("dynamic blocks 1, 3, 2 float",)
     assert set(result["selection_photos"]) == set(shipped)
     for name in shipped:
         row = result["selection_photos"][name]
