@@ -71,6 +71,19 @@ def fold_of(targets: np.ndarray, *, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
+def check_folds(folds: int, *, n_photos: int) -> None:
+    """Refuse more calibration folds than train + validation photos.
+
+    Raises:
+        ValueError: folds > n_photos; the message names `calibration_folds`.
+    """
+    if folds > n_photos:
+        raise ValueError(
+            f"`calibration_folds` must be at most the number of train + validation photos "
+            f"({n_photos}). Received: calibration_folds={folds!r}"
+        )
+
+
 def out_of_fold_logits(
     features: CachedFeatures, config: TrainConfig, *, epochs: int, folds: int
 ) -> SplitLogits:
@@ -95,11 +108,7 @@ def out_of_fold_logits(
         raise ValueError(f"`epochs` must be >= 1. Received: epochs={epochs!r}")
     x = np.concatenate([features.vectors["train"], features.vectors["validation"]])
     y = np.concatenate([features.targets["train"], features.targets["validation"]])
-    if folds > len(y):
-        raise ValueError(
-            f"`calibration_folds` must be at most the number of train + validation photos "
-            f"({len(y)}). Received: calibration_folds={folds!r}"
-        )
+    check_folds(folds, n_photos=len(y))
     for view in config.train_views:  # view rows must be the train rows, in order
         if not np.array_equal(features.view_targets[view]["train"], features.targets["train"]):
             raise ValueError(

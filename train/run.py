@@ -19,6 +19,7 @@ import numpy as np
 from inference import InferenceError, staging_dir
 from train.calibrate import CalibrationResult, calibrate_trained
 from train.config import TrainConfig
+from train.crossfit import check_folds
 from train.data import DataError, Dataset, Split, load_dataset
 from train.features import CacheKey, FeatureCache, Skipped, extract_features, load_preprocessed
 from train.fit import AugmentedImages, History, fit
@@ -122,11 +123,7 @@ def train_model(config: TrainConfig, *, features: CachedFeatures | None = None) 
 def _check_folds(features: CachedFeatures, config: TrainConfig) -> None:
     """Refuse more calibration folds than photos before training, not after."""
     n = len(features.targets["train"]) + len(features.targets["validation"])
-    if config.calibration_folds > n:
-        raise ValueError(
-            f"`calibration_folds` must be at most the number of train + validation photos "
-            f"({n}). Received: calibration_folds={config.calibration_folds!r}"
-        )
+    check_folds(config.calibration_folds, n_photos=n)
 
 
 @dataclass(frozen=True)
