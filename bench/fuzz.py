@@ -13,7 +13,7 @@ BMP header fields; and generic ones (truncation, bit flips, a duplicated or
 inserted byte range, a 4-byte field set to 0 / 2^31-1 / 2^32-1).
 
 Each input goes through `inference.decode_image` and, with --model, through
-`lambda_function.handle` as a base64 event. Counted: answers by code,
+`inference.handle_event` as a base64 event. Counted: answers by code,
 unhandled exceptions (anything not an InferenceError out of decode_image,
 anything raised by the handler), inputs over --bound seconds, the slowest
 input. Exit status 1 when any input raised or went over the bound; the
@@ -302,14 +302,13 @@ def run_one(
 
 
 def make_handler(model: Path) -> Callable[[bytes], str]:
-    from inference import Classifier, FetchConfig
-    from lambda_function import handle
+    from inference import Classifier, FetchConfig, handle_event
 
     classifier = Classifier.load(model)
     config = FetchConfig()
 
     def handler(data: bytes) -> str:
-        outcome = handle(
+        outcome = handle_event(
             {"image": base64.b64encode(data).decode()}, classifier=classifier, fetch_config=config
         )
         return "ok" if outcome.error is None else outcome.error.code

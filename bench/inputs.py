@@ -1,7 +1,7 @@
 """Time every crafted input: is each one answered (classified or a typed error) quickly?
 
     python -m bench.inputs                          # corpus + heavy cases, decode + preprocess
-    python -m bench.inputs --model runs/bundles/dynamic   # through lambda_function.handle
+    python -m bench.inputs --model runs/bundles/dynamic   # through inference.handle_event
     python -m bench.inputs --bound 2.0 --json out.json
 
 The inputs are tests/images/corpus/ (one file per kind of fault, issue 11)
@@ -72,15 +72,14 @@ def make_runner(model: Path | None) -> Callable[[bytes], str]:
             return "ok"
 
         return decode
-    from inference import Classifier, FetchConfig
-    from lambda_function import handle
+    from inference import Classifier, FetchConfig, handle_event
 
     classifier = Classifier.load(model)
     config = FetchConfig(max_bytes=10 * 1024 * 1024)
 
     def handler(data: bytes) -> str:
         event = {"image": base64.b64encode(data).decode()}
-        outcome = handle(event, classifier=classifier, fetch_config=config)
+        outcome = handle_event(event, classifier=classifier, fetch_config=config)
         return "ok" if outcome.error is None else outcome.error.code
 
     return handler

@@ -34,6 +34,7 @@ from inference._decode import (
 from inference._errors import (
     BundleError,
     CorruptImageError,
+    DeadlineExceededError,
     FetchError,
     FetchTimeoutError,
     ImageTooLargeError,
@@ -41,11 +42,19 @@ from inference._errors import (
     InvalidRequestError,
     PayloadTooLargeError,
     RuntimeUnavailableError,
+    TooManyItemsError,
     UnsupportedFormatError,
     URLNotAllowedError,
 )
+from inference._events import (
+    DEFAULT_MAX_BATCH_ITEMS,
+    MAX_BATCH_ITEMS_LIMIT,
+    is_batch_event,
+    is_http_event,
+)
 from inference._fetch import FetchConfig, fetch_url
 from inference._form import FormData, is_form_data, parse_form_data
+from inference._handle import BatchOutcome, Outcome, handle_batch, handle_event
 from inference._page import render_page
 from inference._publish import publish_dir, staging_dir, write_atomic, write_json_atomic
 from inference._quiet import quiet_tensorflow
@@ -82,10 +91,12 @@ from inference.preprocess import (
 
 __all__ = [
     "ALLOWED_FORMATS",
+    "DEFAULT_MAX_BATCH_ITEMS",
     "DEFAULT_MAX_PIXELS",
     "FORMAT_RUNTIMES",
     "IMAGE_SUFFIXES",
     "MANIFEST_FILENAME",
+    "MAX_BATCH_ITEMS_LIMIT",
     "MIN_IMAGE_SIZE",
     "MODEL_FILENAME",
     "PREPROCESSING",
@@ -94,11 +105,13 @@ __all__ = [
     "RUNTIME_ORDER",
     "SCHEMA_VERSION",
     "BatchConfig",
+    "BatchOutcome",
     "BatchSummary",
     "Bundle",
     "BundleError",
     "Classifier",
     "CorruptImageError",
+    "DeadlineExceededError",
     "FetchConfig",
     "FetchError",
     "FetchTimeoutError",
@@ -110,6 +123,7 @@ __all__ = [
     "Laps",
     "LocalServer",
     "Manifest",
+    "Outcome",
     "PayloadTooLargeError",
     "Prediction",
     "RouteConfig",
@@ -122,6 +136,7 @@ __all__ = [
     "S3ReadError",
     "S3Ref",
     "Timing",
+    "TooManyItemsError",
     "URLNotAllowedError",
     "UnsupportedFormatError",
     "accepted_formats",
@@ -131,8 +146,12 @@ __all__ = [
     "check_unsure_threshold",
     "decode_image",
     "fetch_url",
+    "handle_batch",
+    "handle_event",
     "interpreter_class",
+    "is_batch_event",
     "is_form_data",
+    "is_http_event",
     "load_image",
     "make_interpreter",
     "make_server",

@@ -82,3 +82,16 @@ class RuntimeUnavailableError(BundleError):
     cannot run it (e.g. INFERENCE_RUNTIME=onnxruntime for a .tflite bundle)."""
 
     code = "RUNTIME_UNAVAILABLE"
+
+
+class TooManyItemsError(InvalidRequestError):
+    """A batch has more items than MAX_BATCH_ITEMS (HTTP 400)."""
+
+    code = "TOO_MANY_ITEMS"
+
+
+class DeadlineExceededError(InferenceError):
+    """The function's time ran out before this batch item's turn (HTTP 504)."""
+
+    code = "DEADLINE_EXCEEDED"
+    http_status = 504

@@ -16,6 +16,12 @@ The event chooses the bucket and key, so three rules hold before a byte is read:
    costs at most `max_bytes + 1` bytes of memory. One request, not HeadObject
    then GetObject, so the object cannot change between the two.
 
+A `deadline` (the Lambda handler's fetch deadline) bounds the read as a
+whole, as URL fetches are bounded: it is checked before the request and
+between body chunks, so a slow read ends in FETCH_TIMEOUT, at most one
+botocore read timeout late, rather than in Lambda's timeout (which, in a
+batch, would lose every item's answer).
+
 boto3 is imported on first use: the Lambda Python base image ships it
 ("Lambda runtimes" in the Lambda developer guide), and the serve install does
 not (its install-size budget), so `import inference` never needs it. The
@@ -33,11 +39,13 @@ import dataclasses
 import functools
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from inference._errors import (
+    FetchTimeoutError,
     InferenceError,
     InvalidRequestError,
     PayloadTooLargeError,
@@ -48,6 +56,8 @@ from inference.env import env_list
 MAX_KEY_BYTES = 1024
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # FETCH_MAX_BYTES' default: one cap for every source
+# Body reads between deadline checks: 64 KiB, the size urllib3 streams by default.
+_CHUNK_BYTES = 64 * 1024
 S3_BUCKETS_ENV = "S3_ALLOWED_BUCKETS"  # read by S3Config.from_env
 
 
@@ -187,13 +197,17 @@ def check_bucket_allowed(ref: S3Ref, *, config: S3Config) -> None:
         )
 
 
-def read_s3_object(ref: S3Ref, *, config: S3Config, client: Any = None) -> bytes:
+def read_s3_object(
+    ref: S3Ref, *, config: S3Config, client: Any = None, deadline: float | None = None
+) -> bytes:
     """The object's bytes, read with one ranged GET of at most `config.max_bytes + 1` bytes.
 
     Args:
         ref: the bucket and key (from `parse_s3_ref`).
         config: the allowlist and limits.
         client: a boto3 S3 client; default one per process (`s3_client(config)`).
+        deadline: a `time.monotonic()` value the read must end by; None: botocore's
+            connect and read timeouts (and its retries) only.
 
     Returns:
         The object's bytes (length <= config.max_bytes); an empty object gives b"".
@@ -201,9 +215,12 @@ def read_s3_object(ref: S3Ref, *, config: S3Config, client: Any = None) -> bytes
     Raises:
         S3BucketNotAllowedError: the bucket is not allowed (checked before any request).
         PayloadTooLargeError: the object is over `config.max_bytes`.
+        FetchTimeoutError: the deadline passed before the request or while reading.
         S3ObjectNotFoundError, S3AccessDeniedError, S3ReadError: what S3 answered.
     """
     check_bucket_allowed(ref, config=config)
+    where = f"s3://{ref.bucket}/{_short_key(ref.key)}"
+    _check_deadline(deadline, where)
     s3 = s3_client(config) if client is None else client
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -214,17 +231,36 @@ def read_s3_object(ref: S3Ref, *, config: S3Config, client: Any = None) -> bytes
             raise PayloadTooLargeError(
                 f"The S3 object is {total} bytes, over the limit of {config.max_bytes}."
             )
-        with answer["Body"] as body:
-            data: bytes = body.read(config.max_bytes + 1)  # bounded even if the range was ignored
+        with answer["Body"] as body:  # bounded even if the range was ignored
+            data = _read_body(body, limit=config.max_bytes + 1, deadline=deadline, where=where)
     except ClientError as exc:
         if _error_code(exc) == "InvalidRange":  # a ranged GET of an empty object: S3 answers 416
             return b""
         raise _client_error(exc, ref) from exc
     except BotoCoreError as exc:
-        raise S3ReadError(f"Reading s3://{ref.bucket}/{_short_key(ref.key)} failed.") from exc
+        raise S3ReadError(f"Reading {where} failed.") from exc
     if len(data) > config.max_bytes:
         raise PayloadTooLargeError(f"The S3 object is over the limit of {config.max_bytes} bytes.")
     return data
+
+
+def _read_body(body: Any, *, limit: int, deadline: float | None, where: str) -> bytes:
+    """At most `limit` bytes of a streaming body, checking `deadline` between chunks."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        _check_deadline(deadline, where)
+        chunk = body.read(min(_CHUNK_BYTES, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _check_deadline(deadline: float | None, where: str) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise FetchTimeoutError(f"Reading {where} took longer than the time left to answer.")
 
 
 def _total_size(answer: dict[str, Any]) -> int | None:

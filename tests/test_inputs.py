@@ -25,11 +25,11 @@ from inference import (
     FetchConfig,
     InferenceError,
     decode_image,
+    handle_event,
     parse_form_data,
 )
 from inference.__main__ import main as inference_main
 from inference._sniff import accepted_formats
-from lambda_function import handle
 
 CORPUS = Path(__file__).parent / "images" / "corpus"
 CASES: dict[str, dict[str, Any]] = json.loads((CORPUS / "cases.json").read_text())
@@ -136,7 +136,7 @@ KINDS = ["direct", "rest_binary", "rest_form", "v2_binary", "v2_form", "url_bina
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_handler(name: str, kind: str, classifier: Classifier) -> None:
     case = answer(name)
-    outcome = handle(
+    outcome = handle_event(
         event(kind, (CORPUS / name).read_bytes(), name),
         classifier=classifier,
         fetch_config=FetchConfig(),
@@ -293,7 +293,7 @@ def test_form_golden_events(
             base = server.url("/", host="images.test").encode()
             body = base64.b64decode(event["body"]).replace(b"http://images.test/", base)
             event["body"] = base64.b64encode(body).decode()
-            outcome = handle(
+            outcome = handle_event(
                 event, classifier=classifier, fetch_config=FetchConfig(allow_loopback=True)
             )
     finally:

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 import lambda_function
-from inference import Classifier
+from inference import DEFAULT_MAX_BATCH_ITEMS, Classifier, InvalidRequestError
+from inference._events import item_event, parse_batch
 from inference._s3 import s3_client
 from tests.support.lambda_context import LambdaContext
 from tests.support.net import JPEG, ImageServer, NetGuard, jpeg_bytes, net_guard
@@ -150,13 +151,13 @@ def test_each_item_is_answered_as_its_own_event(
 ) -> None:
     """An item's answer in a batch is the answer the same event gets alone."""
     event = load_event(name, image_server)
-    batch = lambda_function.parse_batch(event, max_items=100)
+    batch = parse_batch(event, max_items=100)
     answers = invoke(event)["items"]
     assert len(answers) == len(batch.items)
     for item, answer in zip(batch.items, answers, strict=True):
         try:
-            single = lambda_function.item_event(item, batch)
-        except lambda_function.InvalidRequestError:
+            single = item_event(item, batch)
+        except InvalidRequestError:
             assert answer["error"]["code"] == "INVALID_REQUEST"
             continue
         assert invoke(single) == answer
@@ -310,7 +311,7 @@ def test_answer_size_leaves_room_under_the_step_functions_limit(handler: NetGuar
     Step Functions state may output, with a quarter of it to spare."""
     item = {"s3": {"bucket": ALLOWED_BUCKET, "key": "listings/pants.jpg"}, "top_k": 10}
     one = len(json.dumps(invoke({"items": [item]})))
-    assert one * lambda_function.DEFAULT_MAX_BATCH_ITEMS < 256 * 1024 * 3 / 4
+    assert one * DEFAULT_MAX_BATCH_ITEMS < 256 * 1024 * 3 / 4
 
 
 # ---------------------------------------------------------------------------
@@ -363,7 +364,7 @@ def test_template_limits_agree_with_the_function(template: dict[str, Any]) -> No
     params = template["Parameters"]
     function = template["Resources"]["ClassifierFunction"]["Properties"]
     cap = int(function["Environment"]["Variables"]["MAX_BATCH_ITEMS"])
-    assert cap == lambda_function.DEFAULT_MAX_BATCH_ITEMS
+    assert cap == DEFAULT_MAX_BATCH_ITEMS
     assert params["BatchSize"]["MaxValue"] <= cap  # a batch never hits TOO_MANY_ITEMS
     assert function["Environment"]["Variables"]["S3_ALLOWED_BUCKETS"] == {"Ref": "InputBucket"}
     settings = definition(template)["States"]["Settings"]["Parameters"]

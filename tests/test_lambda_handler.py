@@ -23,8 +23,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import lambda_function
-from inference import Classifier, FetchConfig
-from lambda_function import handle
+from inference import Classifier, FetchConfig, handle_event
 from tests.support.lambda_context import ANSWER_KEYS, LambdaContext
 from tests.support.net import BIG, JPEG, ImageServer, NetGuard, net_guard, png_bomb_header
 
@@ -182,7 +181,7 @@ def test_golden_events(
     name: str, classifier: Classifier, server: ImageServer, net: NetGuard
 ) -> None:
     http, status, code, top_k = GOLDEN[name]
-    outcome = handle(load_event(name, server), classifier=classifier, fetch_config=LOOPBACK)
+    outcome = handle_event(load_event(name, server), classifier=classifier, fetch_config=LOOPBACK)
     assert outcome.http is http
     response = outcome.response()
     body = answer_body(response, http=http)
@@ -200,8 +199,10 @@ def test_golden_events(
 def test_url_and_image_give_the_same_answer(
     classifier: Classifier, server: ImageServer, net: NetGuard
 ) -> None:
-    by_url = handle({"url": server.url("/pants.jpg")}, classifier=classifier, fetch_config=LOOPBACK)
-    by_image = handle({"image": b64(JPEG)}, classifier=classifier, fetch_config=LOOPBACK)
+    by_url = handle_event(
+        {"url": server.url("/pants.jpg")}, classifier=classifier, fetch_config=LOOPBACK
+    )
+    by_image = handle_event({"image": b64(JPEG)}, classifier=classifier, fetch_config=LOOPBACK)
     assert by_url.payload == by_image.payload
     assert by_url.payload["scores"] == classifier.predict_bytes(JPEG).to_dict()["scores"]
 
@@ -282,7 +283,7 @@ def test_hostile_inputs(
     event: Any = fill(fields, server)
     if kind == "http":
         event = http_v2(event)
-    outcome = handle(event, classifier=classifier, fetch_config=HOSTILE_CONFIG)
+    outcome = handle_event(event, classifier=classifier, fetch_config=HOSTILE_CONFIG)
     body = answer_body(outcome.response(), http=kind == "http")
     if code is None:
         assert_answer(body, classifier)
@@ -295,13 +296,13 @@ def test_hostile_inputs(
 
 def test_top_k_too_long_to_print(classifier: Classifier, net: NetGuard) -> None:
     event = {"image": b64(JPEG), "top_k": 10**5000}  # repr() of it raises ValueError
-    outcome = handle(event, classifier=classifier, fetch_config=LOOPBACK)
+    outcome = handle_event(event, classifier=classifier, fetch_config=LOOPBACK)
     assert_error(outcome.response(), "INVALID_REQUEST")
 
 
 @pytest.mark.parametrize("event", [[], ["url"], "http://x", 1, 2.5, None, True])
 def test_non_object_events(classifier: Classifier, net: NetGuard, event: Any) -> None:
-    outcome = handle(event, classifier=classifier, fetch_config=LOOPBACK)
+    outcome = handle_event(event, classifier=classifier, fetch_config=LOOPBACK)
     assert_error(outcome.response(), "INVALID_REQUEST")
 
 
@@ -335,7 +336,7 @@ def raw_image_event(data: bytes, **extra: Any) -> dict[str, Any]:
 def test_http_bodies(
     classifier: Classifier, net: NetGuard, event: dict[str, Any], code: str | None
 ) -> None:
-    outcome = handle(event, classifier=classifier, fetch_config=HOSTILE_CONFIG)
+    outcome = handle_event(event, classifier=classifier, fetch_config=HOSTILE_CONFIG)
     response = outcome.response()
     body = answer_body(response, http=True)
     if code is None:
@@ -356,16 +357,16 @@ def test_base64_over_the_cap_is_refused_before_decoding(
     monkeypatch.setattr(base64, "b64decode", no_decoding)
     config = FetchConfig(max_bytes=1000)
     for text in ("A" * 1336, "A" * 1340, "A" * 1336 + "\n" * 10, "x" * 10_000_000):
-        outcome = handle({"image": text}, classifier=classifier, fetch_config=config)
+        outcome = handle_event({"image": text}, classifier=classifier, fetch_config=config)
         assert_error(outcome.response(), "PAYLOAD_TOO_LARGE")
 
 
 def test_base64_exactly_at_the_cap_is_decoded(classifier: Classifier, net: NetGuard) -> None:
-    outcome = handle(
+    outcome = handle_event(
         {"image": b64(JPEG)}, classifier=classifier, fetch_config=FetchConfig(max_bytes=len(JPEG))
     )
     assert outcome.status == 200
-    outcome = handle(
+    outcome = handle_event(
         {"image": b64(JPEG)},
         classifier=classifier,
         fetch_config=FetchConfig(max_bytes=len(JPEG) - 1),
@@ -563,17 +564,21 @@ FUZZ = settings(
 @given(data=st.binary(max_size=3000) | mutated_images() | st.just(png_bomb_header(70_000, 1)))
 def test_fuzz_image_bytes(classifier: Classifier, net: NetGuard, data: bytes) -> None:
     for event in ({"image": b64(data)}, raw_image_event(data)):
-        check_outcome(handle(event, classifier=classifier, fetch_config=FetchConfig()), classifier)
+        check_outcome(
+            handle_event(event, classifier=classifier, fetch_config=FetchConfig()), classifier
+        )
     assert net.connections == []
 
 
 @FUZZ
 @given(event=json_values)
 def test_fuzz_event_shapes(classifier: Classifier, net: NetGuard, event: Any) -> None:
-    check_outcome(handle(event, classifier=classifier, fetch_config=FetchConfig()), classifier)
+    check_outcome(
+        handle_event(event, classifier=classifier, fetch_config=FetchConfig()), classifier
+    )
     if isinstance(event, dict):
         wrapped = http_v2(event)
         check_outcome(
-            handle(wrapped, classifier=classifier, fetch_config=FetchConfig()), classifier
+            handle_event(wrapped, classifier=classifier, fetch_config=FetchConfig()), classifier
         )
     assert net.connections == []  # nothing but loopback would pass, and loopback is off

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 import lambda_function
-from inference import Classifier, RouteConfig, make_server, render_page, route
+from inference import Classifier, RouteConfig, is_http_event, make_server, render_page, route
 from inference._page import MESSAGES, NAMES, message_for
 from inference._serve import from_response, to_event
 from tests.conftest import LABELS, REPO, make_image
@@ -349,7 +349,7 @@ def test_to_event_is_a_function_url_event() -> None:
         body=b"\xff\xd8\xff",
         client_ip="127.0.0.1",
     )
-    assert lambda_function.is_http_event(event)
+    assert is_http_event(event)
     assert event["routeKey"] == "$default" and event["rawPath"] == "/"
     assert event["queryStringParameters"] == {"top_k": "2", "a": "1,2"}
     assert event["headers"]["x-a"] == "1,2" and event["cookies"] == ["s=1"]

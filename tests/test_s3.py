@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from botocore.exceptions import ClientError
 import lambda_function
 from inference import (
     Classifier,
+    FetchTimeoutError,
     InvalidRequestError,
     PayloadTooLargeError,
     S3AccessDeniedError,
@@ -209,6 +211,74 @@ def test_cap_is_inclusive(s3_server: LocalS3, handler: NetGuard, max_bytes: int)
     else:
         with pytest.raises(PayloadTooLargeError):
             read_s3_object(ref, config=config, client=s3_server.client())
+
+
+class SlowBody:
+    """A GetObject body that takes `delay_s` per read, as a stalling S3 read would."""
+
+    def __init__(self, data: bytes, delay_s: float) -> None:
+        self.data, self.delay_s, self.reads = data, delay_s, 0
+
+    def __enter__(self) -> SlowBody:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def read(self, amt: int) -> bytes:
+        self.reads += 1
+        time.sleep(self.delay_s)
+        chunk, self.data = self.data[:amt], self.data[amt:]
+        return chunk
+
+
+class FakeS3:
+    """A client whose get_object answers with one SlowBody (and counts its calls)."""
+
+    def __init__(self, body: SlowBody) -> None:
+        self.body, self.calls = body, 0
+
+    def get_object(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        return {"Body": self.body}
+
+
+SLOW_DATA = bytes(range(256)) * 1024  # 256 KiB: four 64 KiB reads
+
+
+# (seconds per body read, deadline from now (None: no deadline), GET sent, read whole)
+@pytest.mark.parametrize(
+    ("delay_s", "deadline_in_s", "requested", "whole"),
+    [
+        (0.0, None, True, True),
+        (0.0, 60.0, True, True),
+        (0.05, None, True, True),  # slow, but no deadline: botocore's timeouts only
+        (0.05, 0.08, True, False),  # the deadline passes between body reads
+        (0.0, -1.0, False, False),  # already past: no request at all
+    ],
+)
+def test_deadline_bounds_the_whole_s3_read(
+    delay_s: float, deadline_in_s: float | None, requested: bool, whole: bool
+) -> None:
+    client = FakeS3(SlowBody(SLOW_DATA, delay_s))
+    config = S3Config(allowed_buckets=(ALLOWED_BUCKET,), max_bytes=len(SLOW_DATA))
+    deadline = None if deadline_in_s is None else time.monotonic() + deadline_in_s
+    ref = S3Ref(ALLOWED_BUCKET, "listings/slow.jpg")
+    if whole:
+        assert read_s3_object(ref, config=config, client=client, deadline=deadline) == SLOW_DATA
+    else:
+        with pytest.raises(FetchTimeoutError, match=f"s3://{ALLOWED_BUCKET}/listings/slow.jpg"):
+            read_s3_object(ref, config=config, client=client, deadline=deadline)
+        assert client.body.reads < 4  # stopped before the end
+    assert client.calls == int(requested)
+
+
+def test_handler_answers_fetch_timeout_when_no_time_is_left_for_s3(handler: NetGuard) -> None:
+    # 0.5 s left is under RESPONSE_MARGIN_S (1 s): the S3 read's deadline has passed.
+    event = json.loads((EVENTS / "s3_ok.json").read_text())
+    answer = lambda_function.lambda_handler(event, LambdaContext(remaining_ms=500))
+    assert answer["error"]["code"] == "FETCH_TIMEOUT"
+    assert handler.connections == []  # refused before any request
 
 
 def test_missing_boto3_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,8 +18,15 @@ import numpy as np
 import pytest
 
 import inference._classifier
-import lambda_function
-from inference import BundleError, Classifier, FetchConfig, InferenceConfig, Manifest, RuntimeInfo
+from inference import (
+    BundleError,
+    Classifier,
+    FetchConfig,
+    InferenceConfig,
+    Manifest,
+    RuntimeInfo,
+    handle_event,
+)
 from inference.__main__ import main
 from tests.conftest import LABELS, TINY_SIZE, make_image
 
@@ -282,7 +289,7 @@ def test_lambda_request_field(
     tiny_bundle: Path, jpeg_b64: str, value: Any, status: int, unsure: bool | None
 ) -> None:
     clf = Classifier.load(tiny_bundle)
-    outcome = lambda_function.handle(
+    outcome = handle_event(
         _direct(jpeg_b64, unsure_threshold=value), classifier=clf, fetch_config=FetchConfig()
     )
     assert outcome.status == status
@@ -311,7 +318,7 @@ def test_lambda_binary_body_takes_the_threshold_from_the_query(
         "body": jpeg_b64,
         "isBase64Encoded": True,
     }
-    outcome = lambda_function.handle(
+    outcome = handle_event(
         event, classifier=Classifier.load(tiny_bundle), fetch_config=FetchConfig()
     )
     body = json.loads(outcome.response()["body"])
@@ -324,11 +331,9 @@ def test_lambda_request_field_beats_the_bundle(
     clf = Classifier.load(
         calibrated_copy(tiny_bundle, tmp_path, temperature=1.0, unsure_threshold=1.0)
     )
-    by_bundle = lambda_function.handle(
-        _direct(jpeg_b64), classifier=clf, fetch_config=FetchConfig()
-    )
+    by_bundle = handle_event(_direct(jpeg_b64), classifier=clf, fetch_config=FetchConfig())
     assert by_bundle.payload["unsure"] is True and by_bundle.payload["unsure_threshold"] == 1.0
-    by_field = lambda_function.handle(
+    by_field = handle_event(
         _direct(jpeg_b64, unsure_threshold=0.0), classifier=clf, fetch_config=FetchConfig()
     )
     assert by_field.payload["unsure"] is False and by_field.payload["label"] is not None
