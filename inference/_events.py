@@ -5,7 +5,8 @@ lists them): direct invocations ({"url": ...}, {"image": "<base64>"},
 {"s3": {...}}, batches of these) and HTTP events (API Gateway REST and HTTP
 APIs, Lambda function URLs; the local server sends the same). A bad event
 raises a typed `InferenceError` (inference/_errors.py) whose message names the
-field and echoes what was received; nothing here fetches or decodes an image.
+field and echoes what was received. Nothing here fetches an image or decodes
+one; `decode_base64` runs in the step timed as the fetch (inference/_handle.py).
 """
 
 from __future__ import annotations
@@ -288,7 +289,7 @@ def is_batch_event(event: Any) -> bool:
     )
 
 
-def parse_batch(event: dict[str, Any], *, max_items: int) -> Batch:
+def parse_batch(event: Any, *, max_items: int) -> Batch:
     """Check a batch's envelope; the items themselves are checked one by one later.
 
     Raises:
@@ -296,6 +297,10 @@ def parse_batch(event: dict[str, Any], *, max_items: int) -> Batch:
             beside them, items that are not an array, a BatchInput that is not an object.
         TooManyItemsError: more than `max_items` items.
     """
+    if not isinstance(event, dict):
+        raise InvalidRequestError(
+            f"A batch event must be a JSON object with `items`. Received: {_json_type(event)}"
+        )
     names = [name for name in ("items", "Items") if name in event]
     mixed = [name for name in ("url", "image", "s3") if event.get(name) is not None]
     if len(names) != 1 or mixed:

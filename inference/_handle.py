@@ -97,7 +97,10 @@ def handle_event(
     s3_config: S3Config | None = None,
     deadline: float | None = None,
 ) -> Outcome:
-    """Answer one event; bad input gives an error outcome, bugs raise.
+    """Answer one event (direct or HTTP); bad input gives an error outcome, bugs raise.
+
+    A batch event ({"items": [...]}) goes to `handle_batch` (`is_batch_event`);
+    here it is refused as an event without `url`, `image` or `s3`.
 
     s3_config: the bucket allowlist for `s3` references (default: none allowed).
     deadline: a `time.monotonic()` value the URL fetch or S3 read must end by.
@@ -169,7 +172,7 @@ class BatchOutcome:
 
 
 def handle_batch(
-    event: dict[str, Any],
+    event: Any,
     *,
     classifier: Classifier,
     fetch_config: FetchConfig,

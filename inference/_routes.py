@@ -189,7 +189,7 @@ def _origin_key(origin: str) -> str:
 
 def request_header(event: Event, name: str) -> str:
     """The HTTP event's header `name` (given in lower case), matched case-insensitively;
-    "" when absent. Shared by the router and `lambda_function`'s body parsing."""
+    "" when absent. Shared by the router and the event parsing (inference/_events.py)."""
     headers = event.get("headers")
     if not isinstance(headers, dict):
         return ""

@@ -17,10 +17,15 @@ The event chooses the bucket and key, so three rules hold before a byte is read:
    then GetObject, so the object cannot change between the two.
 
 A `deadline` (the Lambda handler's fetch deadline) bounds the read as a
-whole, as URL fetches are bounded: it is checked before the request and
-between body chunks, so a slow read ends in FETCH_TIMEOUT, at most one
-botocore read timeout late, rather than in Lambda's timeout (which, in a
-batch, would lose every item's answer).
+whole, so that a slow read ends in FETCH_TIMEOUT rather than in Lambda's
+timeout, which in a batch would lose every item's answer:
+- it is checked before the request, and before each 64 KiB body chunk, whose
+  socket reads may then wait no longer than the time left;
+- when less time is left than botocore's retries could take (3 attempts of
+  2 s connect + 5 s read, plus backoff), the GET gets one attempt, with
+  timeouts that fit the time left (`_short_client`).
+A body that keeps trickling bytes is checked between chunks only; S3 is an
+allow-listed AWS service, not a host an event chooses.
 
 boto3 is imported on first use: the Lambda Python base image ships it
 ("Lambda runtimes" in the Lambda developer guide), and the serve install does
@@ -159,7 +164,8 @@ def parse_s3_ref(value: Any) -> S3Ref:
 
     Raises:
         InvalidRequestError: not an object, a missing or non-string field, a bucket
-            that is not a bucket name, an empty key or one over 1024 UTF-8 bytes.
+            that is not a bucket name, an empty key, one over 1024 UTF-8 bytes or one
+            that is not UTF-8 text (a lone surrogate).
     """
     if not isinstance(value, dict):
         raise InvalidRequestError(
@@ -176,7 +182,12 @@ def parse_s3_ref(value: Any) -> S3Ref:
         raise InvalidRequestError(
             f"`s3.key` must be a non-empty string. Received: key={_short(key)}"
         )
-    n_bytes = len(key.encode("utf-8", errors="surrogatepass"))
+    try:
+        n_bytes = len(key.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800"): valid JSON, not a UTF-8 key
+        raise InvalidRequestError(
+            f"`s3.key` must be UTF-8 text (S3 keys are). Received: key={_short(key)}"
+        ) from None
     if n_bytes > MAX_KEY_BYTES:
         raise InvalidRequestError(
             f"`s3.key` must be at most {MAX_KEY_BYTES} UTF-8 bytes (S3's limit). "
@@ -205,7 +216,9 @@ def read_s3_object(
     Args:
         ref: the bucket and key (from `parse_s3_ref`).
         config: the allowlist and limits.
-        client: a boto3 S3 client; default one per process (`s3_client(config)`).
+        client: a boto3 S3 client; default one per process (`s3_client(config)`), or,
+            when less time is left than botocore's retries could take, a client of
+            one attempt within the time left.
         deadline: a `time.monotonic()` value the read must end by; None: botocore's
             connect and read timeouts (and its retries) only.
 
@@ -215,41 +228,78 @@ def read_s3_object(
     Raises:
         S3BucketNotAllowedError: the bucket is not allowed (checked before any request).
         PayloadTooLargeError: the object is over `config.max_bytes`.
-        FetchTimeoutError: the deadline passed before the request or while reading.
-        S3ObjectNotFoundError, S3AccessDeniedError, S3ReadError: what S3 answered.
+        FetchTimeoutError: no time was left for the request, or it ran out while reading.
+        S3ObjectNotFoundError, S3AccessDeniedError, S3ReadError: what S3 answered, or a
+            connection that failed, stalled or ended before the object did.
     """
     check_bucket_allowed(ref, config=config)
     where = f"s3://{ref.bucket}/{_short_key(ref.key)}"
-    _check_deadline(deadline, where)
+    left = _time_left(deadline, where)
+    short = False  # a client of one attempt within the time left
+    if client is None and left is not None and left < _retry_schedule_s(config):
+        client, short = _short_client(config, left), True
     s3 = s3_client(config) if client is None else client
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        ConnectTimeoutError,
+        ReadTimeoutError,
+    )
+    from urllib3.exceptions import HTTPError
 
     try:
         answer = s3.get_object(Bucket=ref.bucket, Key=ref.key, Range=f"bytes=0-{config.max_bytes}")
-        total = _total_size(answer)
-        if total is not None and total > config.max_bytes:
-            raise PayloadTooLargeError(
-                f"The S3 object is {total} bytes, over the limit of {config.max_bytes}."
+        body = answer["Body"]  # botocore's StreamingBody: it checks Content-Length at the end
+        try:
+            total = _total_size(answer)
+            if total is not None and total > config.max_bytes:
+                raise PayloadTooLargeError(
+                    f"The S3 object is {total} bytes, over the limit of {config.max_bytes}."
+                )
+            # Bounded even if the range was ignored.
+            data = _read_body(
+                body, limit=config.max_bytes + 1, deadline=deadline, config=config, where=where
             )
-        with answer["Body"] as body:  # bounded even if the range was ignored
-            data = _read_body(body, limit=config.max_bytes + 1, deadline=deadline, where=where)
+        finally:
+            body.close()
     except ClientError as exc:
         if _error_code(exc) == "InvalidRange":  # a ranged GET of an empty object: S3 answers 416
             return b""
         raise _client_error(exc, ref) from exc
-    except BotoCoreError as exc:
+    except (BotoCoreError, HTTPError) as exc:  # HTTPError: urllib3's, e.g. TLS mid-body
+        timed_out = short and isinstance(exc, ReadTimeoutError | ConnectTimeoutError)
+        if timed_out or (deadline is not None and time.monotonic() >= deadline):
+            raise FetchTimeoutError(_TIMEOUT_MESSAGE.format(where=where)) from exc
         raise S3ReadError(f"Reading {where} failed.") from exc
     if len(data) > config.max_bytes:
         raise PayloadTooLargeError(f"The S3 object is over the limit of {config.max_bytes} bytes.")
     return data
 
 
-def _read_body(body: Any, *, limit: int, deadline: float | None, where: str) -> bytes:
-    """At most `limit` bytes of a streaming body, checking `deadline` between chunks."""
+_TIMEOUT_MESSAGE = "Reading {where} did not end within the time left to answer."
+
+
+def _time_left(deadline: float | None, where: str) -> float | None:
+    """Seconds until `deadline` (None: no deadline); FetchTimeoutError when none are left."""
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise FetchTimeoutError(_TIMEOUT_MESSAGE.format(where=where))
+    return left
+
+
+def _read_body(
+    body: Any, *, limit: int, deadline: float | None, config: S3Config, where: str
+) -> bytes:
+    """At most `limit` bytes of a StreamingBody; before each chunk the deadline is
+    checked and the socket's read timeout cut to the time left."""
     chunks: list[bytes] = []
     size = 0
     while size < limit:
-        _check_deadline(deadline, where)
+        left = _time_left(deadline, where)
+        if left is not None:
+            _wait_at_most(body, min(config.read_timeout_s, left))
         chunk = body.read(min(_CHUNK_BYTES, limit - size))
         if not chunk:
             break
@@ -258,9 +308,41 @@ def _read_body(body: Any, *, limit: int, deadline: float | None, where: str) -> 
     return b"".join(chunks)
 
 
-def _check_deadline(deadline: float | None, where: str) -> None:
-    if deadline is not None and time.monotonic() >= deadline:
-        raise FetchTimeoutError(f"Reading {where} took longer than the time left to answer.")
+def _wait_at_most(body: Any, seconds: float) -> None:
+    """Bound each socket read of `body` by `seconds` (StreamingBody.set_socket_timeout).
+
+    Once urllib3 has read the response to its end it lets the socket go, and
+    botocore's method would log an error for the missing socket: nothing is left
+    to wait for then, so that case is skipped.
+    """
+    raw = getattr(body, "_raw_stream", None)
+    if raw is not None and not raw.closed:
+        body.set_socket_timeout(seconds)
+
+
+def _retry_schedule_s(config: S3Config) -> float:
+    """The longest botocore's standard retries can take: every attempt's connect and
+    read timeouts, plus the backoffs between attempts, rand(0, 1) * min(2 ** i, 20) s
+    at most (botocore.retries.standard.ExponentialBackoff, throttling scale)."""
+    backoffs = sum(min(2.0**i, 20.0) for i in range(config.max_attempts - 1))
+    return config.max_attempts * (config.connect_timeout_s + config.read_timeout_s) + backoffs
+
+
+def _short_client(config: S3Config, left: float) -> Any:
+    """A client of one attempt whose connect and read timeouts fit the time left
+    (a timeout of its own is then FETCH_TIMEOUT).
+
+    Built for this read only (tens of ms): it is needed in the last seconds of a
+    function's time, and caching one per time left would not pay.
+    """
+    connect = min(config.connect_timeout_s, left / 2)
+    short = dataclasses.replace(
+        config,
+        connect_timeout_s=max(connect, 0.001),
+        read_timeout_s=max(min(config.read_timeout_s, left - connect), 0.001),
+        max_attempts=1,
+    )
+    return _new_client(short)
 
 
 def _total_size(answer: dict[str, Any]) -> int | None:
@@ -295,6 +377,11 @@ def s3_client(config: S3Config = S3Config()) -> Any:  # frozen, so hashable: one
         S3ReadError: boto3 is not installed (the serve install leaves it out; the
             Lambda base image has it).
     """
+    return _new_client(config)
+
+
+def _new_client(config: S3Config) -> Any:
+    """A boto3 S3 client with `config`'s timeouts and retries (see `s3_client`)."""
     try:
         import boto3
         from botocore.config import Config

@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 import lambda_function
 from inference import (
     Classifier,
+    FetchConfig,
     FetchTimeoutError,
     InvalidRequestError,
     PayloadTooLargeError,
@@ -29,10 +30,12 @@ from inference import (
     S3ObjectNotFoundError,
     S3ReadError,
     S3Ref,
+    handle_batch,
     parse_s3_ref,
     read_s3_object,
 )
 from inference._s3 import _client_error, s3_client
+from tests.support.faulty_s3 import faulty_s3
 from tests.support.lambda_context import ANSWER_KEYS, LambdaContext
 from tests.support.net import JPEG, NetGuard, jpeg_bytes, net_guard
 from tests.support.s3_server import (
@@ -213,23 +216,31 @@ def test_cap_is_inclusive(s3_server: LocalS3, handler: NetGuard, max_bytes: int)
             read_s3_object(ref, config=config, client=s3_server.client())
 
 
+class FakeClock:
+    """Stands in for `inference._s3.time`: monotonic() is what the test says it is."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
 class SlowBody:
-    """A GetObject body that takes `delay_s` per read, as a stalling S3 read would."""
+    """A GetObject body whose every read takes `delay_s` on `clock`, as a slow S3 read would."""
 
-    def __init__(self, data: bytes, delay_s: float) -> None:
-        self.data, self.delay_s, self.reads = data, delay_s, 0
-
-    def __enter__(self) -> SlowBody:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    def __init__(self, data: bytes, delay_s: float, clock: FakeClock) -> None:
+        self.data, self.delay_s, self.clock = data, delay_s, clock
+        self.reads, self.closed = 0, False
 
     def read(self, amt: int) -> bytes:
         self.reads += 1
-        time.sleep(self.delay_s)
+        self.clock.now += self.delay_s
         chunk, self.data = self.data[:amt], self.data[amt:]
         return chunk
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class FakeS3:
@@ -252,17 +263,25 @@ SLOW_DATA = bytes(range(256)) * 1024  # 256 KiB: four 64 KiB reads
     [
         (0.0, None, True, True),
         (0.0, 60.0, True, True),
-        (0.05, None, True, True),  # slow, but no deadline: botocore's timeouts only
-        (0.05, 0.08, True, False),  # the deadline passes between body reads
+        (10.0, None, True, True),  # slow, but no deadline: botocore's timeouts only
+        (1.0, 4.5, True, True),  # 4 chunks and the end: the last read starts at 4 s
+        (1.0, 2.5, True, False),  # the deadline passes between body reads
         (0.0, -1.0, False, False),  # already past: no request at all
+        (0.0, 0.0, False, False),
     ],
 )
 def test_deadline_bounds_the_whole_s3_read(
-    delay_s: float, deadline_in_s: float | None, requested: bool, whole: bool
+    delay_s: float,
+    deadline_in_s: float | None,
+    requested: bool,
+    whole: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    client = FakeS3(SlowBody(SLOW_DATA, delay_s))
+    clock = FakeClock()
+    monkeypatch.setattr("inference._s3.time", clock)
+    client = FakeS3(SlowBody(SLOW_DATA, delay_s, clock))
     config = S3Config(allowed_buckets=(ALLOWED_BUCKET,), max_bytes=len(SLOW_DATA))
-    deadline = None if deadline_in_s is None else time.monotonic() + deadline_in_s
+    deadline = None if deadline_in_s is None else clock.now + deadline_in_s
     ref = S3Ref(ALLOWED_BUCKET, "listings/slow.jpg")
     if whole:
         assert read_s3_object(ref, config=config, client=client, deadline=deadline) == SLOW_DATA
@@ -271,6 +290,43 @@ def test_deadline_bounds_the_whole_s3_read(
             read_s3_object(ref, config=config, client=client, deadline=deadline)
         assert client.body.reads < 4  # stopped before the end
     assert client.calls == int(requested)
+    assert client.body.closed is requested  # the connection goes back, whatever happened
+
+
+# What a misbehaving S3 gets (tests/support/faulty_s3.py), 1 s before the deadline; the
+# clients' own read timeout is 30 s, so only the deadline can end "stall" and "silent" soon.
+@pytest.mark.parametrize(
+    ("mode", "own_client", "error"),
+    [
+        ("stall", True, FetchTimeoutError),  # socket reads cut to the time left
+        ("silent", False, FetchTimeoutError),  # one attempt, timeouts within the time left
+        ("short", True, S3ReadError),  # botocore's Content-Length check, not a short image
+    ],
+)
+def test_misbehaving_s3_is_a_typed_error_by_the_deadline(
+    mode: str,
+    own_client: bool,
+    error: type[Exception],
+    net: NetGuard,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = S3Config(allowed_buckets=(ALLOWED_BUCKET,), read_timeout_s=30.0)
+    with faulty_s3(mode) as endpoint_url:
+        fake_aws_env(monkeypatch, endpoint_url)
+        s3_client.cache_clear()
+        client = None
+        if own_client:
+            import boto3
+            from botocore.config import Config
+
+            client = boto3.client("s3", config=Config(read_timeout=30, retries={"max_attempts": 1}))
+        start = time.monotonic()
+        with pytest.raises(error):
+            read_s3_object(
+                S3Ref(ALLOWED_BUCKET, "a.jpg"), config=config, client=client, deadline=start + 1
+            )
+        assert time.monotonic() - start < 10  # 30 s if the deadline did not bound it
+    s3_client.cache_clear()
 
 
 def test_handler_answers_fetch_timeout_when_no_time_is_left_for_s3(handler: NetGuard) -> None:
@@ -279,6 +335,21 @@ def test_handler_answers_fetch_timeout_when_no_time_is_left_for_s3(handler: NetG
     answer = lambda_function.lambda_handler(event, LambdaContext(remaining_ms=500))
     assert answer["error"]["code"] == "FETCH_TIMEOUT"
     assert handler.connections == []  # refused before any request
+
+
+def test_a_key_that_is_not_utf8_fails_its_item_not_the_batch(handler: NetGuard) -> None:
+    bad = {"s3": {"bucket": ALLOWED_BUCKET, "key": "listings/\ud800.jpg"}}
+    good = {"s3": {"bucket": ALLOWED_BUCKET, "key": "listings/pants.jpg"}}
+    answer = invoke({"items": [bad, good]})
+    assert answer["items"][0]["error"]["code"] == "INVALID_REQUEST"
+    assert "label" in answer["items"][1]
+
+
+@pytest.mark.parametrize("event", [None, [], "items", 5])
+def test_handle_batch_refuses_what_is_not_an_object(event: Any, classifier: Classifier) -> None:
+    outcome = handle_batch(event, classifier=classifier, fetch_config=FetchConfig())
+    assert outcome.error is not None and outcome.error.code == "INVALID_REQUEST"
+    assert outcome.response()["error"]["code"] == "INVALID_REQUEST"
 
 
 def test_missing_boto3_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -338,6 +409,7 @@ def test_s3_error_codes(s3_code: str, error: type[Exception]) -> None:
         ({"bucket": "photos/other", "key": "a.jpg"}, False),
         ({"bucket": "-photos", "key": "a.jpg"}, False),
         ("s3://photos/a.jpg", False),
+        ({"bucket": "photos", "key": "a\ud800.jpg"}, False),  # valid JSON, not UTF-8
         (["photos", "a.jpg"], False),
     ],
 )
