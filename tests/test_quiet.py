@@ -4,6 +4,8 @@ unless --verbose or CLOTHING_VERBOSE=1."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -51,3 +53,25 @@ def test_native_stderr_silenced_drops_fd2_writes_only_inside(
     err = capfd.readouterr().err
     assert "inside" not in err
     assert "native line after" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "help_without_tensorflow", "loaded"),
+    [
+        (["x", "--help"], True, False),
+        (["x", "select", "-h"], True, False),
+        (["x", "--help"], False, True),  # train/__main__.py: its parser imports Keras
+        (["x"], True, True),
+    ],
+)
+def test_help_skips_the_tensorflow_preload(
+    argv: list[str], help_without_tensorflow: bool, loaded: bool
+) -> None:
+    code = (
+        "import os, sys; from inference._quiet import quiet_tensorflow; "
+        f"quiet_tensorflow({argv!r}, dict(os.environ), "
+        f"help_without_tensorflow={help_without_tensorflow}); "
+        "print('tensorflow' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(loaded)

@@ -23,7 +23,7 @@ from PIL import Image
 from tests.conftest import TINY_SIZE, make_image
 from tests.test_train import tiny_config
 from train import TrainConfig, train_model
-from train.__main__ import main
+from train.__main__ import build_parser, config_from_args, lever_values, main
 from train.config import SEED_RECIPE, TRAIN_VIEWS
 from train.features import VIEWS, CacheKey, FeatureCache, extract_features, load_preprocessed
 from train.levers import (
@@ -260,9 +260,22 @@ def _cli(tmp_path: Path, data: Path, *extra: str) -> list[str]:
 def test_recipe_and_lever_flags_reach_the_config(
     tmp_path: Path, tiny_dataset: Path, flags: list[str], expected: dict[str, object]
 ) -> None:
+    # As `python -m train` builds its config (train/__main__.py `_train`), without training.
+    args = build_parser("train").parse_args(_cli(tmp_path, tiny_dataset, *flags))
+    config = config_from_args(args, **lever_values(args))
+    saved = config.to_json()  # what metrics.json keeps under "config"
+    assert {k: saved[k] for k in expected} == expected
+
+
+def test_the_trained_config_is_the_one_metrics_json_keeps(
+    tmp_path: Path, tiny_dataset: Path
+) -> None:
+    flags = ["--recipe", "seed", "--ensemble", "2"]
     assert main(_cli(tmp_path, tiny_dataset, *flags)) == 0
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())["config"]
-    assert {k: saved[k] for k in expected} == expected
+    args = build_parser("train").parse_args(_cli(tmp_path, tiny_dataset, *flags))
+    expected = config_from_args(args, **lever_values(args)).to_json()
+    assert saved == expected and saved["ensemble"] == 2
 
 
 def test_bad_lever_flag_is_a_clean_error(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 if sys.argv[:1] == ["-m"]:
     from inference import quiet_tensorflow
 
-    quiet_tensorflow(sys.argv, os.environ)
+    quiet_tensorflow(sys.argv, os.environ)  # --help: train/__main__.py preloads it
 
 if TYPE_CHECKING:
     from train.config import TrainConfig

@@ -36,6 +36,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+if __name__ == "__main__":
+    # This parser's imports load Keras, even for --help: TensorFlow loads now, its
+    # C++ log lines off (inference/_quiet.py; train/__init__.py skipped it for --help,
+    # since `python -m convert --help` imports the train package too).
+    from inference import quiet_tensorflow
+
+    quiet_tensorflow(sys.argv, os.environ, help_without_tensorflow=False)
+
 from inference.env import base_weights_from_env, cache_dir_from_env, data_dir_from_env
 from train.calibrate import (
     add_calibrate_arguments,
