@@ -88,13 +88,16 @@ from inference import (
 from inference.env import env_int
 
 # Time kept back from the function's remaining time for decoding, inference
-# and answering, so that a slow URL fails with FETCH_TIMEOUT, not a Lambda timeout.
+# and answering, so that a slow URL or S3 read fails with FETCH_TIMEOUT, not a
+# Lambda timeout.
 RESPONSE_MARGIN_S = 1.0
 HERE = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
 class State:
+    """What a warm process keeps: the classifier and the request settings."""
+
     classifier: Classifier
     fetch_config: FetchConfig
     s3_config: S3Config = field(default_factory=S3Config)
