@@ -21,7 +21,9 @@ the smoother of the two, since on 341 validation images one changed answer is
    with every block quantized and with `--int8-float-blocks` /
    `--dynamic-float-blocks` float (default: `python -m convert`'s; dynamic keeps
    its depthwise convolutions float). 'alpha none' is never equalized, so its
-   dynamic rows are not `python -m convert`'s (which equalizes at 0.5).
+   dynamic rows are not `python -m convert`'s (which equalizes at 0.5); no row
+   is bias-corrected, as `python -m convert`'s dynamic is since
+   (`python -m bench.bias_correction` measures that).
 2. **16x8** (int16 activations, int8 weights; TFLite's
    EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8): agreement on
    every `--x16-stride`-th validation photo, and 1-thread latency against

@@ -10,12 +10,14 @@
     python -m convert select runs/150 --out runs/quant/select
     python -m convert runs/150 --out bundles --variants int8 --int8-float-blocks none  # all-int8
     python -m convert runs/150 --out bundles --variants dynamic --dynamic-float-blocks none \\
-        --dynamic-float-ops none --dynamic-equalize none  # the converter's dynamic range
+        --dynamic-float-ops none --dynamic-equalize none \\
+        --dynamic-bias-correction no  # the converter's dynamic range
     python -m convert runs/150 --out bundles --variants int8 --int8-fuse-relus no  # ReLUs apart
 
 TRAIN_OUTPUT_DIR is what `python -m train` wrote (model.keras + metrics.json).
-int8 is calibrated, and dynamic's equalization measured, on --calibration-dir, by
-default the train split of the data_dir that metrics.json records; the check uses
+int8 is calibrated, and dynamic's equalization and bias correction measured, on
+--calibration-dir, by default the train split of the data_dir that metrics.json
+records; the check uses
 --images, by default its test split. Results: OUT/report.json and OUT/report.md
 (also printed).
 
@@ -171,8 +173,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
             metavar="BLOCK",
             help=f"{variant}: Xception blocks (block1..block14, head) kept in float32, "
             f"or none (default {default}; chosen by `python -m convert select`); with "
-            "no float block (and for dynamic --dynamic-float-ops none --dynamic-equalize none, "
-            "for int8 --int8-fuse-relus no), the converter's all-quantized recipe",
+            "no float block (and for dynamic --dynamic-float-ops none --dynamic-equalize none "
+            "--dynamic-bias-correction no, for int8 --int8-fuse-relus no), the converter's "
+            "all-quantized recipe",
         )
     convert.add_argument(
         "--dynamic-float-ops",
@@ -191,6 +194,13 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         "weights with this alpha in (0, 1] before quantizing, on the calibration images, or "
         f"none (default {DEFAULT_RECIPES['dynamic'].equalize_alpha or 'none'}; "
         "convert/_equalize.py)",
+    )
+    convert.add_argument(
+        "--dynamic-bias-correction",
+        choices=("yes", "no"),
+        help="dynamic: subtract from each quantized operator's bias the mean output shift its "
+        "int8 weights cause on the calibration images (convert/_bias.py), or not "
+        f"(default {'yes' if DEFAULT_RECIPES['dynamic'].bias_correction else 'no'})",
     )
     convert.add_argument(
         "--int8-fuse-relus",
@@ -250,7 +260,8 @@ def _alpha_or_none(text: str) -> str:
 
 def _recipes(args: argparse.Namespace) -> dict[str, QuantRecipe]:
     """The quantization recipes, with --int8-float-blocks / --dynamic-float-blocks,
-    --dynamic-float-ops, --dynamic-equalize and --int8-fuse-relus applied.
+    --dynamic-float-ops, --dynamic-equalize, --dynamic-bias-correction and
+    --int8-fuse-relus applied.
 
     Raises:
         ValueError: `none` beside other names, or a flag for a variant not in --variants.
@@ -284,6 +295,14 @@ def _recipes(args: argparse.Namespace) -> dict[str, QuantRecipe]:
             )
         alpha = None if args.dynamic_equalize == "none" else float(args.dynamic_equalize)
         recipes["dynamic"] = dataclasses.replace(recipes["dynamic"], equalize_alpha=alpha)
+    if args.dynamic_bias_correction is not None:
+        if "dynamic" not in args.variants:
+            raise ValueError(
+                "--dynamic-bias-correction applies to the dynamic variant, which --variants "
+                f"does not include. Received: --variants {' '.join(args.variants)}"
+            )
+        correct = args.dynamic_bias_correction == "yes"
+        recipes["dynamic"] = dataclasses.replace(recipes["dynamic"], bias_correction=correct)
     if args.int8_fuse_relus is not None:
         if "int8" not in args.variants:
             raise ValueError(

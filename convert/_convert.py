@@ -175,11 +175,15 @@ def _check_out_dir(out_dir: Path, *, train: TrainOutput, force: bool) -> None:
 def _calibration_paths(
     config: ConvertConfig, train: TrainOutput, *, variants: list[str]
 ) -> list[Path]:
-    """The calibration sample of `variants` (int8's ranges, dynamic's equalization)."""
+    """The calibration sample of `variants` (int8's ranges, dynamic's equalization and
+    bias correction)."""
     named = " and ".join(repr(v) for v in variants)
     need = f"Variant {named} needs" if len(variants) == 1 else f"Variants {named} need"
-    # dynamic needs them only for its recipe's equalization, which can be turned off
-    remedy = " (or pass --dynamic-equalize none)" if "dynamic" in variants else ""
+    # dynamic needs them only for its recipe's equalization and bias correction,
+    # which can be turned off
+    remedy = ""
+    if "dynamic" in variants:
+        remedy = " (or pass --dynamic-equalize none --dynamic-bias-correction no)"
     directory = config.calibration_dir or train.split("train")
     if directory is None:
         raise ConvertError(
@@ -192,7 +196,8 @@ def _calibration_paths(
         raise ConvertError(f"{need} calibration images; none found in {str(directory)!r}{remedy}.")
     chosen = sample_images(paths, size=config.calibration_size, seed=config.seed)
     log.info(
-        "calibrating %s (ranges, equalization) with %d of %d images from %s",
+        "calibration sample of %s (int8 ranges; dynamic equalization, bias correction): "
+        "%d of %d images from %s",
         " and ".join(variants),
         len(chosen),
         len(paths),
@@ -223,6 +228,8 @@ def _with_recipe(converter: dict[str, str], recipe: QuantRecipe | None) -> dict[
         record["equalize_alpha"] = repr(float(recipe.equalize_alpha))
     if recipe.fuse_relus:
         record["fuse_relus"] = "true"
+    if recipe.bias_correction:
+        record["bias_correction"] = "true"
     return record
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from convert._bias import bias_corrected, input_means
 from convert._equalize import equalized_on
 from convert._errors import ConvertError
 from convert._fuse import fused_relus
@@ -69,9 +70,9 @@ def check_variants(variants: object, *, optional: bool = False) -> None:
 
 def needs_calibration(variant: str, recipe: QuantRecipe | None) -> bool:
     """True when converting `variant` with `recipe` reads calibration images: int8's
-    activation ranges, or a recipe's equalization (`QuantRecipe.equalize_alpha`)."""
+    activation ranges, or a recipe's equalization or bias correction (`QuantRecipe`)."""
     return variant in CALIBRATED_VARIANTS or (
-        recipe is not None and recipe.equalize_alpha is not None
+        recipe is not None and (recipe.equalize_alpha is not None or recipe.bias_correction)
     )
 
 
@@ -87,7 +88,8 @@ def tflite_bytes(
     `recipe` (int8 and dynamic) names the blocks and op types kept in float32
     (convert/_quantize.py; none of either: the converter's own recipe), and
     whether the model is equalized first on `representative_dataset`'s images
-    (convert/_equalize.py) or, for int8, its residual ReLUs fused (convert/_fuse.py).
+    (convert/_equalize.py), for int8, its residual ReLUs fused (convert/_fuse.py),
+    or, for dynamic, its biases corrected on the same images (convert/_bias.py).
 
     Raises:
         ValueError: an unknown variant, a `recipe` that does not apply to it, or
@@ -115,6 +117,11 @@ def tflite_bytes(
             "`fuse_relus` applies to the int8 variant only (XNNPACK already runs the "
             f"float ReLUs). Received: variant={variant!r}, fuse_relus=True"
         )
+    if recipe is not None and recipe.bias_correction and variant != "dynamic":
+        raise ValueError(
+            "`bias_correction` applies to the dynamic variant only. "
+            f"Received: variant={variant!r}, bias_correction=True"
+        )
     if recipe is not None and recipe.float_ops and variant != "dynamic":
         raise ValueError(
             f"`float_ops` applies to the dynamic variant only. Received: variant={variant!r}, "
@@ -133,12 +140,17 @@ def tflite_bytes(
             ) from None
     if recipe is not None and recipe.fuse_relus:
         model = fused_relus(model)
+    if variant == "dynamic" and recipe is not None and (recipe.selective or recipe.bias_correction):
+        float_model = tflite_bytes(model, variant="float32")
+        blocks, ops = recipe.float_blocks, recipe.float_ops
+        quantized = dynamic_range(float_model, float_blocks=blocks, float_ops=ops)
+        if not recipe.bias_correction:
+            return quantized
+        assert representative_dataset is not None  # checked above
+        images = (batch[0] for batch in representative_dataset())
+        corrected = bias_corrected(float_model, quantized, input_means(float_model, images))
+        return dynamic_range(corrected, float_blocks=blocks, float_ops=ops)
     if recipe is not None and recipe.selective and variant in QUANTIZED:
-        if variant == "dynamic":
-            float_model = tflite_bytes(model, variant="float32")
-            return dynamic_range(
-                float_model, float_blocks=recipe.float_blocks, float_ops=recipe.float_ops
-            )
         assert representative_dataset is not None  # checked above
         calibrated = calibrate(model, representative_dataset)
         return quantize_calibrated(calibrated, float_blocks=recipe.float_blocks)

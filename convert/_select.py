@@ -200,21 +200,32 @@ def _preprocess(paths: list[Path], image_size: int) -> np.ndarray:
 def _quantizer(
     variant: str, model: Any, train: TrainOutput, config: SelectConfig
 ) -> Callable[[tuple[str, ...]], bytes]:
+    from convert._bias import bias_corrected, input_means
     from convert._equalize import equalized_on
     from convert._export import tflite_bytes
     from convert._fuse import fused_relus
 
     recipe = config.recipe(variant)
-    if variant == "dynamic":
+    if variant == "dynamic":  # as `python -m convert` will (its recipe)
         source = model
-        if recipe.equalize_alpha is not None:  # as `python -m convert` will (its recipe)
+        if recipe.equalize_alpha is not None or recipe.bias_correction:
             arrays = _calibration_arrays(variant, train, config)
+        if recipe.equalize_alpha is not None:
             source = equalized_on(
                 model, lambda: ([x[np.newaxis]] for x in arrays), alpha=recipe.equalize_alpha
             )
         float_model = tflite_bytes(source, variant="float32")
         ops = recipe.float_ops  # chosen on validation (README "Quantization")
-        return lambda blocks: dynamic_range(float_model, float_blocks=blocks, float_ops=ops)
+        if not recipe.bias_correction:
+            return lambda blocks: dynamic_range(float_model, float_blocks=blocks, float_ops=ops)
+        means = input_means(float_model, (x[np.newaxis] for x in arrays))
+
+        def corrected(blocks: tuple[str, ...]) -> bytes:
+            quantized = dynamic_range(float_model, float_blocks=blocks, float_ops=ops)
+            fixed = bias_corrected(float_model, quantized, means)
+            return dynamic_range(fixed, float_blocks=blocks, float_ops=ops)
+
+        return corrected
     arrays = _calibration_arrays(variant, train, config)
     source = fused_relus(model) if recipe.fuse_relus else model  # as `python -m convert` will
     calibrated = calibrate(source, lambda: ([x[np.newaxis]] for x in arrays))
@@ -275,6 +286,7 @@ def selection_to_json(results: list[VariantSelection]) -> dict[str, Any]:
             "float_ops": list(r.recipe.float_ops),
             "equalize_alpha": r.recipe.equalize_alpha,
             "fuse_relus": r.recipe.fuse_relus,
+            "bias_correction": r.recipe.bias_correction,
             "reached_target": r.selection.reached_target,
             "sensitivity_rms_logit_diff": r.sensitivity,
             "curve": [{"float_blocks": list(b), "agreement_pct": a} for b, a in r.selection.curve],

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -297,7 +298,13 @@ BAD_INPUTS: list[tuple[str, Any, list[str], str]] = [
         "dynamic-no-calibration-says-how-to-do-without",
         None,
         ["--variants", "dynamic"],
-        "with a train split (or pass --dynamic-equalize none).",
+        "with a train split (or pass --dynamic-equalize none --dynamic-bias-correction no).",
+    ),
+    (
+        "dynamic-bias-correction-without-dynamic",
+        None,
+        ["--variants", "int8", "--dynamic-bias-correction", "no"],
+        "--dynamic-bias-correction applies to the dynamic variant, which --variants does not",
     ),
     (
         "dynamic-equalize-out-of-range",
@@ -699,6 +706,22 @@ def test_dynamic_recipe_flags(
     recipe = _recipes(args)["dynamic"]
     assert (recipe.float_blocks, recipe.float_ops, recipe.equalize_alpha) == (blocks, ops, alpha)
     assert recipe.selective == bool(blocks or ops)
+
+
+@pytest.mark.parametrize(
+    ("flags", "correct"),
+    [
+        ([], DEFAULT_DYNAMIC.bias_correction),
+        (["--dynamic-bias-correction", "yes"], True),
+        (["--dynamic-bias-correction", "no"], False),
+    ],
+)
+def test_dynamic_bias_correction_flag(flags: list[str], correct: bool) -> None:
+    args = _parsers()[0].parse_args(["runs/m", "--out", "b", "--variants", "dynamic", *flags])
+    recipe = _recipes(args)["dynamic"]
+    assert recipe.bias_correction is correct
+    # and nothing else of the recipe moves
+    assert replace(recipe, bias_correction=DEFAULT_DYNAMIC.bias_correction) == DEFAULT_DYNAMIC
 
 
 DEFAULT_INT8 = DEFAULT_RECIPES["int8"]

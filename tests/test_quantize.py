@@ -440,7 +440,10 @@ def test_recipe_is_recorded_in_the_manifest(
     recipes = {
         "int8": QuantRecipe(float_blocks=("block1",), fuse_relus=True),
         "dynamic": QuantRecipe(
-            float_blocks=(), float_ops=("DEPTHWISE_CONV_2D",), equalize_alpha=0.5
+            float_blocks=(),
+            float_ops=("DEPTHWISE_CONV_2D",),
+            equalize_alpha=0.5,
+            bias_correction=True,
         ),
     }
     convert_model(
@@ -469,6 +472,8 @@ def test_recipe_is_recorded_in_the_manifest(
     assert equalizations == [0.5]  # dynamic only: not int8, not float32
     assert manifest("int8")["converter"]["fuse_relus"] == "true"
     assert "fuse_relus" not in manifest("dynamic")["converter"]
+    assert manifest("dynamic")["converter"]["bias_correction"] == "true"
+    assert "bias_correction" not in manifest("int8")["converter"]
     assert len(fusions) == 1  # int8 only
     assert "float32_blocks" not in manifest("float32")["converter"]
     ops = {op["name"] for op in manifest("int8")["operators"]}

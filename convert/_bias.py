@@ -1,0 +1,163 @@
+"""Bias correction: cancel the mean output shift that weight quantization causes.
+
+Quantizing a layer's weights W to W_q = W + eps moves its output by eps . x, on
+average by eps . E[x]: rounding errors do not cancel over a layer's inputs when
+those are mostly positive (as after a ReLU). Subtracting that shift from the
+layer's float bias before quantizing again leaves the same int8 weights and
+an unbiased output (Nagel et al. 2019, "Data-Free Quantization Through Weight
+Equalization and Bias Correction", sec. 4.2; E[x] is measured here on the
+calibration photos, their "empirical" variant, rather than derived from
+BatchNorm statistics).
+
+    means = input_means(float_model, images)            # once per float model
+    fixed = bias_corrected(float_model, dynamic_range(float_model, ...), means)
+    dynamic = dynamic_range(fixed, ...)                 # same recipe, corrected biases
+
+For each operator with int8 weights in the quantized model (CONV_2D,
+FULLY_CONNECTED; DEPTHWISE_CONV_2D when quantized), eps is read from the two
+flatbuffers (dequantized int8 weights minus the float ones), and the shift is
+eps . E[x] per output channel, with E[x] the operator input's per-channel mean
+over the photos and positions (a convolution's taps share their channel's
+mean: padding at the borders aside). The dynamic variant's recipe uses it
+(`QuantRecipe.bias_correction`; README "Bias correction").
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+# Operators whose weights (input 1) the quantizers store as int8, and bias as input 2.
+_CORRECTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+
+
+def _interpreter(model_content: bytes, *, keep_tensors: bool = False) -> Any:
+    """A TensorFlow Lite interpreter without XNNPACK, which would repack the weights."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(
+        model_content=model_content,
+        experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        experimental_preserve_all_tensors=keep_tensors,
+        num_threads=2,
+    )
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def _ops(interpreter: Any) -> list[dict[str, Any]]:
+    """The interpreter's operators with a weight and a bias input, of the corrected kinds."""
+    return [
+        op
+        for op in interpreter._get_ops_details()  # no public API lists a model's operators
+        if op["op_name"] in _CORRECTED and len(op["inputs"]) >= 3 and op["inputs"][2] >= 0
+    ]
+
+
+def input_means(float_model: bytes, images: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-channel mean of every corrected operator's input over `images`.
+
+    Args:
+        float_model: a float32 TFLite flatbuffer.
+        images: preprocessed photos, each (1, H, W, 3) float32, as the model takes them.
+
+    Returns:
+        {input tensor name: (channels,) float64 mean over photos and positions}.
+
+    Raises:
+        ValueError: `images` is empty.
+    """
+    interpreter = _interpreter(float_model, keep_tensors=True)
+    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    inputs = sorted({op["inputs"][0] for op in _ops(interpreter)})
+    feed = interpreter.get_input_details()[0]["index"]
+    sums: dict[int, np.ndarray] = {}
+    count = 0
+    for image in images:
+        interpreter.set_tensor(feed, image)
+        interpreter.invoke()
+        for index in inputs:
+            values = interpreter.get_tensor(index)
+            mean = values.reshape(-1, values.shape[-1]).mean(axis=0, dtype=np.float64)
+            sums[index] = sums.get(index, 0.0) + mean
+        count += 1
+    if count == 0:
+        raise ValueError("`images` must hold at least one photo. Received: none")
+    return {names[index]: total / count for index, total in sums.items()}
+
+
+def bias_corrected(float_model: bytes, quantized: bytes, means: Mapping[str, np.ndarray]) -> bytes:
+    """`float_model` with each of `quantized`'s int8-weight operators' bias corrected.
+
+    Args:
+        float_model: the float32 flatbuffer `quantized` was made from (same tensor names).
+        quantized: its quantized flatbuffer (int8 weights with per-channel or
+            per-tensor scales); operators it keeps float are left alone.
+        means: `input_means(float_model, ...)`.
+
+    Returns:
+        A float32 flatbuffer, the same but for those biases; quantize it with the
+        same recipe. A bias tensor shared by several operators is copied first,
+        so each gets its own correction.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    floats, ints = _interpreter(float_model), _interpreter(quantized)
+    float_names = {d["index"]: d["name"] for d in floats.get_tensor_details()}
+    float_ops = {float_names[op["outputs"][0]]: op for op in _ops(floats)}
+    details = {d["index"]: d for d in ints.get_tensor_details()}
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(float_model))
+    graph = model.subgraphs[0]
+    for op in _ops(ints):
+        weights = details[op["inputs"][1]]
+        if weights["dtype"] != np.int8:
+            continue  # kept float by the recipe
+        float_op = float_ops[details[op["outputs"][0]]["name"]]
+        shift = _output_shift(
+            op["op_name"],
+            eps=_dequantized(ints.get_tensor(op["inputs"][1]), weights)
+            - floats.get_tensor(float_op["inputs"][1]),
+            mean=means[float_names[float_op["inputs"][0]]],
+        )
+        _subtract_from_bias(model, graph, float_op, shift, schema)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _dequantized(values: np.ndarray, details: Mapping[str, Any]) -> np.ndarray:
+    quantization = details["quantization_parameters"]
+    scales = np.asarray(quantization["scales"], dtype=np.float64)
+    shape = [1] * values.ndim
+    shape[quantization["quantized_dimension"]] = -1
+    zero_points = np.asarray(quantization["zero_points"], dtype=np.float64).reshape(shape)
+    return (values.astype(np.float64) - zero_points) * scales.reshape(shape)
+
+
+def _output_shift(kind: str, *, eps: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """eps . E[x] per output channel; weight layouts are TFLite's."""
+    if kind == "CONV_2D":  # (out, kh, kw, in)
+        return np.asarray(np.einsum("ohwi,i->o", eps, mean))
+    if kind == "DEPTHWISE_CONV_2D":  # (1, kh, kw, channels), multiplier 1 as in Xception
+        return np.asarray(np.einsum("hwc,c->c", eps[0], mean))
+    return np.asarray(eps @ mean)  # FULLY_CONNECTED: (out, in)
+
+
+def _subtract_from_bias(
+    model: Any, graph: Any, op: Mapping[str, Any], shift: np.ndarray, schema: Any
+) -> None:
+    """Give `op` a bias tensor and buffer of its own holding bias - shift."""
+    bias = copy.deepcopy(graph.tensors[op["inputs"][2]])
+    values = np.frombuffer(bytes(model.buffers[bias.buffer].data), dtype=np.float32)
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer((values - shift).astype(np.float32).tobytes(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    bias.buffer = len(model.buffers) - 1
+    name = bias.name.decode() if isinstance(bias.name, bytes) else str(bias.name)
+    bias.name = f"{name}/bias_corrected_{op['index']}"
+    graph.tensors.append(bias)
+    inputs = list(graph.operators[op["index"]].inputs)
+    inputs[2] = len(graph.tensors) - 1
+    graph.operators[op["index"]].inputs = np.asarray(inputs, dtype=np.int32)
