@@ -35,6 +35,7 @@ if __name__ == "__main__":
 import numpy as np
 
 from bench._cli import run_dir_parser, write_results
+from bench.quant_levers import compare as agreement_and_rms
 from convert import ConvertError
 from convert._convert import DEFAULT_CALIBRATION_SIZE
 from convert._export import tflite_bytes
@@ -63,10 +64,10 @@ def compare(logits: np.ndarray, reference: np.ndarray) -> dict[str, float]:
     def margin(z: np.ndarray) -> np.ndarray:
         return np.asarray(z[rows, top2[:, 0]] - z[rows, top2[:, 1]])
 
+    margin_error = margin(logits) - margin(reference)
     return {
-        "agreement_pct": float(100 * np.mean(logits.argmax(1) == reference.argmax(1))),
-        "rms_logit_diff": float(np.sqrt(np.mean((logits - reference) ** 2))),
-        "rms_margin_diff": float(np.sqrt(np.mean((margin(logits) - margin(reference)) ** 2))),
+        **agreement_and_rms(logits, reference),
+        "rms_margin_diff": float(np.sqrt(np.mean(margin_error**2))),
     }
 
 

@@ -31,7 +31,7 @@ import argparse
 import dataclasses
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +258,14 @@ def _alpha_or_none(text: str) -> str:
     return text
 
 
+def _alpha_value(text: str) -> float | None:
+    return None if text == "none" else float(text)
+
+
+def _yes(text: str) -> bool:
+    return text == "yes"
+
+
 def _recipes(args: argparse.Namespace) -> dict[str, QuantRecipe]:
     """The quantization recipes, with --int8-float-blocks / --dynamic-float-blocks,
     --dynamic-float-ops, --dynamic-equalize, --dynamic-bias-correction and
@@ -287,30 +295,22 @@ def _recipes(args: argparse.Namespace) -> dict[str, QuantRecipe]:
         chosen: tuple[str, ...] = () if values == ["none"] else tuple(values)
         changes: dict[str, Any] = {field: chosen}
         recipes[variant] = dataclasses.replace(recipes[variant], **changes)
-    if args.dynamic_equalize is not None:
-        if "dynamic" not in args.variants:
+    # Flags that set one field of one variant's recipe, and the field's value from the text.
+    single: list[tuple[str, str, str, Callable[[str], Any]]] = [
+        ("dynamic", "--dynamic-equalize", "equalize_alpha", _alpha_value),
+        ("dynamic", "--dynamic-bias-correction", "bias_correction", _yes),
+        ("int8", "--int8-fuse-relus", "fuse_relus", _yes),
+    ]
+    for variant, flag, field, value in single:
+        given = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if given is None:
+            continue
+        if variant not in args.variants:
             raise ValueError(
-                "--dynamic-equalize applies to the dynamic variant, which --variants does not "
-                f"include. Received: --variants {' '.join(args.variants)}"
+                f"{flag} applies to the {variant} variant, which --variants does not include. "
+                f"Received: --variants {' '.join(args.variants)}"
             )
-        alpha = None if args.dynamic_equalize == "none" else float(args.dynamic_equalize)
-        recipes["dynamic"] = dataclasses.replace(recipes["dynamic"], equalize_alpha=alpha)
-    if args.dynamic_bias_correction is not None:
-        if "dynamic" not in args.variants:
-            raise ValueError(
-                "--dynamic-bias-correction applies to the dynamic variant, which --variants "
-                f"does not include. Received: --variants {' '.join(args.variants)}"
-            )
-        correct = args.dynamic_bias_correction == "yes"
-        recipes["dynamic"] = dataclasses.replace(recipes["dynamic"], bias_correction=correct)
-    if args.int8_fuse_relus is not None:
-        if "int8" not in args.variants:
-            raise ValueError(
-                "--int8-fuse-relus applies to the int8 variant, which --variants does not "
-                f"include. Received: --variants {' '.join(args.variants)}"
-            )
-        fuse = args.int8_fuse_relus == "yes"
-        recipes["int8"] = dataclasses.replace(recipes["int8"], fuse_relus=fuse)
+        recipes[variant] = dataclasses.replace(recipes[variant], **{field: value(given)})
     return recipes
 
 
