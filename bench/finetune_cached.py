@@ -44,7 +44,8 @@ from typing import Any
 if __name__ == "__main__":
     from inference import quiet_tensorflow
 
-    quiet_tensorflow(sys.argv, os.environ)
+    # Its imports load Keras (train.model), --help too: preload TensorFlow silenced.
+    quiet_tensorflow(sys.argv, os.environ, help_without_tensorflow=False)
 
 import numpy as np
 

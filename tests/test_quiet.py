@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +76,38 @@ def test_help_skips_the_tensorflow_preload(
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == str(loaded)
+
+
+# Every CLI but train's (whose parser needs Keras: its preload is the case above).
+CLIS = [
+    "convert",
+    "convert select",
+    "convert check",
+    "inference",
+    *(
+        f"bench{name}"
+        for name in (
+            "", ".batch", ".bias_correction", ".capacity", ".dynamic_ops", ".finetune_cached",
+            ".fuzz", ".inputs", ".int8_relus", ".onnx", ".onnx_int8", ".page", ".profile",
+            ".quant_levers", ".serve", ".size",
+        )
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_help_prints_no_tensorflow_log_line(cli: str) -> None:
+    """`--help` either skips TensorFlow or loads it silenced: a module that imports
+    it for its parser must ask for the preload (help_without_tensorflow=False)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",)}
+    env.pop("CLOTHING_VERBOSE", None)
+    done = subprocess.run(
+        [sys.executable, "-m", *cli.split(), "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    assert done.returncode == 0 and "usage:" in done.stdout, done.stderr[-2000:]
+    assert done.stderr == "", done.stderr[-2000:]
