@@ -10,16 +10,14 @@
     python -m convert select runs/150 --out runs/quant/select
     python -m convert runs/150 --out bundles --variants int8 --int8-float-blocks none  # all-int8
     python -m convert runs/150 --out bundles --variants dynamic --dynamic-float-blocks none \\
-        --dynamic-float-ops none --dynamic-equalize none \\
-        --dynamic-bias-correction no  # the converter's dynamic range
+        --dynamic-float-ops none --dynamic-equalize none  # the converter's dynamic range
     python -m convert runs/150 --out bundles --variants int8 --int8-fuse-relus no  # ReLUs apart
 
 TRAIN_OUTPUT_DIR is what `python -m train` wrote (model.keras + metrics.json).
-int8 is calibrated, and dynamic's equalization and bias correction measured, on
---calibration-dir, by default the train split of the data_dir that metrics.json
-records; the check uses
---images, by default its test split. Results: OUT/report.json and OUT/report.md
-(also printed).
+int8 is calibrated, and dynamic's equalization (and, when asked, bias correction)
+measured, on --calibration-dir, by default the train split of the data_dir that
+metrics.json records; the check uses --images, by default its test split.
+Results: OUT/report.json and OUT/report.md (also printed).
 
 Exit status: 0 every variant passed; 1 a variant missed a threshold; 2 bad usage
 or input (nothing is written then).

@@ -25,10 +25,15 @@ mean: padding at the borders aside). The dynamic variant's recipe uses it
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
+
+from convert._errors import ConvertError
+
+_WAY_OUT = "Pass --dynamic-bias-correction no (QuantRecipe(bias_correction=False))."
 
 # Operators whose weights (input 1) the quantizers store as int8, and bias as input 2.
 _CORRECTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
@@ -68,8 +73,17 @@ def input_means(float_model: bytes, images: Iterable[np.ndarray]) -> dict[str, n
         {input tensor name: (channels,) float64 mean over photos and positions}.
 
     Raises:
-        ValueError: `images` is empty.
+        ConvertError: `images` is empty, or the interpreter failed on them.
     """
+    try:
+        return _input_means(float_model, images)
+    except (RuntimeError, ValueError) as exc:
+        raise ConvertError(
+            f"Bias correction could not run the float model: {exc} {_WAY_OUT}"
+        ) from None
+
+
+def _input_means(float_model: bytes, images: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
     interpreter = _interpreter(float_model, keep_tensors=True)
     names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
     inputs = sorted({op["inputs"][0] for op in _ops(interpreter)})
@@ -102,7 +116,19 @@ def bias_corrected(float_model: bytes, quantized: bytes, means: Mapping[str, np.
         A float32 flatbuffer, the same but for those biases; quantize it with the
         same recipe. A bias tensor shared by several operators is copied first,
         so each gets its own correction.
+
+    Raises:
+        ConvertError: a layout this correction does not know (a grouped convolution,
+            a fully connected layer over a flattened input), or flatbuffers that do
+            not match; the message names the way out.
     """
+    try:
+        return _bias_corrected(float_model, quantized, means)
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise ConvertError(f"Bias correction failed on this model: {exc!r}. {_WAY_OUT}") from None
+
+
+def _bias_corrected(float_model: bytes, quantized: bytes, means: Mapping[str, np.ndarray]) -> bytes:
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -112,6 +138,7 @@ def bias_corrected(float_model: bytes, quantized: bytes, means: Mapping[str, np.
     details = {d["index"]: d for d in ints.get_tensor_details()}
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(float_model))
     graph = model.subgraphs[0]
+    users = Counter(i for op in graph.operators for i in op.inputs if i >= 0)
     for op in _ops(ints):
         weights = details[op["inputs"][1]]
         if weights["dtype"] != np.int8:
@@ -123,7 +150,9 @@ def bias_corrected(float_model: bytes, quantized: bytes, means: Mapping[str, np.
             - floats.get_tensor(float_op["inputs"][1]),
             mean=means[float_names[float_op["inputs"][0]]],
         )
-        _subtract_from_bias(model, graph, float_op, shift, schema)
+        _subtract_from_bias(
+            model, graph, float_op, shift, schema, shared=users[float_op["inputs"][2]] > 1
+        )
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
@@ -137,22 +166,37 @@ def _dequantized(values: np.ndarray, details: Mapping[str, Any]) -> np.ndarray:
 
 
 def _output_shift(kind: str, *, eps: np.ndarray, mean: np.ndarray) -> np.ndarray:
-    """eps . E[x] per output channel; weight layouts are TFLite's."""
-    if kind == "CONV_2D":  # (out, kh, kw, in)
-        return np.asarray(np.einsum("ohwi,i->o", eps, mean))
-    if kind == "DEPTHWISE_CONV_2D":  # (1, kh, kw, channels), multiplier 1 as in Xception
-        return np.asarray(np.einsum("hwc,c->c", eps[0], mean))
-    return np.asarray(eps @ mean)  # FULLY_CONNECTED: (out, in)
+    """eps . E[x] per output channel; weight layouts are TFLite's.
+
+    Raises:
+        ValueError: the weights' input axis does not match the input's channels.
+    """
+    if kind == "DEPTHWISE_CONV_2D":  # (1, kh, kw, channels * multiplier)
+        channels = eps.shape[-1]
+        if channels % len(mean):
+            raise ValueError(f"depthwise weights {eps.shape} for {len(mean)} input channels")
+        # Output channel c reads input channel c // multiplier (TFLite's layout).
+        return np.asarray(np.einsum("hwc,c->c", eps[0], np.repeat(mean, channels // len(mean))))
+    inputs = eps.shape[-1]  # CONV_2D (out, kh, kw, in), FULLY_CONNECTED (out, in)
+    if inputs != len(mean):
+        raise ValueError(f"{kind} weights {eps.shape} for an input of {len(mean)} channels")
+    return np.asarray(eps.reshape(eps.shape[0], -1, inputs).sum(axis=1) @ mean)
 
 
 def _subtract_from_bias(
-    model: Any, graph: Any, op: Mapping[str, Any], shift: np.ndarray, schema: Any
+    model: Any, graph: Any, op: Mapping[str, Any], shift: np.ndarray, schema: Any, *, shared: bool
 ) -> None:
-    """Give `op` a bias tensor and buffer of its own holding bias - shift."""
-    bias = copy.deepcopy(graph.tensors[op["inputs"][2]])
+    """Store bias - shift as `op`'s bias: in place, or, when other operators read the
+    same tensor (the converter shares equal constants), in a tensor and buffer of its own."""
+    bias = graph.tensors[op["inputs"][2]]
     values = np.frombuffer(bytes(model.buffers[bias.buffer].data), dtype=np.float32)
+    corrected = np.frombuffer((values - shift).astype(np.float32).tobytes(), dtype=np.uint8)
+    if not shared and sum(t.buffer == bias.buffer for t in graph.tensors) == 1:
+        model.buffers[bias.buffer].data = corrected
+        return
+    bias = copy.deepcopy(bias)
     buffer = schema.BufferT()
-    buffer.data = np.frombuffer((values - shift).astype(np.float32).tobytes(), dtype=np.uint8)
+    buffer.data = corrected
     model.buffers.append(buffer)
     bias.buffer = len(model.buffers) - 1
     name = bias.name.decode() if isinstance(bias.name, bytes) else str(bias.name)

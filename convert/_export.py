@@ -110,7 +110,8 @@ def tflite_bytes(
     if needs_calibration(variant, recipe) and representative_dataset is None:
         raise ValueError(
             f"Variant {variant!r} needs a `representative_dataset` (int8's ranges, or its "
-            f"recipe's equalization). Received: representative_dataset=None, recipe={recipe!r}"
+            "recipe's equalization or bias correction). "
+            f"Received: representative_dataset=None, recipe={recipe!r}"
         )
     if recipe is not None and recipe.fuse_relus and variant != "int8":
         raise ValueError(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from convert._bias import _interpreter, _ops, bias_corrected, input_means
+from convert._errors import ConvertError
 from convert._export import needs_calibration, tflite_bytes
 from convert._quantize import QuantRecipe, dynamic_range, tflite_logits
 from tests.conftest import LABELS, build_tiny_keras_model, make_run_with_photos
@@ -25,6 +26,8 @@ def toy() -> dict[str, Any]:
     keras.utils.set_random_seed(3)
     inputs = keras.Input(shape=(16, 16, 3))
     x = keras.layers.Conv2D(48, 3, activation="relu")(inputs)
+    # depth multiplier 2: output channel c reads input channel c // 2
+    x = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, activation="relu")(x)
     x = keras.layers.Conv2D(48, 1, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
     # A trained head has a bias; the convolutions' zero biases are one tensor in the
@@ -50,15 +53,29 @@ def _mean_error(content: bytes, toy: dict[str, Any]) -> float:
 
 def test_corrected_biases_cancel_the_mean_shift(toy: dict[str, Any]) -> None:
     means = input_means(toy["float"], (x[np.newaxis] for x in toy["images"]))
-    assert len(means) == 3  # two convolutions and the dense layer
-    convs = [op for op in _ops(_interpreter(toy["float"])) if op["op_name"] == "CONV_2D"]
-    assert convs[0]["inputs"][2] == convs[1]["inputs"][2]  # one shared bias tensor
+    assert len(means) == 4  # three convolutions and the dense layer
+    ops = _ops(_interpreter(toy["float"]))
+    kinds = ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
+    assert [op["op_name"] for op in ops] == kinds
+    assert ops[0]["inputs"][2] == ops[2]["inputs"][2]  # the convs' zero biases: one tensor
     fixed = bias_corrected(toy["float"], toy["dynamic"], means)
+    assert len({op["inputs"][2] for op in _ops(_interpreter(fixed))}) == 4  # one each now
     corrected = dynamic_range(fixed)
     before, after = _mean_error(toy["dynamic"], toy), _mean_error(corrected, toy)
     assert after < 0.5 * before, (before, after)
-    # only biases moved: the float model with corrected biases is still the same net
+    # only biases moved: the same net in float, the same int8 weights once quantized
     assert np.abs(tflite_logits(fixed, toy["images"]) - toy["logits"]).max() < 0.1
+    assert _int8_weights(corrected) == _int8_weights(toy["dynamic"])
+    assert len(_int8_weights(corrected)) == 4  # the depthwise one quantized too
+
+
+def _int8_weights(content: bytes) -> list[bytes]:
+    interpreter = _interpreter(content)
+    return [
+        interpreter.get_tensor(op["inputs"][1]).tobytes()
+        for op in _ops(interpreter)
+        if interpreter.get_tensor(op["inputs"][1]).dtype == np.int8
+    ]
 
 
 def test_nothing_quantized_nothing_corrected(toy: dict[str, Any]) -> None:
@@ -68,8 +85,15 @@ def test_nothing_quantized_nothing_corrected(toy: dict[str, Any]) -> None:
 
 
 def test_input_means_refuses_no_images(toy: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match="`images` must hold at least one photo"):
+    with pytest.raises(ConvertError, match=r"at least one photo.*--dynamic-bias-correction no"):
         input_means(toy["float"], iter(()))
+
+
+def test_a_model_that_does_not_match_names_the_way_out(toy: dict[str, Any]) -> None:
+    means = input_means(toy["float"], (x[np.newaxis] for x in toy["images"]))
+    wrong = {name: mean[:-1] for name, mean in means.items()}  # a channel short
+    with pytest.raises(ConvertError, match=r"Bias correction failed.*--dynamic-bias-correction no"):
+        bias_corrected(toy["float"], toy["dynamic"], wrong)
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None])

@@ -180,8 +180,8 @@ def real_bundles(real_train_output: Path, tmp_path_factory: pytest.TempPathFacto
     from convert import ConvertConfig, convert_model
 
     out = tmp_path_factory.mktemp("real_bundles") / "bundles"
-    # 50 calibration photos, not the default 200: dynamic's equalization and bias
-    # correction read them, and a quarter of the time does for this test's bar.
+    # 50 calibration photos, not the default 200: dynamic's equalization reads them,
+    # and a quarter of the time does for this test's bar.
     convert_model(
         ConvertConfig(
             train_dir=real_train_output,
