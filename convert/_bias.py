@@ -18,8 +18,9 @@ FULLY_CONNECTED; DEPTHWISE_CONV_2D when quantized), eps is read from the two
 flatbuffers (dequantized int8 weights minus the float ones), and the shift is
 eps . E[x] per output channel, with E[x] the operator input's per-channel mean
 over the photos and positions (a convolution's taps share their channel's
-mean: padding at the borders aside). The dynamic variant's recipe uses it
-(`QuantRecipe.bias_correction`; README "Bias correction").
+mean: padding at the borders aside). The dynamic variant's recipe can use it
+(`QuantRecipe.bias_correction`, `--dynamic-bias-correction yes`; off by default:
+README "Bias correction").
 """
 
 from __future__ import annotations
