@@ -40,6 +40,42 @@ def run_dir_parser(*, prog: str, description: str | None) -> argparse.ArgumentPa
     return parser
 
 
+def add_float_blocks(parser: argparse.ArgumentParser, variant: str, *, purpose: str) -> None:
+    """`--VARIANT-float-blocks BLOCK... | none`, defaulting to `python -m convert`'s recipe.
+
+    Args:
+        variant: "int8" or "dynamic".
+        purpose: what the blocks are for, the start of the help text.
+    """
+    from convert._quantize import BLOCKS, DEFAULT_RECIPES  # deferred: the serve benches
+
+    default = DEFAULT_RECIPES[variant].float_blocks
+    parser.add_argument(
+        f"--{variant}-float-blocks",
+        nargs="+",
+        choices=[*BLOCKS, "none"],
+        default=list(default),
+        metavar="BLOCK",
+        help=f"{purpose} (default {' '.join(default)}, `python -m convert`'s)",
+    )
+
+
+def float_blocks(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, variant: str
+) -> tuple[str, ...]:
+    """The parsed `--VARIANT-float-blocks` (`add_float_blocks`) as blocks; `none` is none.
+
+    Exits 2 (`parser.error`) when `none` stands beside block names.
+    """
+    values: list[str] = getattr(args, f"{variant}_float_blocks")
+    if "none" in values and len(values) > 1:
+        parser.error(
+            f"`--{variant}-float-blocks`: none must stand alone. "
+            f"Received: {variant}_float_blocks={values}"
+        )
+    return () if values == ["none"] else tuple(values)
+
+
 def write_results(out: Path, name: str, result: dict[str, Any], markdown: str) -> None:
     """Write `out/<name>.json` (the result) and `out/<name>.md` (its table), creating
     `out`, and print the table: what every bench over one run leaves behind."""

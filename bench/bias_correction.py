@@ -34,12 +34,12 @@ if __name__ == "__main__":
 
 import numpy as np
 
-from bench._cli import run_dir_parser, write_results
+from bench._cli import add_float_blocks, float_blocks, run_dir_parser, write_results
 from bench.quant_levers import compare as agreement_and_rms
 from convert import ConvertError
 from convert._convert import DEFAULT_CALIBRATION_SIZE
 from convert._export import tflite_bytes
-from convert._quantize import BLOCKS, DEFAULT_RECIPES, tflite_logits
+from convert._quantize import DEFAULT_RECIPES, tflite_logits
 from convert._source import (
     keras_logits,
     load_keras_model,
@@ -127,15 +127,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = run_dir_parser(prog="python -m bench.bias_correction", description=__doc__)
-    default = DEFAULT_RECIPES["dynamic"].float_blocks
-    p.add_argument(
-        "--dynamic-float-blocks",
-        nargs="+",
-        choices=[*BLOCKS, "none"],
-        default=list(default),
-        metavar="BLOCK",
-        help=f"blocks kept float (default {' '.join(default)}, `python -m convert`'s)",
-    )
+    add_float_blocks(p, "dynamic", purpose="blocks kept float")
     p.add_argument(
         "--calibration-size",
         type=int,
@@ -146,10 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.calibration_size < 1:
         p.error(f"`--calibration-size` must be >= 1. Received: {args.calibration_size}")
-    blocks = args.dynamic_float_blocks
-    if "none" in blocks and len(blocks) > 1:
-        p.error(f"`--dynamic-float-blocks`: none must stand alone. Received: {blocks}")
-    float_blocks = () if blocks == ["none"] else tuple(blocks)
+    blocks = float_blocks(p, args, "dynamic")
     try:
         train = read_train_output(args.train_dir)
         train_split, validation = required_splits(train, "train", "validation")
@@ -158,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         size = train.image_size
         calibration = np.stack([preprocess_file(p, image_size=size) for p in chosen])
         x = np.stack([preprocess_file(p, image_size=size) for p in require_images(validation)])
-        rows = measure(model, calibration, x, float_blocks=float_blocks)
+        rows = measure(model, calibration, x, float_blocks=blocks)
     except (ConvertError, InferenceError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -166,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "python -m bench.bias_correction " + " ".join(argv),
         "n_validation": len(x),
         "calibration_images": len(calibration),
-        "float_blocks": list(float_blocks),
+        "float_blocks": list(blocks),
         "rows": rows,
     }
     write_results(args.out, "bias_correction", result, to_markdown(result))

@@ -22,8 +22,8 @@ the smoother of the two, since on 341 validation images one changed answer is
    `--dynamic-float-blocks` float (default: `python -m convert`'s; dynamic keeps
    its depthwise convolutions float). 'alpha none' is never equalized, so its
    dynamic rows are not `python -m convert`'s (which equalizes at 0.5); no row
-   is bias-corrected, as `python -m convert`'s dynamic is since
-   (`python -m bench.bias_correction` measures that).
+   is bias-corrected (`--dynamic-bias-correction yes`, off by default:
+   `python -m bench.bias_correction` measures it).
 2. **16x8** (int16 activations, int8 weights; TFLite's
    EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8): agreement on
    every `--x16-stride`-th validation photo, and 1-thread latency against
@@ -57,14 +57,13 @@ if __name__ == "__main__":
 
 import numpy as np
 
-from bench._cli import run_dir_parser, write_results
+from bench._cli import add_float_blocks, float_blocks, run_dir_parser, write_results
 from bench._latency import tflite_invoker
 from convert import ConvertError
 from convert._convert import DEFAULT_CALIBRATION_SIZE
 from convert._equalize import FLOOR, depthwise_ranges, equalized
 from convert._export import tflite_bytes
 from convert._quantize import (
-    BLOCKS,
     DEFAULT_RECIPES,
     calibrate,
     dynamic_range,
@@ -85,11 +84,6 @@ from inference import InferenceError, preprocess_file, time_interleaved
 DEFAULT_ALPHAS = (0.25, 0.5)
 DYNAMIC_OPS = DEFAULT_RECIPES["dynamic"].float_ops  # depthwise float, as `python -m convert`
 VARIANTS = ("int8", "dynamic")
-
-
-def _blocks(values: list[str] | None) -> tuple[str, ...]:
-    """A --*-float-blocks value as blocks: `none` is no block (argparse gives the default)."""
-    return () if values == ["none"] else tuple(values or ())
 
 
 def int16x8(model: Any, calibration: np.ndarray) -> bytes:
@@ -269,16 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="equalization strengths in (0, 1] (default 0.25 0.5)",
     )
     for variant in VARIANTS:
-        default = DEFAULT_RECIPES[variant].float_blocks
-        p.add_argument(
-            f"--{variant}-float-blocks",
-            nargs="+",
-            choices=[*BLOCKS, "none"],
-            default=list(default),
-            metavar="BLOCK",
-            help=f"{variant}: the blocks the second recipe keeps float "
-            f"(default {' '.join(default)}, `python -m convert`'s)",
-        )
+        add_float_blocks(p, variant, purpose=f"{variant}: the blocks the second recipe keeps float")
     p.add_argument("--x16-stride", type=int, default=3, help="16x8 on every Nth validation photo")
     p.add_argument(
         "--calibration-size",
@@ -295,13 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.error(
                 f"`--{name.replace('_', '-')}` must be >= 1. Received: {name}={getattr(args, name)}"
             )
-    for variant in VARIANTS:
-        values = getattr(args, f"{variant}_float_blocks")
-        if "none" in values and len(values) > 1:
-            p.error(
-                f"`--{variant}-float-blocks`: none must stand alone. "
-                f"Received: {variant}_float_blocks={values}"
-            )
+    blocks = {variant: float_blocks(p, args, variant) for variant in VARIANTS}
     if not all(0 < a <= 1 for a in args.alphas) or len({f"{a:g}" for a in args.alphas}) != len(
         args.alphas
     ):
@@ -327,7 +306,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     reference = keras_logits(model, x)
-    blocks = {variant: _blocks(getattr(args, f"{variant}_float_blocks")) for variant in VARIANTS}
     unchanged = recipes(model, calibration, float_blocks=blocks)
     equalization = equalization_rows(
         model,

@@ -10,8 +10,8 @@ calibration photos, their "empirical" variant, rather than derived from
 BatchNorm statistics).
 
     means = input_means(float_model, images)            # once per float model
-    fixed = bias_corrected(float_model, dynamic_range(float_model, ...), means)
-    dynamic = dynamic_range(fixed, ...)                 # same recipe, corrected biases
+    dynamic = corrected_dynamic_range(float_model, means, float_blocks=..., float_ops=...)
+    # = dynamic_range(bias_corrected(float_model, dynamic_range(float_model, ...), means), ...)
 
 For each operator with int8 weights in the quantized model (CONV_2D,
 FULLY_CONNECTED; DEPTHWISE_CONV_2D when quantized), eps is read from the two
@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from convert._errors import ConvertError
+from convert._quantize import dynamic_range
 
 _WAY_OUT = "Pass --dynamic-bias-correction no (QuantRecipe(bias_correction=False))."
 
@@ -82,6 +83,29 @@ def input_means(float_model: bytes, images: Iterable[np.ndarray]) -> dict[str, n
         raise ConvertError(
             f"Bias correction could not run the float model: {exc} {_WAY_OUT}"
         ) from None
+
+
+def corrected_dynamic_range(
+    float_model: bytes,
+    means: Mapping[str, np.ndarray],
+    *,
+    float_blocks: Sequence[str] = (),
+    float_ops: Sequence[str] = (),
+) -> bytes:
+    """`dynamic_range` of `float_model` with its quantized operators' biases corrected:
+    quantize, correct the float biases (`bias_corrected`), quantize again.
+
+    Args:
+        float_model: a float32 flatbuffer.
+        means: `input_means(float_model, ...)`.
+        float_blocks, float_ops: as `dynamic_range` takes them.
+
+    Raises:
+        ConvertError: as `dynamic_range` and `bias_corrected`.
+    """
+    quantized = dynamic_range(float_model, float_blocks=float_blocks, float_ops=float_ops)
+    fixed = bias_corrected(float_model, quantized, means)
+    return dynamic_range(fixed, float_blocks=float_blocks, float_ops=float_ops)
 
 
 def _input_means(float_model: bytes, images: Iterable[np.ndarray]) -> dict[str, np.ndarray]:
@@ -139,7 +163,9 @@ def _bias_corrected(float_model: bytes, quantized: bytes, means: Mapping[str, np
     details = {d["index"]: d for d in ints.get_tensor_details()}
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(float_model))
     graph = model.subgraphs[0]
-    users = Counter(i for op in graph.operators for i in op.inputs if i >= 0)
+    # A bias is shared when other operators read its tensor, or other tensors its buffer.
+    readers = Counter(i for op in graph.operators for i in op.inputs if i >= 0)
+    holders = Counter(tensor.buffer for tensor in graph.tensors)
     for op in _ops(ints):
         weights = details[op["inputs"][1]]
         if weights["dtype"] != np.int8:
@@ -151,9 +177,9 @@ def _bias_corrected(float_model: bytes, quantized: bytes, means: Mapping[str, np
             - floats.get_tensor(float_op["inputs"][1]),
             mean=means[float_names[float_op["inputs"][0]]],
         )
-        _subtract_from_bias(
-            model, graph, float_op, shift, schema, shared=users[float_op["inputs"][2]] > 1
-        )
+        bias = float_op["inputs"][2]
+        shared = readers[bias] > 1 or holders[graph.tensors[bias].buffer] > 1
+        _subtract_from_bias(model, graph, float_op, shift, schema, shared=shared)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
@@ -187,12 +213,12 @@ def _output_shift(kind: str, *, eps: np.ndarray, mean: np.ndarray) -> np.ndarray
 def _subtract_from_bias(
     model: Any, graph: Any, op: Mapping[str, Any], shift: np.ndarray, schema: Any, *, shared: bool
 ) -> None:
-    """Store bias - shift as `op`'s bias: in place, or, when other operators read the
-    same tensor (the converter shares equal constants), in a tensor and buffer of its own."""
+    """Store bias - shift as `op`'s bias: in place, or, when `shared` (the converter
+    shares equal constants), in a tensor and buffer of its own."""
     bias = graph.tensors[op["inputs"][2]]
     values = np.frombuffer(bytes(model.buffers[bias.buffer].data), dtype=np.float32)
     corrected = np.frombuffer((values - shift).astype(np.float32).tobytes(), dtype=np.uint8)
-    if not shared and sum(t.buffer == bias.buffer for t in graph.tensors) == 1:
+    if not shared:
         model.buffers[bias.buffer].data = corrected
         return
     bias = copy.deepcopy(bias)

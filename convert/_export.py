@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from convert._bias import bias_corrected, input_means
+from convert._bias import corrected_dynamic_range, input_means
 from convert._equalize import equalized_on
 from convert._errors import ConvertError
 from convert._fuse import fused_relus
@@ -144,13 +144,11 @@ def tflite_bytes(
     if variant == "dynamic" and recipe is not None and (recipe.selective or recipe.bias_correction):
         float_model = tflite_bytes(model, variant="float32")
         blocks, ops = recipe.float_blocks, recipe.float_ops
-        quantized = dynamic_range(float_model, float_blocks=blocks, float_ops=ops)
         if not recipe.bias_correction:
-            return quantized
+            return dynamic_range(float_model, float_blocks=blocks, float_ops=ops)
         assert representative_dataset is not None  # checked above
-        images = (batch[0] for batch in representative_dataset())
-        corrected = bias_corrected(float_model, quantized, input_means(float_model, images))
-        return dynamic_range(corrected, float_blocks=blocks, float_ops=ops)
+        means = input_means(float_model, (batch[0] for batch in representative_dataset()))
+        return corrected_dynamic_range(float_model, means, float_blocks=blocks, float_ops=ops)
     if recipe is not None and recipe.selective and variant in QUANTIZED:
         assert representative_dataset is not None  # checked above
         calibrated = calibrate(model, representative_dataset)

@@ -200,7 +200,7 @@ def _preprocess(paths: list[Path], image_size: int) -> np.ndarray:
 def _quantizer(
     variant: str, model: Any, train: TrainOutput, config: SelectConfig
 ) -> Callable[[tuple[str, ...]], bytes]:
-    from convert._bias import bias_corrected, input_means
+    from convert._bias import corrected_dynamic_range, input_means
     from convert._equalize import equalized_on
     from convert._export import tflite_bytes
     from convert._fuse import fused_relus
@@ -219,13 +219,9 @@ def _quantizer(
         if not recipe.bias_correction:
             return lambda blocks: dynamic_range(float_model, float_blocks=blocks, float_ops=ops)
         means = input_means(float_model, (x[np.newaxis] for x in arrays))
-
-        def corrected(blocks: tuple[str, ...]) -> bytes:
-            quantized = dynamic_range(float_model, float_blocks=blocks, float_ops=ops)
-            fixed = bias_corrected(float_model, quantized, means)
-            return dynamic_range(fixed, float_blocks=blocks, float_ops=ops)
-
-        return corrected
+        return lambda blocks: corrected_dynamic_range(
+            float_model, means, float_blocks=blocks, float_ops=ops
+        )
     arrays = _calibration_arrays(variant, train, config)
     source = fused_relus(model) if recipe.fuse_relus else model  # as `python -m convert` will
     calibrated = calibrate(source, lambda: ([x[np.newaxis]] for x in arrays))
