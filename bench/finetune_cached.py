@@ -4,6 +4,8 @@ for `python -m train --fine-tune N --augment`, measured on validation.
     python -m bench.finetune_cached runs/acc/prod_299 --out runs/finetune_cached --blocks 2
     python -m bench.finetune_cached runs/acc/prod_299 --out runs/ft_b1 --blocks 1 --flip \\
         --learning-rate 3e-5 --epochs 6
+    python -m bench.finetune_cached runs/acc/prod_299_cv --out runs/ft_views --blocks 2 \\
+        --views flip crop flip_crop --epochs 4
 
 Why it can run on a CPU: below the blocks being tuned, the base is frozen and its
 BatchNorm is in inference mode, so what it hands block 15 - N (at 299 px, block
@@ -12,9 +14,14 @@ It is computed once per photo and cached as float16 under CACHE_DIR/activations/
 keyed by the base's weights fingerprint, the input size and N. An epoch then
 runs only the last N blocks and the head: about 40 s (N = 1) to 140 s (N = 2)
 for 3,068 photos at 299 px on this project's 2 cores, where a pass through the
-whole base per photo and epoch needs a GPU. The price: no augmentation of the
-photos themselves. `--flip` mirrors the cached activation maps instead, a cheap
-stand-in, not the activations of a mirrored photo.
+whole base per photo and epoch needs a GPU. The price: no random augmentation
+of the photos themselves. Two stand-ins:
+- `--views flip crop flip_crop` (any of train's cached views, `train.features.VIEWS`)
+  adds each training photo's activations under those fixed transforms of the
+  photo, computed and cached once per view like the plain ones (a base pass per
+  photo and view, once), so an epoch sees 1 + len(views) times the photos;
+- `--flip` mirrors the cached activation maps, cheaper, but not the
+  activations of a mirrored photo.
 
 Starts from the run's model.keras (its trained head, logits averaged over an
 ensemble's heads) and trains the layers of blocks 15 - N .. 14 and the head
@@ -54,6 +61,7 @@ from convert import ConvertError
 from convert._source import load_keras_model, require_images, required_splits
 from inference import InferenceError, preprocess_file, write_atomic
 from inference.env import cache_dir_from_env
+from train.features import VIEWS, load_preprocessed, view_params
 from train.fit import cross_entropy, one_hot
 from train.model import split_base, unfreeze_last_blocks, weights_fingerprint
 from train.output import TrainOutputError, read_train_output
@@ -94,14 +102,21 @@ def split_model(model: Any, *, blocks: int) -> tuple[Any, Any, Any]:
 
 
 def cached_activations(
-    trunk: Any, paths: Sequence[Path], *, image_size: int, cache: Path, batch_size: int = 32
+    trunk: Any,
+    paths: Sequence[Path],
+    *,
+    image_size: int,
+    cache: Path,
+    view: str = "plain",
+    batch_size: int = 32,
 ) -> tuple[np.ndarray, bool]:
     """(n, H, W, C) float16 trunk activations of `paths`, from `cache` or computed into it.
 
     The file is `cache` with a digest of the photos (path, size, mtime) in its
     name, so another list of photos, or a photo changed in place, gets its own
-    file, and the name is never true of other contents. Returns (activations,
-    computed).
+    file, and the name is never true of other contents. `view` (a key of
+    `train.features.VIEWS`) transforms each decoded photo first and is part of
+    the name, with the numbers its transform reads. Returns (activations, computed).
 
     Raises:
         InferenceError, OSError: a photo cannot be read or decoded.
@@ -110,7 +125,10 @@ def cached_activations(
     for path in paths:
         stat = path.stat()
         digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-    cache = cache.with_name(f"{cache.stem}-{digest.hexdigest()[:16]}.npy")
+    if view != "plain":
+        digest.update(f"{view}\0{sorted(view_params(view).items())}".encode())
+    stem = cache.stem if view == "plain" else f"{cache.stem}-{view}"
+    cache = cache.with_name(f"{stem}-{digest.hexdigest()[:16]}.npy")
     if cache.is_file():
         acts = np.load(cache)
         if len(acts) == len(paths):
@@ -118,7 +136,7 @@ def cached_activations(
     started, parts = time.perf_counter(), []
     for i in range(0, len(paths), batch_size):
         batch = np.stack(
-            [preprocess_file(p, image_size=image_size) for p in paths[i : i + batch_size]]
+            [_load(p, image_size=image_size, view=view) for p in paths[i : i + batch_size]]
         )
         parts.append(np.asarray(trunk.predict_on_batch(batch)).astype(np.float16))
         done = min(i + batch_size, len(paths))
@@ -133,6 +151,12 @@ def cached_activations(
     # atomic, as the feature cache's entries: a killed run leaves no half-written file
     write_atomic(cache, body.getvalue(), durable=False)
     return acts, True
+
+
+def _load(path: Path, *, image_size: int, view: str) -> np.ndarray:
+    if view == "plain":  # serving's own path, as the run's validation figures
+        return preprocess_file(path, image_size=image_size)
+    return load_preprocessed(path, image_size=image_size, view=view)
 
 
 def classes_of(paths: Sequence[Path], labels: Sequence[str]) -> np.ndarray:
@@ -228,7 +252,10 @@ def to_markdown(result: dict[str, Any]) -> str:
         "",
         f"Fine-tuned: the last {result['blocks']} block(s) and the head "
         f"({result['trainable_params']:,} weights) on cached activations "
-        f"{tuple(result['activation_shape'])}; validation, {result['n_validation']} photos.",
+        f"{tuple(result['activation_shape'])} of {result['n_train']} training maps "
+        f"(views: {', '.join(['plain', *result['views']])}"
+        f"{'; maps mirrored at random' if result['flip'] else ''}); "
+        f"validation, {result['n_validation']} photos.",
         "",
         "| epoch | train loss | val accuracy | val NLL | seconds |",
         "|---|---|---|---|---|",
@@ -279,6 +306,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--flip", action="store_true", help="mirror half of each batch's maps")
+    p.add_argument(
+        "--views",
+        nargs="+",
+        default=[],
+        choices=sorted(set(VIEWS) - {"plain"}),
+        metavar="VIEW",
+        help="also train on the activations of these views of each training photo, "
+        f"cached once per view ({', '.join(sorted(set(VIEWS) - {'plain'}))}); default none",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
         "--cache-dir",
@@ -318,10 +354,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, folder in folders.items():
             paths = require_images(folder)
             classes = classes_of(paths, run.labels)
-            acts, fresh = cached_activations(
-                trunk, paths, image_size=run.image_size, cache=cache_root / key / f"{name}.npy"
-            )
-            data[name], computed = (acts, classes), computed or fresh
+            views = ["plain", *(args.views if name == "train" else [])]
+            parts = []
+            for view in dict.fromkeys(views):  # a view named twice is cached and used once
+                acts, fresh = cached_activations(
+                    trunk,
+                    paths,
+                    image_size=run.image_size,
+                    cache=cache_root / key / f"{name}.npy",
+                    view=view,
+                )
+                parts.append(acts)
+                computed = computed or fresh
+            x = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            data[name] = (x, np.tile(classes, len(parts)))
     # ValueError: a class folder the run does not know, or no Xception base
     except (ConvertError, TrainOutputError, InferenceError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -346,6 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "n_validation": len(data["validation"][1]),
         "activations_computed": computed,
         "flip": args.flip,
+        "views": list(dict.fromkeys(args.views)),
         "learning_rate": args.learning_rate,
         "epochs": rows,
         "best_epoch": max(rows, key=lambda r: r["val_accuracy"])["epoch"],

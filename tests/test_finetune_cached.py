@@ -85,6 +85,30 @@ def test_run_tunes_only_the_last_blocks_and_reuses_its_cache(
     assert again["epochs"][0]["val_nll"] == pytest.approx(result["epochs"][0]["val_nll"])
 
 
+@pytest.mark.parametrize(
+    ("views", "n_train", "files"),
+    [
+        (["flip"], 18, ["train", "train-flip", "validation"]),
+        (["crop", "flip", "crop"], 27, ["train", "train-crop", "train-flip", "validation"]),
+    ],
+)
+def test_views_add_their_own_cached_training_maps(
+    tiny_run: Path, tmp_path: Path, views: list[str], n_train: int, files: list[str]
+) -> None:
+    cache = tmp_path / "cache"
+    args = [str(tiny_run), "--out", str(tmp_path / "o"), "--epochs", "1", "--cache-dir", str(cache)]
+    assert main([*args, "--views", *views]) == 0
+    result = json.loads((tmp_path / "o" / "finetune_cached.json").read_text())
+    assert result["n_train"] == n_train and result["n_validation"] == 9
+    assert result["views"] == list(dict.fromkeys(views))
+    stored = sorted(f.name.rsplit("-", 1)[0] for f in cache.glob("activations/*/*.npy"))
+    assert stored == files
+    maps = {name: np.load(next(cache.glob(f"activations/*/{name}-*.npy"))) for name in files}
+    for view in set(views):  # a view's maps are of the transformed photos, not a copy
+        assert maps[f"train-{view}"].shape == maps["train"].shape
+        assert not np.array_equal(maps[f"train-{view}"], maps["train"])
+
+
 @pytest.mark.parametrize("blocks", [1, 2])
 def test_training_moves_the_tuned_blocks_and_the_head_only(tiny_run: Path, blocks: int) -> None:
     import keras
@@ -125,6 +149,8 @@ def test_training_moves_the_tuned_blocks_and_the_head_only(tiny_run: Path, block
         (["--epochs", "0"], "`--epochs` must be >= 1. Received: epochs=0"),
         (["--learning-rate", "0"], "`--learning-rate` must be > 0"),
         (["--blocks", "5"], "invalid choice"),
+        (["--views", "plain"], "invalid choice: 'plain'"),
+        (["--views", "rotate"], "invalid choice: 'rotate'"),
     ],
 )
 def test_bad_flags_exit_2(
