@@ -101,9 +101,9 @@ def test_views_add_their_own_cached_training_maps(
     result = json.loads((tmp_path / "o" / "finetune_cached.json").read_text())
     assert result["n_train"] == n_train and result["n_validation"] == 9
     assert result["views"] == list(dict.fromkeys(views))
-    stored = sorted(f.name.rsplit("-", 1)[0] for f in cache.glob("activations/*/*.npy"))
-    assert stored == files
-    maps = {name: np.load(next(cache.glob(f"activations/*/{name}-*.npy"))) for name in files}
+    # one file per split and view, named <split>[-<view>]-<digest>.npy
+    maps = {f.name.rsplit("-", 1)[0]: np.load(f) for f in cache.glob("activations/*/*.npy")}
+    assert sorted(maps) == files
     for view in set(views):  # a view's maps are of the transformed photos, not a copy
         assert maps[f"train-{view}"].shape == maps["train"].shape
         assert not np.array_equal(maps[f"train-{view}"], maps["train"])
