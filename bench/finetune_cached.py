@@ -116,7 +116,9 @@ def cached_activations(
     name, so another list of photos, or a photo changed in place, gets its own
     file, and the name is never true of other contents. `view` (a key of
     `train.features.VIEWS`) transforms each decoded photo first and is part of
-    the name, with the numbers its transform reads. Returns (activations, computed).
+    the name, with the numbers its transform reads. A cached file that cannot be
+    read, or holds another count or shape of maps, is computed again. Returns
+    (activations, computed).
 
     Raises:
         InferenceError, OSError: a photo cannot be read or decoded.
@@ -129,10 +131,10 @@ def cached_activations(
         digest.update(f"{view}\0{sorted(view_params(view).items())}".encode())
     stem = cache.stem if view == "plain" else f"{cache.stem}-{view}"
     cache = cache.with_name(f"{stem}-{digest.hexdigest()[:16]}.npy")
-    if cache.is_file():
-        acts = np.load(cache)
-        if len(acts) == len(paths):
-            return acts, False
+    expected = (len(paths), *(int(d) for d in trunk.output.shape[1:]))
+    cached = _read_cached(cache, shape=expected)
+    if cached is not None:
+        return cached, False
     started, parts = time.perf_counter(), []
     for i in range(0, len(paths), batch_size):
         batch = np.stack(
@@ -151,6 +153,61 @@ def cached_activations(
     # atomic, as the feature cache's entries: a killed run leaves no half-written file
     write_atomic(cache, body.getvalue(), durable=False)
     return acts, True
+
+
+def _read_cached(path: Path, *, shape: tuple[int, ...]) -> np.ndarray | None:
+    # Writes are atomic, so a bad file was damaged from outside: recompute, never stop.
+    try:
+        acts: np.ndarray = np.load(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, EOFError) as exc:  # truncated, empty, not an .npy
+        print(f"  {path.name}: unreadable ({exc}), computing it again", file=sys.stderr)
+        return None
+    if acts.shape != shape or acts.dtype != np.float16:
+        print(
+            f"  {path.name}: {acts.dtype} {acts.shape}, not float16 {shape}; computing it again",
+            file=sys.stderr,
+        )
+        return None
+    return acts
+
+
+def split_activations(
+    trunk: Any,
+    paths: Sequence[Path],
+    classes: np.ndarray,
+    *,
+    views: Sequence[str],
+    image_size: int,
+    cache: Path,
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The cached activations of `paths` under each of `views`, stacked view after view.
+
+    Returns (x, y, computed): x (len(views) * n, H, W, C) float16, rows
+    k * n .. (k + 1) * n - 1 being views[k] of paths in order; y (len(views) * n,)
+    `classes` repeated once per view; computed, whether any view missed the cache.
+    Each view is loaded, copied into x and dropped before the next one, so the
+    peak memory is x plus one view (at 299 px with four views: 6.4 + 1.6 GB).
+
+    Raises:
+        InferenceError, OSError: a photo cannot be read or decoded.
+    """
+    x: np.ndarray | None = None
+    computed, n = False, len(paths)
+    for k, view in enumerate(views):
+        acts, fresh = cached_activations(
+            trunk, paths, image_size=image_size, cache=cache, view=view
+        )
+        computed = computed or fresh
+        if len(views) == 1:
+            return acts, classes, computed
+        if x is None:
+            x = np.empty((len(views) * n, *acts.shape[1:]), dtype=acts.dtype)
+        x[k * n : (k + 1) * n] = acts
+        del acts
+    assert x is not None  # views is not empty
+    return x, np.tile(classes, len(views)), computed
 
 
 def _load(path: Path, *, image_size: int, view: str) -> np.ndarray:
@@ -354,20 +411,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, folder in folders.items():
             paths = require_images(folder)
             classes = classes_of(paths, run.labels)
-            views = ["plain", *(args.views if name == "train" else [])]
-            parts = []
-            for view in dict.fromkeys(views):  # a view named twice is cached and used once
-                acts, fresh = cached_activations(
-                    trunk,
-                    paths,
-                    image_size=run.image_size,
-                    cache=cache_root / key / f"{name}.npy",
-                    view=view,
-                )
-                parts.append(acts)
-                computed = computed or fresh
-            x = parts[0] if len(parts) == 1 else np.concatenate(parts)
-            data[name] = (x, np.tile(classes, len(parts)))
+            # a view named twice is cached and used once
+            views = list(dict.fromkeys(["plain", *(args.views if name == "train" else [])]))
+            x, y, fresh = split_activations(
+                trunk,
+                paths,
+                classes,
+                views=views,
+                image_size=run.image_size,
+                cache=cache_root / key / f"{name}.npy",
+            )
+            data[name], computed = (x, y), computed or fresh
     # ValueError: a class folder the run does not know, or no Xception base
     except (ConvertError, TrainOutputError, InferenceError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

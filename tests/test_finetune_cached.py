@@ -5,11 +5,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from bench.finetune_cached import classes_of, finetune, main, split_model
+from bench.finetune_cached import (
+    cached_activations,
+    classes_of,
+    finetune,
+    main,
+    split_activations,
+    split_model,
+)
 from tests.conftest import TINY_SIZE, build_tiny_keras_model, make_run_with_photos
 from train.model import split_base, unfreeze_last_blocks
 from train.output import write_train_output
@@ -107,6 +115,53 @@ def test_views_add_their_own_cached_training_maps(
     for view in set(views):  # a view's maps are of the transformed photos, not a copy
         assert maps[f"train-{view}"].shape == maps["train"].shape
         assert not np.array_equal(maps[f"train-{view}"], maps["train"])
+
+
+def test_views_stack_view_after_view_with_their_classes(tiny_run: Path, tmp_path: Path) -> None:
+    import keras
+
+    trunk = split_model(keras.models.load_model(tiny_run / "model.keras"), blocks=1)[1]
+    paths = sorted((tiny_run.parent / "data" / "train").glob("*/*.jpg"))
+    classes = classes_of(paths, CLASSES)
+    cache = tmp_path / "train.npy"
+    x, y, computed = split_activations(
+        trunk, paths, classes, views=["plain", "flip"], image_size=TINY_SIZE, cache=cache
+    )
+    n = len(paths)
+    assert computed and x.shape[0] == 2 * n and x.dtype == np.float16
+    for k, view in enumerate(["plain", "flip"]):
+        alone, fresh = cached_activations(
+            trunk, paths, image_size=TINY_SIZE, cache=cache, view=view
+        )
+        assert not fresh
+        np.testing.assert_array_equal(x[k * n : (k + 1) * n], alone)
+        np.testing.assert_array_equal(y[k * n : (k + 1) * n], classes)  # each map keeps its class
+    assert len(set(classes.tolist())) > 1  # so a shuffled pairing could not pass
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda f: f.write_bytes(b""), id="empty"),
+        pytest.param(lambda f: f.write_bytes(f.read_bytes()[:200]), id="truncated"),
+        pytest.param(lambda f: np.save(f, np.load(f)[:, :1]), id="wrong shape"),
+    ],
+)
+def test_a_damaged_cache_file_is_computed_again(
+    tiny_run: Path, tmp_path: Path, damage: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    args = [str(tiny_run), "--epochs", "1", "--cache-dir", str(cache), "--views", "flip"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    (damaged,) = cache.glob("activations/*/train-flip-*.npy")
+    good = np.load(damaged)
+    damage(damaged)
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    result = json.loads((tmp_path / "b" / "finetune_cached.json").read_text())
+    assert result["activations_computed"] is True
+    assert "computing it again" in capsys.readouterr().err
+    np.testing.assert_array_equal(np.load(damaged), good)
 
 
 @pytest.mark.parametrize("blocks", [1, 2])
