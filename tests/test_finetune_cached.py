@@ -117,11 +117,19 @@ def test_views_add_their_own_cached_training_maps(
         assert not np.array_equal(maps[f"train-{view}"], maps["train"])
 
 
-def test_views_stack_view_after_view_with_their_classes(tiny_run: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def tiny_trunk(tiny_run: Path) -> tuple[Any, list[Path]]:
+    """The tiny run's trunk (below its last block) and its training photos."""
     import keras
 
     trunk = split_model(keras.models.load_model(tiny_run / "model.keras"), blocks=1)[1]
-    paths = sorted((tiny_run.parent / "data" / "train").glob("*/*.jpg"))
+    return trunk, sorted((tiny_run.parent / "data" / "train").glob("*/*.jpg"))
+
+
+def test_views_stack_view_after_view_with_their_classes(
+    tiny_trunk: tuple[Any, list[Path]], tmp_path: Path
+) -> None:
+    trunk, paths = tiny_trunk
     classes = classes_of(paths, CLASSES)
     cache = tmp_path / "train.npy"
     x, y, computed = split_activations(
@@ -148,20 +156,22 @@ def test_views_stack_view_after_view_with_their_classes(tiny_run: Path, tmp_path
     ],
 )
 def test_a_damaged_cache_file_is_computed_again(
-    tiny_run: Path, tmp_path: Path, damage: Any, capsys: pytest.CaptureFixture[str]
+    tiny_trunk: tuple[Any, list[Path]],
+    tmp_path: Path,
+    damage: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    cache = tmp_path / "cache"
-    args = [str(tiny_run), "--epochs", "1", "--cache-dir", str(cache), "--views", "flip"]
-    assert main([*args, "--out", str(tmp_path / "a")]) == 0
-    (damaged,) = cache.glob("activations/*/train-flip-*.npy")
-    good = np.load(damaged)
+    trunk, paths = tiny_trunk
+    cache = tmp_path / "train.npy"
+    good, fresh = cached_activations(trunk, paths, image_size=TINY_SIZE, cache=cache, view="flip")
+    assert fresh
+    (damaged,) = tmp_path.glob("train-flip-*.npy")
     damage(damaged)
     capsys.readouterr()
-    assert main([*args, "--out", str(tmp_path / "b")]) == 0
-    result = json.loads((tmp_path / "b" / "finetune_cached.json").read_text())
-    assert result["activations_computed"] is True
-    assert "computing it again" in capsys.readouterr().err
-    np.testing.assert_array_equal(np.load(damaged), good)
+    again, fresh = cached_activations(trunk, paths, image_size=TINY_SIZE, cache=cache, view="flip")
+    assert fresh and "computing it again" in capsys.readouterr().err
+    np.testing.assert_array_equal(again, good)
+    np.testing.assert_array_equal(np.load(damaged), good)  # and stored again
 
 
 @pytest.mark.parametrize("blocks", [1, 2])
